@@ -1,0 +1,108 @@
+"""The JSON manifest written beside each exported model: what the model is and how to feed it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeseq_device.errors import IntegrityError, ManifestError
+
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, fixed shape and numpy dtype name of one model input or output."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> TensorSpec:
+        try:
+            return cls(str(data["name"]), tuple(int(d) for d in data["shape"]), str(data["dtype"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"{where}: expected {{name, shape, dtype}}, got {data!r}") from exc
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.dtype}[{', '.join(map(str, self.shape))}]"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """Size and sha256 of one file that the manifest vouches for."""
+
+    sha256: str
+    size: int
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest_path_for(model_path: Path) -> Path:
+    """`exported/sensor_lstm.onnx` and its variants (`sensor_lstm.fp16.onnx`) share `sensor_lstm.json`."""
+    stem = model_path.name.split(".", 1)[0]
+    return model_path.with_name(f"{stem}.json")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed manifest: the fields every model has, plus the whole document for kind-specific ones."""
+
+    path: Path
+    name: str
+    kind: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    files: Mapping[str, FileEntry]
+    data: Mapping[str, Any]
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ManifestError(f"cannot read manifest {path}: {exc.strerror or exc}") from exc
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ManifestError(f"manifest {path} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ManifestError(f"manifest {path}: expected a JSON object")
+        missing = [k for k in ("name", "kind", "inputs", "outputs", "files") if k not in data]
+        if missing:
+            raise ManifestError(f"manifest {path} lacks {', '.join(missing)}")
+        if data.get("format") != MANIFEST_FORMAT:
+            raise ManifestError(
+                f"manifest {path} has format {data.get('format')!r}; this runtime reads format {MANIFEST_FORMAT}"
+            )
+        try:
+            files = {
+                str(name): FileEntry(str(entry["sha256"]), int(entry["size"]))
+                for name, entry in dict(data["files"]).items()
+            }
+            inputs = tuple(TensorSpec.from_json(t, f"{path}: inputs") for t in data["inputs"])
+            outputs = tuple(TensorSpec.from_json(t, f"{path}: outputs") for t in data["outputs"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"manifest {path}: malformed 'files', 'inputs' or 'outputs' ({exc})") from exc
+        return cls(Path(path), str(data["name"]), str(data["kind"]), inputs, outputs, files, data)
+
+    def verify_file(self, file_name: str, content: bytes) -> None:
+        """Raise IntegrityError unless `content` is the file this manifest recorded under `file_name`."""
+        entry = self.files.get(file_name)
+        if entry is None:
+            raise IntegrityError(f"manifest {self.path} does not list {file_name}")
+        actual = sha256_of(content)
+        if actual != entry.sha256 or len(content) != entry.size:
+            raise IntegrityError(
+                f"{file_name} does not match its manifest {self.path}: sha256 {actual[:12]}… "
+                f"({len(content)} bytes), expected {entry.sha256[:12]}… ({entry.size} bytes); "
+                "the file was changed after export"
+            )

@@ -1,0 +1,99 @@
+"""Load an ONNX model into onnxruntime after checking it against its manifest, and run it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edgeseq_device.errors import ModelFileError, SignatureError
+from edgeseq_device.manifest import Manifest, TensorSpec, manifest_path_for
+
+# onnxruntime names element types 'tensor(float)'; manifests use numpy dtype names.
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+}
+
+
+def _spec(arg: ort.NodeArg) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
+    return TensorSpec(arg.name, shape, _ORT_DTYPES.get(arg.type, arg.type))
+
+
+@dataclass
+class Model:
+    """An onnxruntime session with the signature and metadata it was loaded with."""
+
+    path: Path
+    session: ort.InferenceSession
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    metadata: Mapping[str, str]
+    manifest: Manifest | None
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Run the single-input model on `x` and return its first output."""
+        return self.session.run([self.outputs[0].name], {self.inputs[0].name: x})[0]
+
+
+def session_options(threads: int = 1) -> ort.SessionOptions:
+    """Options for a small CPU: `threads` intra-op threads, no inter-op pool, all graph optimisations."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return opts
+
+
+def load_model(
+    path: str | Path, *, threads: int = 1, require_manifest: bool = False, use_manifest: bool = True
+) -> Model:
+    """Load `path`; when a manifest lies beside it, verify the file's sha256 and the signature first.
+
+    `use_manifest=False` skips the manifest entirely (for diagnostics such as `edgeseq info`).
+
+    Raises ModelFileError, ManifestError, IntegrityError or SignatureError with a one-line message.
+    """
+    path = Path(path)
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"model file not found: {path}") from None
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+
+    manifest_path = manifest_path_for(path)
+    manifest = Manifest.load(manifest_path) if use_manifest and manifest_path.exists() else None
+    if manifest is None and require_manifest:
+        raise ModelFileError(f"no manifest beside {path} (expected {manifest_path})")
+    if manifest is not None:
+        manifest.verify_file(path.name, content)
+
+    try:
+        session = ort.InferenceSession(content, session_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for any unloadable file
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path} is not a loadable ONNX model: {first_line}") from None
+
+    inputs = tuple(_spec(a) for a in session.get_inputs())
+    outputs = tuple(_spec(a) for a in session.get_outputs())
+    if manifest is not None:
+        for role, actual, expected in (("inputs", inputs, manifest.inputs), ("outputs", outputs, manifest.outputs)):
+            if actual != expected:
+                raise SignatureError(
+                    f"{path} {role} are {', '.join(map(str, actual))}; "
+                    f"its manifest says {', '.join(map(str, expected))}"
+                )
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    return Model(path, session, inputs, outputs, metadata, manifest)
