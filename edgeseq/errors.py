@@ -1,0 +1,17 @@
+"""Typed errors of the training/export side; the CLI turns them into one-line messages."""
+
+
+class EdgeseqError(Exception):
+    """Base class for errors a user can act on."""
+
+
+class ConversionError(EdgeseqError):
+    """tf2onnx failed, or produced a graph that is not what edgeseq promises (names, shapes, ops)."""
+
+
+class ParityError(EdgeseqError):
+    """onnxruntime and Keras disagree beyond tolerance, or conversion changed the Keras model."""
+
+
+class TrainingError(EdgeseqError):
+    """Training finished but the model misses its bar."""
