@@ -1,0 +1,43 @@
+"""The device side never loads a training framework: checked in fresh subprocesses with -X importtime."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import LETTER_ONNX, REPO
+
+TRAINING = ("tensorflow", "tf_keras", "tf2onnx", "keras")
+
+
+def imported_modules(*args: str) -> set[str]:
+    """Top-level names of every module a fresh `python -X importtime ARGS` imported."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = set()
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("-c", "import edgeseq_device"),
+        ("-m", "edgeseq", "letters", "--model", str(LETTER_ONNX), "abcd"),
+        ("-m", "edgeseq", "info", str(LETTER_ONNX)),
+    ],
+    ids=["import edgeseq_device", "edgeseq letters", "edgeseq info"],
+)
+def test_no_training_framework_is_imported(args):
+    names = imported_modules(*args)
+    assert "onnxruntime" in names  # the probe sees real imports
+    assert not names & set(TRAINING), sorted(names & set(TRAINING))
+
+
+def test_device_runtime_never_imports_edgeseq():
+    names = imported_modules("-c", "import edgeseq_device, edgeseq_device.letters, edgeseq_device.model")
+    assert "edgeseq" not in names
