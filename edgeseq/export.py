@@ -197,6 +197,7 @@ def export_letter_rnn(
     progress: Progress = Silent(),
 ) -> ExportResult:
     """Train (if needed), convert, verify and write letter_rnn.{keras,onnx,json} to `out_dir`."""
+    frameworks.require_training()
     import onnx
 
     from edgeseq.data import letter_arrays

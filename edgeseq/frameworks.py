@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
 import tempfile
 from types import ModuleType
+
+TRAINING_PACKAGES = {"tensorflow": "tensorflow", "tf_keras": "tf-keras", "tf2onnx": "tf2onnx", "onnx": "onnx"}
 
 # Lines TensorFlow's C++ side prints at import on a CPU-only box, whatever TF_CPP_MIN_LOG_LEVEL says.
 _NOISE = re.compile(
@@ -36,28 +39,29 @@ def _import_quietly(name: str) -> ModuleType:
     return module
 
 
-def tensorflow() -> tuple[ModuleType, ModuleType]:
-    """Return (tensorflow, tf_keras), with the tf.keras 2 flavour in force."""
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        tf = _import_quietly("tensorflow")
-        tf_keras = _import_quietly("tf_keras")
-    except ImportError as exc:
+def require_training() -> None:
+    """Fail early, with the install command, when the `train` extra is not installed."""
+    missing = [dist for module, dist in TRAINING_PACKAGES.items() if importlib.util.find_spec(module) is None]
+    if missing:
         from edgeseq.errors import EdgeseqError
 
         raise EdgeseqError(
-            f"training and export need TensorFlow ({exc.name} is not installed): pip install 'edgeseq[train]'"
-        ) from None
+            f"training and export need {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+            "not installed: pip install 'edgeseq[train]'"
+        )
+
+
+def tensorflow() -> tuple[ModuleType, ModuleType]:
+    """Return (tensorflow, tf_keras), with the tf.keras 2 flavour in force."""
+    require_training()
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    tf = _import_quietly("tensorflow")
+    tf_keras = _import_quietly("tf_keras")
     tf.get_logger().setLevel("ERROR")
     return tf, tf_keras
 
 
 def tf2onnx() -> ModuleType:
     tensorflow()
-    try:
-        return _import_quietly("tf2onnx")
-    except ImportError:
-        from edgeseq.errors import EdgeseqError
-
-        raise EdgeseqError("export needs tf2onnx: pip install 'edgeseq[train]'") from None
+    return _import_quietly("tf2onnx")

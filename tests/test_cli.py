@@ -130,3 +130,19 @@ def test_export_refuses_an_opset_below_17(tmp_path: Path):
 def test_version():
     result = invoke("--version")
     assert result.exit_code == 0 and result.stdout.strip() == f"edgeseq {edgeseq.__version__}"
+
+
+def test_export_without_the_train_extra_says_what_to_install(tmp_path: Path, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("onnx", "tf2onnx") else real_find_spec(name, *a)
+    )
+    result = invoke("export", "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "edgeseq: error: training and export need tf2onnx, onnx, which are not installed: "
+        "pip install 'edgeseq[train]'\n"
+    )
+    assert not (tmp_path / "out").exists()
