@@ -1,10 +1,20 @@
-"""Training data: the tutorial's letter rotations (and, later, sensor windows)."""
+"""Training data: the tutorial's letter rotations, and sensor tables read from CSV files."""
 
 from __future__ import annotations
 
+import gzip
+import lzma
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
 import numpy as np
 
+from edgeseq.errors import DataError
+from edgeseq_device.errors import InputError
 from edgeseq_device.letters import LetterCodec
+from edgeseq_device.rows import RowParser, split_line
 
 
 def letter_patterns(vocabulary: str = "abcde", window: int = 4) -> list[tuple[str, str]]:
@@ -22,3 +32,82 @@ def letter_arrays(codec: LetterCodec) -> tuple[np.ndarray, np.ndarray]:
     x = codec.encode_batch([seq for seq, _ in patterns])
     y = np.array([codec.vocabulary.index(nxt) for _, nxt in patterns], dtype=np.int64)
     return x, y
+
+
+DEFAULT_SENSOR_DATA = Path(__file__).parent / "datasets" / "appliances_energy.csv.xz"
+
+
+@dataclass(frozen=True)
+class SensorTable:
+    """Named sensor columns of a CSV file, in file order, as float64 [rows, columns]."""
+
+    path: Path
+    columns: tuple[str, ...]
+    values: np.ndarray
+    times: tuple[str, ...] | None
+
+    def column(self, name: str) -> np.ndarray:
+        return self.values[:, self.columns.index(name)]
+
+
+def open_text(path: Path) -> TextIO:
+    """Open a CSV file, transparently decompressing .xz and .gz."""
+    opener = {".xz": lzma.open, ".gz": gzip.open}.get(path.suffix, open)
+    return opener(path, "rt", encoding="utf-8", errors="replace", newline="")
+
+
+def load_sensor_csv(path: Path, columns: Sequence[str], time_column: str | None = None) -> SensorTable:
+    """Read `columns` (by name) of a CSV file with a header, through the device runtime's RowParser.
+
+    Quoted fields, leading spaces and scientific notation are read as they are. A bad row is an error that
+    names its line: training data is not silently repaired.
+    """
+    path = Path(path)
+    try:
+        with open_text(path) as handle:
+            header = handle.readline()
+            if not header.strip():
+                raise DataError(f"{path} is empty: expected a header row")
+            try:
+                parser = RowParser(split_line(header.rstrip("\r\n")), columns, time_column)
+            except InputError as exc:
+                raise DataError(f"{path}: {exc}") from None
+            rows, times = [], []
+            row = np.empty(len(columns), dtype=np.float64)
+            for line_number, line in enumerate(handle, start=2):
+                try:
+                    time_text = parser.parse(split_line(line.rstrip("\r\n")), row)
+                except InputError as exc:
+                    raise DataError(f"{path} line {line_number}: {exc}") from None
+                rows.append(row.copy())
+                times.append(time_text)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
+    return SensorTable(path, tuple(columns), values, tuple(times) if time_column else None)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row ranges [start, stop) of a time-ordered train / validation / test split."""
+
+    train: tuple[int, int]
+    validation: tuple[int, int]
+    test: tuple[int, int]
+
+    @classmethod
+    def by_fractions(cls, rows: int, train: float = 0.70, validation: float = 0.15) -> Split:
+        a, b = int(rows * train), int(rows * (train + validation))
+        return cls((0, a), (a, b), (b, rows))
+
+    def parts(self) -> dict[str, tuple[int, int]]:
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+
+def window_ends(part: tuple[int, int], window: int, horizon: int, stride: int = 1) -> np.ndarray:
+    """Last rows t of the windows that lie wholly inside `part`, with their target row t + horizon too.
+
+    So no window, and no target, straddles a split boundary.
+    """
+    start, stop = part
+    return np.arange(start + window - 1, stop - horizon, stride, dtype=np.intp)

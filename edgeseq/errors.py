@@ -15,3 +15,7 @@ class ParityError(EdgeseqError):
 
 class TrainingError(EdgeseqError):
     """Training finished but the model misses its bar."""
+
+
+class DataError(EdgeseqError):
+    """A data file cannot be used for training: unreadable, a missing column, a bad row, too short."""

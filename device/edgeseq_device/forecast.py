@@ -1,0 +1,153 @@
+"""The forecaster's pre/post-processing, the one copy that training, evaluation and the runner all call.
+
+Formulation ("window-relative delta"): the model sees each window relative to its own last row,
+    input[t, f] = (x[t, f] - x[T-1, f]) / input_scale[f]
+and predicts the target's change over the horizon, in units of target_scale:
+    forecast = y_last + target_scale * output,   y_last = the target's value in the window's last row.
+Level-free inputs and a delta output are what let a model fitted on winter months generalise to spring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from edgeseq_device.errors import ManifestError
+
+FORMULATION = "window-relative-delta"
+
+
+@dataclass(frozen=True)
+class ForecastSpec:
+    """What a forecaster reads and how its inputs and output are scaled. Stored in the manifest."""
+
+    features: tuple[str, ...]
+    target: str
+    window: int
+    horizon: int
+    input_scale: tuple[float, ...]
+    target_scale: float
+    time_column: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.target not in self.features:
+            raise ValueError(f"target {self.target!r} must be one of the features {list(self.features)}")
+        if len(self.input_scale) != len(self.features):
+            raise ValueError("input_scale needs one value per feature")
+        if self.window < 2 or self.horizon < 1:
+            raise ValueError(f"window must be >= 2 and horizon >= 1, got {self.window} and {self.horizon}")
+        if not all(s > 0 for s in (*self.input_scale, self.target_scale)):
+            raise ValueError("scales must be positive")
+
+    @property
+    def target_index(self) -> int:
+        return self.features.index(self.target)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (1, self.window, len(self.features))
+
+    def model_input(
+        self, rows: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None
+    ) -> np.ndarray:
+        """One window of raw rows [T, F] (oldest first) -> model input [1, T, F] float32, written into `out`.
+
+        With `out` and a float64 `scratch` of shape [T, F], nothing is allocated: the runner's per-row path.
+        """
+        if out is None:
+            out = np.empty(self.input_shape, dtype=np.float32)
+        relative = np.subtract(rows, rows[-1], out=scratch)
+        np.divide(relative, self._scale, out=out[0], casting="same_kind")
+        return out
+
+    def model_inputs(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Windows of `values` [N, F] ending at rows `ends` -> [len(ends), T, F] float32, as model_input."""
+        return (self._relative(values, ends) / self._scale).astype(np.float32)
+
+    def _relative(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        windows = sliding_window_view(values, self.window, axis=0)[np.asarray(ends) - self.window + 1]
+        windows = windows.transpose(0, 2, 1)  # sliding_window_view puts the window axis last
+        return windows - windows[:, -1:, :]
+
+    def to_target_units(self, output: np.ndarray | float, last_target: np.ndarray | float) -> np.ndarray:
+        """Model output (scaled change over the horizon) -> forecast in the target's units."""
+        return np.asarray(last_target, dtype=np.float64) + self.target_scale * np.asarray(output, dtype=np.float64)
+
+    def training_target(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """What the model learns for windows ending at `ends`: the scaled change H rows later, float32."""
+        y = values[:, self.target_index]
+        return ((y[ends + self.horizon] - y[ends]) / self.target_scale).astype(np.float32)
+
+    @cached_property
+    def _scale(self) -> np.ndarray:
+        return np.asarray(self.input_scale, dtype=np.float64)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "target": self.target,
+            "window": self.window,
+            "horizon": self.horizon,
+            "time_column": self.time_column,
+            "scaling": {
+                "formulation": FORMULATION,
+                "input_scale": list(self.input_scale),
+                "target_scale": self.target_scale,
+            },
+            "output_transform": {
+                "formula": "forecast = last_target + target_scale * output",
+                "last_target": f"{self.target} in the window's last row",
+                "units": f"{self.target}, {self.horizon} rows after the window's last row",
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str = "manifest") -> ForecastSpec:
+        try:
+            scaling = data["scaling"]
+            if scaling["formulation"] != FORMULATION:
+                raise ManifestError(
+                    f"{where}: formulation {scaling['formulation']!r} is not one this runtime knows ({FORMULATION})"
+                )
+            return cls(
+                features=tuple(str(f) for f in data["features"]),
+                target=str(data["target"]),
+                window=int(data["window"]),
+                horizon=int(data["horizon"]),
+                input_scale=tuple(float(s) for s in scaling["input_scale"]),
+                target_scale=float(scaling["target_scale"]),
+                time_column=data.get("time_column"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"{where}: not a usable forecaster description ({exc})") from None
+
+
+def fit_scaling(
+    values: np.ndarray,
+    ends: np.ndarray,
+    features: Sequence[str],
+    target: str,
+    window: int,
+    horizon: int,
+    time_column: str | None = None,
+) -> ForecastSpec:
+    """Fit the scales on the windows ending at `ends` (the training split only) and return the spec."""
+    unit = ForecastSpec(tuple(features), target, window, horizon, (1.0,) * len(features), 1.0, time_column)
+    input_scale = unit._relative(values, ends).reshape(-1, len(features)).std(axis=0)
+    y = values[:, unit.target_index]
+    deltas = y[ends + horizon] - y[ends]
+    floor = 1e-6  # a constant channel keeps scale 1e-6 rather than dividing by zero
+    return ForecastSpec(
+        tuple(features),
+        target,
+        window,
+        horizon,
+        tuple(float(max(s, floor)) for s in input_scale),
+        float(max(deltas.std(), floor)),
+        time_column,
+    )

@@ -1,0 +1,86 @@
+"""Sensor rows by column name: a CSV header -> the model's columns, a CSV row -> float values or a reason."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgeseq_device.errors import InputError
+
+
+class MissingColumnError(InputError):
+    """The header lacks a column the model needs."""
+
+
+class BadRowError(InputError):
+    """One row cannot be used; `reason` is a short, countable category ('non-numeric', 'nan/inf', ...)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def split_line(line: str) -> list[str]:
+    """One CSV line (no line break) -> fields. Quotes are honoured within the line and never span lines,
+    so a stray quote in one bad row cannot swallow the good rows after it."""
+    if '"' not in line:
+        return line.split(",")
+    try:
+        return next(csv.reader((line,)), [])
+    except csv.Error as exc:
+        raise BadRowError("unparsable", str(exc)) from None
+
+
+def _clean(name: str) -> str:
+    return name.strip().strip('"').strip()
+
+
+class RowParser:
+    """Finds `columns` in a header by name (order and extra columns do not matter) and parses rows.
+
+    `time_column`, when given, is carried along as text. Training, evaluation and the runner all read rows
+    through this class, so a file parses the same way everywhere.
+    """
+
+    def __init__(self, header: Sequence[str], columns: Sequence[str], time_column: str | None = None) -> None:
+        names = [_clean(h) for h in header]
+        wanted = list(columns) + ([time_column] if time_column else [])
+        missing = [c for c in wanted if c not in names]
+        if missing:
+            raise MissingColumnError(
+                f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
+                f"(the header has {', '.join(names) if names else 'no columns'})"
+            )
+        self.columns = tuple(columns)
+        self.indices = np.array([names.index(c) for c in columns], dtype=np.intp)
+        self.time_index = names.index(time_column) if time_column else None
+        self.width = len(names)
+        self._needed = max([*self.indices.tolist(), self.time_index or 0]) + 1
+
+    def parse(self, fields: Sequence[str], out: np.ndarray) -> str | None:
+        """Write the row's values into `out` (shape [len(columns)]); return its time text, if any.
+
+        Raises BadRowError with a reason; `out` may then hold part of the row and must not be used.
+        """
+        if len(fields) == 0 or (len(fields) == 1 and not fields[0].strip()):
+            raise BadRowError("empty", "empty line")
+        if len(fields) < self._needed:
+            raise BadRowError("too few fields", f"{len(fields)} fields, the header has {self.width}")
+        for k, i in enumerate(self.indices):
+            text = fields[i]
+            try:
+                value = float(text)
+            except ValueError:
+                raise BadRowError("non-numeric", f"column {self.columns[k]!r} is {_preview(text)}") from None
+            if not math.isfinite(value):
+                raise BadRowError("nan/inf", f"column {self.columns[k]!r} is {_preview(text)}")
+            out[k] = value
+        return fields[self.time_index].strip() if self.time_index is not None else None
+
+
+def _preview(text: str, limit: int = 24) -> str:
+    shown = text if len(text) <= limit else text[:limit] + "…"
+    return repr(shown)
