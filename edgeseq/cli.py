@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 import edgeseq
-from edgeseq.errors import EdgeseqError
+from edgeseq.errors import DataError, EdgeseqError
 from edgeseq_device.errors import DeviceError
 
 app = typer.Typer(
@@ -41,7 +41,7 @@ def user_errors() -> Iterator[None]:
     """Turn the library's typed errors into one line on stderr and an exit code, never a traceback."""
     try:
         yield
-    except DeviceError as exc:
+    except (DeviceError, DataError) as exc:
         _error(str(exc))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except EdgeseqError as exc:
@@ -91,6 +91,7 @@ class RichProgress:
 class ModelChoice(str, Enum):
     all = "all"
     letter_rnn = "letter_rnn"
+    sensor_lstm = "sensor_lstm"
 
 
 def _version(value: bool) -> None:
@@ -106,6 +107,22 @@ def _root(
     """Keras sequence models to small, fast, verified ONNX files, run on edge devices."""
 
 
+def _summary(result: Any) -> str:
+    manifest = result.manifest
+    size = manifest["files"][result.onnx_path.name]["size"]
+    line = f"{manifest['name']}: {result.onnx_path} ({size:,} bytes)"
+    for figures in manifest["parity"].values():
+        if isinstance(figures, dict):
+            line += f", parity max abs diff {figures['max_abs_diff']:.2g} over {figures['compared']}"
+    if "metrics" in manifest:
+        m = manifest["metrics"]
+        line += (
+            f", test RMSE {m['model']['rmse']:.4g} {m['units']} (persistence {m['persistence']['rmse']:.4g}, "
+            f"ridge {m['ridge']['rmse']:.4g}; {m['rmse_ratio_to_persistence']:.2f}x persistence)"
+        )
+    return line + f", {result.seconds:.1f} s"
+
+
 @app.command()
 def export(
     model: ModelChoice = typer.Option(ModelChoice.all, "--model", help="Which model to build."),
@@ -115,25 +132,87 @@ def export(
 ) -> None:
     """Train (when no Keras model exists, or with --retrain), convert to ONNX, check parity, write artifacts.
 
-    Writes <name>.keras, <name>.onnx and the JSON manifest <name>.json to --out. Files are moved into place
-    only after conversion, the ONNX checker and the Keras-vs-onnxruntime parity check have all passed.
-    Needs the training extra: pip install 'edgeseq[train]'.
+    Builds the letter RNN (letter_rnn) and the LSTM sensor forecaster (sensor_lstm), or one of them with
+    --model. Writes <name>.keras, <name>.onnx and the JSON manifest <name>.json to --out; for the forecaster
+    also the loss and forecast plots and sensor.csv, the test period of the data for `edgeseq run`. Files are
+    moved into place only after conversion, the ONNX checker, the fusion audit and the Keras-vs-onnxruntime
+    parity check have all passed. Needs the training extra: pip install 'edgeseq[train]'.
     """
     progress = RichProgress()
     with user_errors():
-        from edgeseq.export import export_letter_rnn
+        from edgeseq.export import export_forecaster, export_letter_rnn
+
+        recipes = {ModelChoice.letter_rnn: export_letter_rnn, ModelChoice.sensor_lstm: export_forecaster}
+        chosen = list(recipes) if model == ModelChoice.all else [model]
+        for choice in chosen:
+            try:
+                result = recipes[choice](out, retrain=retrain, opset=opset, progress=progress)
+            finally:
+                progress.close()
+            typer.echo(_summary(result))
+
+
+train_app = typer.Typer(help="Train a model on your own data and export it.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+@train_app.command("forecaster")
+def train_forecaster_command(
+    data: Path = typer.Option(..., "--data", help="A CSV file with a header row (.csv, .csv.gz or .csv.xz)."),
+    features: str = typer.Option(..., "--features", help="Comma-separated input columns, in model order."),
+    target: str = typer.Option(..., "--target", help="The column to forecast; it must be one of --features."),
+    window: int = typer.Option(36, "--window", min=2, help="T: rows per input window."),
+    horizon: int = typer.Option(6, "--horizon", min=1, help="H: forecast the target H rows after the window."),
+    time_column: str | None = typer.Option(None, "--time-column", help="A column carried along as time."),
+    out: Path = typer.Option(EXPORTED, "--out", help="Directory the artifacts are written to."),
+    name: str = typer.Option("forecaster", "--name", help="Artifact name: <out>/<name>.onnx, .json, .keras."),
+    epochs: int = typer.Option(40, "--epochs", min=1, help="Most epochs; early stopping usually ends sooner."),
+    patience: int = typer.Option(5, "--patience", min=1, help="Epochs without validation improvement to stop."),
+    units: str = typer.Option("80,100", "--units", help="Sizes of the two LSTM layers."),
+    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Training batch size."),
+    seed: int = typer.Option(7, "--seed", help="Random seed."),
+) -> None:
+    """Train the LSTM forecaster on any CSV and export it, with the same checks as `edgeseq export`.
+
+    The data is split by time 70/15/15 into train, validation and test; scaling is fitted on train only;
+    the test report compares the model with persistence and ridge regression in the target's units.
+    Example: edgeseq train forecaster --data room.csv --features temp,hum,out_temp --target temp
+    --window 36 --horizon 6 --time-column date
+    """
+    progress = RichProgress()
+    with user_errors():
+        from edgeseq.errors import DataError
+        from edgeseq.export import export_forecaster
+        from edgeseq.train import ForecasterConfig
 
         try:
-            result = export_letter_rnn(out, retrain=retrain, opset=opset, progress=progress)
+            sizes = tuple(int(u) for u in units.split(","))
+        except ValueError:
+            sizes = ()
+        if len(sizes) != 2 or min(sizes) < 1:
+            raise DataError(f"--units takes two positive sizes such as 80,100, got {units!r}")
+        config = ForecasterConfig(
+            data=data,
+            features=_names(features),
+            target=target.strip(),
+            window=window,
+            horizon=horizon,
+            time_column=time_column,
+            units=sizes,
+            epochs=epochs,
+            patience=patience,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        try:
+            result = export_forecaster(out, name=name, retrain=True, config=config, progress=progress, sample=None)
         finally:
             progress.close()
-        parity = result.manifest["parity"]["all_sequences"]
-        size = result.manifest["files"][result.onnx_path.name]["size"]
-        typer.echo(
-            f"{result.manifest['name']}: {result.onnx_path} ({size:,} bytes), "
-            f"parity max abs diff {parity['max_abs_diff']:.2g} over {parity['compared']}, "
-            f"{result.seconds:.1f} s"
-        )
+        typer.echo(_summary(result))
 
 
 @app.command()
