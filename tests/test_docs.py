@@ -11,7 +11,11 @@ from edgeseq.cli import app
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text()
-COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
+COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands) + [
+    f"{group.name} {c.name or c.callback.__name__}"
+    for group in app.registered_groups
+    for c in group.typer_instance.registered_commands
+]
 
 
 def readme_shell_blocks() -> list[str]:
@@ -19,12 +23,12 @@ def readme_shell_blocks() -> list[str]:
 
 
 def test_there_are_commands():
-    assert {"export", "letters", "info"} <= set(COMMANDS)
+    assert {"export", "letters", "info", "train forecaster"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_and_a_readme_section(command):
-    result = CliRunner().invoke(app, [command, "--help"])
+    result = CliRunner().invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0
     assert len(result.stdout.strip().splitlines()) > 3
     assert f"### `edgeseq {command}`" in README

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from edgeseq import export as export_module
+from edgeseq.convert import keras_unchanged, parity_figures
 from edgeseq.data import letter_arrays
 from edgeseq.errors import ConversionError, ParityError
-from edgeseq.export import export_letter_rnn, keras_unchanged, parity_figures
+from edgeseq.export import export_letter_rnn
 from edgeseq.train import LetterConfig, train_letter_rnn
 from edgeseq_device.manifest import sha256_of
 from tests.conftest import LETTER_KERAS

@@ -1,0 +1,120 @@
+"""The committed forecaster: exact signature, fused LSTMs, parity on real windows, the bar against persistence."""
+
+import csv
+import json
+import lzma
+
+import numpy as np
+import onnx
+import pytest
+
+from edgeseq import frameworks
+from edgeseq.convert import op_type_counts
+from edgeseq.data import DEFAULT_SENSOR_DATA
+from edgeseq_device.forecast import ForecastSpec
+from edgeseq_device.manifest import sha256_of
+from edgeseq_device.model import load_model
+from tests.conftest import EXPORTED
+
+ONNX_PATH, KERAS_PATH, MANIFEST_PATH = (EXPORTED / f"sensor_lstm{ext}" for ext in (".onnx", ".keras", ".json"))
+MANIFEST = json.loads(MANIFEST_PATH.read_text())
+SPEC = ForecastSpec.from_json(MANIFEST)
+
+
+def raw_column(name: str) -> np.ndarray:
+    """Read one column of the bundled data with nothing but the csv module (independent of edgeseq.data)."""
+    with lzma.open(DEFAULT_SENSOR_DATA, "rt", newline="") as handle:
+        reader = csv.reader(handle)
+        index = next(reader).index(name)
+        return np.array([float(row[index]) for row in reader])
+
+
+@pytest.fixture(scope="module")
+def test_windows():
+    """(inputs, last target, actual) for every test window, built from the raw file and the manifest."""
+    start, stop = MANIFEST["split"]["test"]["rows"]
+    values = np.stack([raw_column(f) for f in SPEC.features], axis=1)
+    ends = np.arange(start + SPEC.window - 1, stop - SPEC.horizon)
+    y = values[:, SPEC.target_index]
+    return SPEC.model_inputs(values, ends), y[ends], y[ends + SPEC.horizon]
+
+
+def test_manifest_top_level_describes_the_task():
+    for key in ("kind", "features", "target", "window", "horizon", "time_column", "scaling", "output_transform"):
+        assert key in MANIFEST
+    assert MANIFEST["kind"] == "forecaster"
+    assert MANIFEST["features"] == ["T2", "RH_2", "T_out", "RH_out", "Tdewpoint"] and MANIFEST["target"] == "T2"
+    assert (MANIFEST["window"], MANIFEST["horizon"], MANIFEST["time_column"]) == (36, 6, "date")
+
+
+def test_signature_is_exactly_window_1xTxF_to_forecast_1x1():
+    proto = onnx.load(ONNX_PATH)
+    dims = [[d.dim_value for d in v.type.tensor_type.shape.dim] for v in (*proto.graph.input, *proto.graph.output)]
+    assert [v.name for v in proto.graph.input] == ["window"] and [v.name for v in proto.graph.output] == ["forecast"]
+    assert dims == [[1, 36, 5], [1, 1]]
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    onnx.checker.check_model(proto, full_check=True)
+
+
+def test_both_lstm_layers_are_fused_with_no_loop_or_scan():
+    counts = op_type_counts(onnx.load(ONNX_PATH).graph)
+    assert counts["LSTM"] == 2
+    assert counts["Loop"] == 0 and counts["Scan"] == 0
+
+
+def test_metadata_props_carry_the_key_facts():
+    props = {p.key: p.value for p in onnx.load(ONNX_PATH).metadata_props}
+    assert json.loads(props["features"]) == MANIFEST["features"]
+    assert (props["target"], props["window"], props["horizon"]) == ("T2", "36", "6")
+    assert json.loads(props["scaling"]) == MANIFEST["scaling"]
+
+
+def test_every_file_matches_its_manifest_hash():
+    for name, entry in MANIFEST["files"].items():
+        content = (EXPORTED / name).read_bytes()
+        assert entry == {"sha256": sha256_of(content), "size": len(content)}
+
+
+def test_parity_keras_vs_onnxruntime_on_real_test_windows(test_windows):
+    x, _, _ = test_windows
+    assert len(x) >= 500
+    _, keras = frameworks.tensorflow()
+    expected = keras.models.load_model(KERAS_PATH)(x, training=False).numpy()
+    model = load_model(ONNX_PATH)
+    actual = np.concatenate([model.run(x[i : i + 1]) for i in range(len(x))])
+    max_abs = float(np.abs(expected - actual).max())
+    assert max_abs <= 1e-5, f"max abs diff {max_abs:.3g} > 1e-5 over {len(x)} test windows"
+
+
+def test_model_beats_persistence_by_10_percent_on_test(test_windows):
+    x, last, actual = test_windows
+    model = load_model(ONNX_PATH)
+    forecast = SPEC.to_target_units(np.array([model.run(x[i : i + 1])[0, 0] for i in range(len(x))]), last)
+    model_rmse = float(np.sqrt(np.mean((forecast - actual) ** 2)))
+    persistence_rmse = float(np.sqrt(np.mean((last - actual) ** 2)))
+    metrics = MANIFEST["metrics"]
+    assert metrics["windows"] == len(x)
+    assert model_rmse == pytest.approx(metrics["model"]["rmse"], rel=1e-6)
+    assert persistence_rmse == pytest.approx(metrics["persistence"]["rmse"], rel=1e-9)
+    assert model_rmse <= 0.9 * persistence_rmse, f"{model_rmse:.4f} vs persistence {persistence_rmse:.4f}"
+
+
+def test_scaling_was_fitted_before_the_test_rows():
+    train_stop = MANIFEST["split"]["train"]["rows"][1]
+    assert train_stop <= MANIFEST["split"]["validation"]["rows"][0] < MANIFEST["split"]["test"]["rows"][0]
+    assert MANIFEST["training"]["windows"]["train"] == MANIFEST["split"]["train"]["windows"]
+
+
+def test_sensor_sample_is_the_test_period_verbatim():
+    sample = (EXPORTED / "sensor.csv").read_text().splitlines()
+    with lzma.open(DEFAULT_SENSOR_DATA, "rt", newline="") as handle:
+        original = handle.read().splitlines()
+    first = MANIFEST["split"]["test"]["rows"][0]
+    assert sample[0] == original[0] and '"date"' in sample[0]
+    assert sample[1:] == original[1 + first :]
+    assert 2000 <= len(sample) - 1 <= 5000
+
+
+def test_plots_are_pngs():
+    for name in ("sensor_lstm.loss.png", "sensor_lstm.forecast.png"):
+        assert (EXPORTED / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
