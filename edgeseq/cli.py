@@ -26,6 +26,7 @@ app = typer.Typer(
 
 EXPORTED = Path("exported")
 DEFAULT_LETTER_MODEL = EXPORTED / "letter_rnn.onnx"
+DEFAULT_SENSOR_MODEL = EXPORTED / "sensor_lstm.onnx"
 
 # Exit codes: 0 done; 1 the work failed its own checks (parity, training bar); 2 bad input, model or usage;
 # 130 interrupted.
@@ -243,6 +244,77 @@ def letters(
         for sequence, letter in predict_each(predictor, inputs):
             typer.echo(f"{sequence} -> {letter}")
             sys.stdout.flush()
+
+
+class RowPolicy(str, Enum):
+    skip = "skip"
+    fail = "fail"
+
+
+class OutputFormat(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
+
+
+@app.command()
+def run(
+    stream: str = typer.Option(..., "--stream", help="CSV file with a header row, or - for stdin."),
+    model: Path = typer.Option(DEFAULT_SENSOR_MODEL, "--model", help="The forecaster's ONNX file (or a variant)."),
+    follow: bool = typer.Option(False, "--follow", help="Keep reading a growing file, like tail -f, until Ctrl-C."),
+    stride: int = typer.Option(1, "--stride", min=1, help="One forecast every N rows once the window is full."),
+    fmt: OutputFormat = typer.Option(OutputFormat.jsonl, "--format", help="Output records as JSON lines or CSV."),
+    output: Path | None = typer.Option(None, "--output", help="Write records to FILE instead of stdout."),
+    threads: int = typer.Option(1, "--threads", min=1, help="onnxruntime intra-op threads."),
+    on_bad_row: RowPolicy = typer.Option(
+        RowPolicy.skip, "--on-bad-row", help="skip: report on stderr and go on; fail: stop with exit code 1."
+    ),
+    features: str | None = typer.Option(None, "--features", help="No manifest: comma-separated input columns."),
+    target: str | None = typer.Option(None, "--target", help="No manifest: the target column."),
+    window: int | None = typer.Option(None, "--window", min=2, help="No manifest: rows per window (T)."),
+    horizon: int | None = typer.Option(None, "--horizon", min=1, help="No manifest: rows ahead (H)."),
+    time_column: str | None = typer.Option(None, "--time-column", help="No manifest: a time column to echo."),
+    input_scale: str | None = typer.Option(None, "--input-scale", help="No manifest: per-feature scales."),
+    target_scale: float | None = typer.Option(None, "--target-scale", help="No manifest: the target scale."),
+) -> None:
+    """Stream sensor rows through the forecaster: one forecast per window, in the target's units.
+
+    Reads a CSV with a header; columns are found by name (order and extra columns do not matter). A ring
+    buffer keeps the last T rows; a forecast of the target H rows ahead comes out once it is full and then
+    every --stride rows, as JSON lines {"row", "time", "prediction"} (or CSV), flushed one by one. A bad row
+    (empty, non-numeric, NaN/inf, too few fields) is reported on stderr and skipped, and the window refills
+    after it: no window spans a skipped row. A missing column, or a model whose sha256 or signature differs
+    from its manifest, stops before anything runs (exit 2). Progress and the summary go to stderr.
+    Runs on the device runtime only (numpy + onnxruntime).
+    """
+    from edgeseq_device.runner import RunOptions, run_stream
+
+    options = RunOptions(
+        stream=stream,
+        model=model,
+        follow=follow,
+        stride=stride,
+        format=fmt.value,
+        output=str(output) if output else None,
+        threads=threads,
+        on_bad_row=on_bad_row.value,
+        features=_names(features) if features else None,
+        target=target,
+        window=window,
+        horizon=horizon,
+        time_column=time_column,
+        input_scale=_floats(input_scale),
+        target_scale=target_scale,
+    )
+    raise typer.Exit(run_stream(options, sys.stdout, sys.stderr))
 
 
 def _format_info(d: dict[str, Any]) -> str:
