@@ -26,3 +26,12 @@ def test_device_package_installs_alone_and_predicts(tmp_path: Path):
     run = subprocess.run([python, "-c", script], cwd=EXPORTED, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "e a b c d"
+
+    stream = subprocess.run(
+        [python, "-m", "edgeseq_device", "run", "--stream", "sensor.csv", "--model", "sensor_lstm.onnx"],
+        cwd=EXPORTED, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert stream.returncode == 0, stream.stderr
+    records = stream.stdout.splitlines()
+    assert len(records) == len((EXPORTED / "sensor.csv").read_text().splitlines()) - 1 - 36 + 1
+    assert '"row": 36' in records[0] and "rows read" in stream.stderr

@@ -5,7 +5,10 @@ import sys
 
 import pytest
 
-from tests.conftest import LETTER_ONNX, REPO
+from tests.conftest import EXPORTED, LETTER_ONNX, REPO
+
+SENSOR_ONNX = EXPORTED / "sensor_lstm.onnx"
+SENSOR_HEAD = EXPORTED / "sensor.csv"
 
 TRAINING = ("tensorflow", "tf_keras", "tf2onnx", "keras")
 
@@ -29,8 +32,10 @@ def imported_modules(*args: str) -> set[str]:
         ("-c", "import edgeseq_device"),
         ("-m", "edgeseq", "letters", "--model", str(LETTER_ONNX), "abcd"),
         ("-m", "edgeseq", "info", str(LETTER_ONNX)),
+        ("-m", "edgeseq", "run", "--stream", str(SENSOR_HEAD), "--model", str(SENSOR_ONNX)),
+        ("-m", "edgeseq_device", "run", "--stream", str(SENSOR_HEAD), "--model", str(SENSOR_ONNX)),
     ],
-    ids=["import edgeseq_device", "edgeseq letters", "edgeseq info"],
+    ids=["import edgeseq_device", "edgeseq letters", "edgeseq info", "edgeseq run", "python -m edgeseq_device run"],
 )
 def test_no_training_framework_is_imported(args):
     names = imported_modules(*args)

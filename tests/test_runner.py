@@ -1,0 +1,278 @@
+"""The streaming runner: golden parity with evaluation, stdin, follow, bad rows under both policies, checks."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgeseq.cli import app
+from edgeseq.evaluate import forecasts
+from edgeseq.train import ForecasterConfig, prepare_forecast_data
+from edgeseq_device.model import load_model
+from tests.conftest import EXPORTED, LETTER_ONNX, REPO
+
+SENSOR_CSV = EXPORTED / "sensor.csv"
+SENSOR_ONNX = EXPORTED / "sensor_lstm.onnx"
+MANIFEST = json.loads((EXPORTED / "sensor_lstm.json").read_text())
+T, H = MANIFEST["window"], MANIFEST["horizon"]
+LINES = SENSOR_CSV.read_text().splitlines()
+runner = CliRunner()
+
+
+def run(*args, stdin=None):
+    return runner.invoke(app, ["run", *[str(a) for a in args]], input=stdin)
+
+
+def records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def write_lines(path: Path, lines: list[str], final_newline: bool = True) -> Path:
+    path.write_text("\n".join(lines) + ("\n" if final_newline else ""))
+    return path
+
+
+def column(name: str) -> np.ndarray:
+    header = [h.strip('"') for h in LINES[0].split(",")]
+    index = header.index(name)
+    return np.array([float(line.split(",")[index].strip('" ')) for line in LINES[1:]])
+
+
+@pytest.fixture(scope="module")
+def full_run():
+    result = run("--stream", SENSOR_CSV, "--model", SENSOR_ONNX)
+    assert result.exit_code == 0, result.output
+    return records(result.stdout), result.stderr
+
+
+def test_one_record_per_window_with_row_time_prediction(full_run):
+    recs, _ = full_run
+    assert len(recs) == len(LINES) - 1 - T + 1
+    assert recs[0]["row"] == T and recs[-1]["row"] == len(LINES) - 1
+    assert recs[0]["time"] == LINES[T].split(",")[0].strip('"')
+    assert set(recs[0]) == {"row", "time", "prediction"}
+
+
+def test_golden_runner_equals_evaluation_code_on_the_same_windows(full_run):
+    recs, _ = full_run
+    data = prepare_forecast_data(ForecasterConfig())
+    model = load_model(SENSOR_ONNX)
+    expected = forecasts(lambda x: np.concatenate([model.run(x[i : i + 1]) for i in range(len(x))]), data, "test")
+    by_row = {r["row"]: r["prediction"] for r in recs}
+    first = MANIFEST["split"]["test"]["rows"][0]  # sensor.csv starts at this data row of the full file
+    actual = np.array([by_row[end - first + 1] for end in data.ends["test"]])
+    assert len(actual) == MANIFEST["metrics"]["windows"]
+    np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=0)
+
+
+def test_rmse_from_the_records_matches_evaluation_and_beats_persistence(full_run):
+    recs, _ = full_run
+    target = column(MANIFEST["target"])
+    scored = [r for r in recs if r["row"] + H <= len(target)]
+    predicted = np.array([r["prediction"] for r in scored])
+    actual = np.array([target[r["row"] + H - 1] for r in scored])
+    last = np.array([target[r["row"] - 1] for r in scored])
+    rmse = float(np.sqrt(np.mean((predicted - actual) ** 2)))
+    persistence = float(np.sqrt(np.mean((last - actual) ** 2)))
+    assert rmse == pytest.approx(MANIFEST["metrics"]["model"]["rmse"], abs=1e-6)
+    assert rmse < 0.9 * persistence
+
+
+def test_summary_goes_to_stderr_only(full_run):
+    _, stderr = full_run
+    assert f"{len(LINES) - 1} rows read, {len(LINES) - T} predictions, 0 rows skipped" in stderr
+    assert "rows/s" in stderr
+
+
+def test_stdin_gives_the_same_records(full_run):
+    result = run("--stream", "-", "--model", SENSOR_ONNX, stdin="\n".join(LINES[:200]) + "\n")
+    assert result.exit_code == 0, result.output
+    assert records(result.stdout) == full_run[0][: 200 - T]
+
+
+def test_column_order_and_extra_columns_do_not_matter(tmp_path: Path, full_run):
+    fields = [line.split(",") for line in LINES[:120]]
+    shuffled = [",".join([*row[::-1], "extra"]) for row in fields]
+    result = run("--stream", write_lines(tmp_path / "s.csv", shuffled), "--model", SENSOR_ONNX)
+    assert result.exit_code == 0, result.output
+    assert records(result.stdout) == full_run[0][: 120 - T]
+
+
+def test_stride_and_csv_format(tmp_path: Path, full_run):
+    result = run("--stream", SENSOR_CSV, "--model", SENSOR_ONNX, "--stride", "5", "--format", "csv")
+    assert result.exit_code == 0
+    out = result.stdout.splitlines()
+    assert out[0] == "row,time,prediction"
+    rows = [int(line.split(",")[0]) for line in out[1:]]
+    assert rows[:3] == [T, T + 5, T + 10]
+    expected = {r["row"]: r["prediction"] for r in full_run[0]}
+    assert all(float(line.split(",")[2]) == expected[int(line.split(",")[0])] for line in out[1:])
+
+
+def test_output_file(tmp_path: Path, full_run):
+    target = tmp_path / "out.jsonl"
+    result = run("--stream", SENSOR_CSV, "--model", SENSOR_ONNX, "--output", target)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert records(target.read_text()) == full_run[0]
+
+
+BAD_ROWS = {
+    "empty": ("", "empty"),
+    "non-numeric": ("REPLACE_T2:warm", "non-numeric"),
+    "nan": ("REPLACE_T2:nan", "nan/inf"),
+    "inf": ("REPLACE_T2:-inf", "nan/inf"),
+    "too few fields": ('"2016-05-07 09:00:00","60"', "too few fields"),
+    "binary junk": ("\x00\x01\x02\ufffd\ufffd,\x7f", "too few fields"),
+}
+
+
+def _bad_line(kind: str) -> str:
+    text, _ = BAD_ROWS[kind]
+    if text.startswith("REPLACE_T2:"):
+        header = [h.strip('"') for h in LINES[0].split(",")]
+        fields = LINES[60].split(",")
+        fields[header.index("T2")] = f'"{text.split(":", 1)[1]}"'
+        return ",".join(fields)
+    return text
+
+
+@pytest.mark.parametrize("kind", list(BAD_ROWS))
+def test_bad_row_is_skipped_reported_and_the_window_refills(tmp_path: Path, kind, full_run):
+    bad_at = 60  # data row number of the bad line (file line 61)
+    lines = [*LINES[:bad_at], _bad_line(kind), *LINES[bad_at + 1 : 160]]
+    result = run("--stream", write_lines(tmp_path / "s.csv", lines), "--model", SENSOR_ONNX)
+    assert result.exit_code == 0, result.output
+    reason = BAD_ROWS[kind][1]
+    assert f"skipped line {bad_at + 1}: {reason}" in result.stderr
+    assert f"1 rows skipped ({reason} 1)" in result.stderr
+    rows = [r["row"] for r in records(result.stdout)]
+    assert rows == list(range(T, bad_at)) + list(range(bad_at + T, 160))
+    expected = {r["row"]: r["prediction"] for r in full_run[0]}
+    assert all(r["prediction"] == expected[r["row"]] for r in records(result.stdout) if r["row"] < bad_at)
+
+
+@pytest.mark.parametrize("kind", list(BAD_ROWS))
+def test_fail_policy_stops_with_exit_1_after_writing_what_came_before(tmp_path: Path, kind):
+    lines = [*LINES[:60], _bad_line(kind), *LINES[61:100]]
+    result = run("--stream", write_lines(tmp_path / "s.csv", lines), "--model", SENSOR_ONNX, "--on-bad-row", "fail")
+    assert result.exit_code == 1
+    assert [r["row"] for r in records(result.stdout)] == list(range(T, 60))
+    assert f"line 61: {BAD_ROWS[kind][1]}" in result.stderr and "--on-bad-row fail" in result.stderr
+
+
+def test_truncated_final_line_is_reported_not_fatal(tmp_path: Path):
+    truncated = LINES[99][: len(LINES[99]) // 3]
+    path = write_lines(tmp_path / "s.csv", [*LINES[:99], truncated], final_newline=False)
+    result = run("--stream", path, "--model", SENSOR_ONNX)
+    assert result.exit_code == 0
+    assert "skipped line 100: too few fields" in result.stderr
+    assert [r["row"] for r in records(result.stdout)][-1] == 98
+
+
+def test_missing_column_is_fatal_at_start_with_exit_2(tmp_path: Path):
+    header = LINES[0].replace('"RH_out"', '"RH_outside"')
+    result = run("--stream", write_lines(tmp_path / "s.csv", [header, *LINES[1:50]]), "--model", SENSOR_ONNX)
+    assert result.exit_code == 2
+    assert "missing column 'RH_out'" in result.stderr and result.stdout == ""
+
+
+def test_tampered_model_is_refused_before_anything_runs(tmp_path: Path):
+    for name in ("sensor_lstm.onnx", "sensor_lstm.json"):
+        (tmp_path / name).write_bytes((EXPORTED / name).read_bytes())
+    model = tmp_path / "sensor_lstm.onnx"
+    content = bytearray(model.read_bytes())
+    content[-1] ^= 0xFF
+    model.write_bytes(bytes(content))
+    result = run("--stream", SENSOR_CSV, "--model", model)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "does not match its manifest" in result.stderr
+
+
+def test_a_signature_that_differs_from_the_manifest_is_refused(tmp_path: Path):
+    manifest = dict(MANIFEST)
+    manifest["inputs"] = [{"name": "window", "shape": [1, 24, 5], "dtype": "float32"}]
+    (tmp_path / "sensor_lstm.onnx").write_bytes(SENSOR_ONNX.read_bytes())
+    (tmp_path / "sensor_lstm.json").write_text(json.dumps(manifest))
+    result = run("--stream", SENSOR_CSV, "--model", tmp_path / "sensor_lstm.onnx")
+    assert result.exit_code == 2 and "its manifest says window float32[1, 24, 5]" in result.stderr
+
+
+def test_without_manifest_it_lists_what_is_missing_then_runs_when_given(tmp_path: Path, full_run):
+    bare = tmp_path / "bare.onnx"
+    bare.write_bytes(SENSOR_ONNX.read_bytes())
+    refused = run("--stream", SENSOR_CSV, "--model", bare, "--window", "36")
+    assert refused.exit_code == 2
+    assert "--features, --target, --horizon, --input-scale, --target-scale" in refused.stderr
+    scaling = MANIFEST["scaling"]
+    given = run(
+        "--stream", SENSOR_CSV, "--model", bare, "--features", ",".join(MANIFEST["features"]),
+        "--target", MANIFEST["target"], "--window", T, "--horizon", H, "--time-column", "date",
+        "--input-scale", ",".join(map(repr, scaling["input_scale"])), "--target-scale", repr(scaling["target_scale"]),
+    )  # fmt: skip
+    assert given.exit_code == 0, given.output
+    assert records(given.stdout) == full_run[0]
+
+
+def test_letter_model_is_refused_clearly():
+    result = run("--stream", SENSOR_CSV, "--model", LETTER_ONNX)
+    assert result.exit_code == 2
+    assert "is the letter model" in result.stderr and "edgeseq letters" in result.stderr
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgeseq", "run", *args], cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs,
+    )  # fmt: skip
+
+
+def test_follow_mode_sees_rows_appended_by_a_writer(tmp_path: Path):
+    path = write_lines(tmp_path / "grow.csv", LINES[: T - 1])
+
+    def writer():
+        with path.open("a") as handle:
+            for line in LINES[T - 1 : T + 10]:  # data rows T-1 .. T+9: windows end at rows T .. T+9
+                time.sleep(0.05)
+                handle.write(line + "\n")
+                handle.flush()
+
+    proc = _cli("--stream", str(path), "--model", str(SENSOR_ONNX), "--follow")
+    watchdog = threading.Timer(60, proc.kill)  # a hang fails the test instead of stalling the suite
+    watchdog.start()
+    thread = threading.Thread(target=writer)
+    thread.start()
+    got = [json.loads(proc.stdout.readline() or "null") for _ in range(10)]
+    thread.join()
+    watchdog.cancel()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert [r["row"] for r in got] == list(range(T, T + 10))
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path):
+    proc = _cli("--stream", str(SENSOR_CSV), "--model", str(SENSOR_ONNX))
+    first = [proc.stdout.readline() for _ in range(3)]
+    proc.stdout.close()
+    proc.wait(timeout=60)
+    err = proc.stderr.read()
+    assert all(json.loads(line)["row"] for line in first)
+    assert "Traceback" not in err and "Error" not in err
+    assert proc.returncode == 0
+
+
+def test_the_device_front_end_runs_the_same_runner(full_run):
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseq_device", "run", "--stream", str(SENSOR_CSV), "--model", str(SENSOR_ONNX)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert records(proc.stdout) == full_run[0]
