@@ -1,0 +1,180 @@
+"""Benchmark of the streaming runner, all in one run: end-to-end rows/s through `edgeseq run`, the raw
+session.run rate on the same windows, per-window latency, start-to-first-prediction, and peak RSS.
+
+    python benchmarks/runner_bench.py [--rows 24000] [--repeats 3] [--json FILE]
+
+Timings are measured here, never asserted in tests. Run it from the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import lzma
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edgeseq_device.forecast import ForecastSpec
+from edgeseq_device.model import load_model
+from edgeseq_device.rows import RowParser, split_line
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "edgeseq" / "datasets" / "appliances_energy.csv.xz"
+MODEL = REPO / "exported" / "sensor_lstm.onnx"
+BARS = {"end_to_end_vs_raw": 0.80, "start_to_first_s": 1.0, "peak_rss_mb": 150.0}
+
+
+def make_csv(rows: int, path: Path) -> Path:
+    """The bundled data set's lines, repeated until `rows` data rows: real values, real formatting."""
+    with lzma.open(DATA, "rt", newline="") as handle:
+        header, *lines = handle.read().splitlines()
+    with path.open("w") as out:
+        out.write(header + "\n")
+        for i in range(rows):
+            out.write(lines[i % len(lines)] + "\n")
+    return path
+
+
+def windows_of(path: Path, spec: ForecastSpec) -> np.ndarray:
+    """The model inputs of every window of the file, built by the device runtime's own code."""
+    with path.open() as handle:
+        parser = RowParser(split_line(handle.readline().rstrip("\n")), spec.features)
+        values = np.empty((0, len(spec.features)))
+        rows = []
+        row = np.empty(len(spec.features))
+        for line in handle:
+            parser.parse(split_line(line.rstrip("\n")), row)
+            rows.append(row.copy())
+        values = np.array(rows)
+    return spec.model_inputs(values, np.arange(spec.window - 1, len(values)))
+
+
+def raw_session(x: np.ndarray) -> tuple[float, list[float]]:
+    """Plain session.run, one thread, one window per call: (windows/s, per-call latencies in ms)."""
+    model = load_model(MODEL, threads=1)
+    feed, out = model.inputs[0].name, [model.outputs[0].name]
+    for i in range(min(200, len(x))):
+        model.session.run(out, {feed: x[i : i + 1]})
+    latencies = []
+    started = time.perf_counter()
+    for i in range(len(x)):
+        t0 = time.perf_counter()
+        model.session.run(out, {feed: x[i : i + 1]})
+        latencies.append((time.perf_counter() - t0) * 1e3)
+    return len(x) / (time.perf_counter() - started), latencies
+
+
+def edgeseq_command() -> list[str]:
+    script = Path(sys.executable).with_name("edgeseq")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "edgeseq"]
+
+
+# Runs a command and prints its peak RSS (KB). A small wrapper rather than os.wait4 from this process:
+# a child forked from a large parent is charged the parent's pages until it execs.
+_RSS_WRAPPER = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)"
+)
+
+
+def end_to_end(csv_path: Path) -> dict[str, float]:
+    """One `edgeseq run` over the whole file to /dev/null; its own summary gives rows/s from the first row."""
+    command = [*edgeseq_command(), "run", "--stream", str(csv_path), "--model", str(MODEL), "--output", os.devnull]
+    proc = subprocess.run(
+        [sys.executable, "-c", _RSS_WRAPPER, *command], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    summary = [line for line in proc.stderr.splitlines() if ": done:" in line][-1]
+    rate = float(re.search(r"([\d,]+) rows/s", summary).group(1).replace(",", ""))
+    return {"rows_per_s": rate, "peak_rss_mb": int(proc.stderr.split()[-1]) / 1024}
+
+
+def start_to_first(csv_path: Path) -> float:
+    """Seconds from process start to the first prediction on stdout."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [*edgeseq_command(), "run", "--stream", str(csv_path), "--model", str(MODEL)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    proc.stdout.readline()
+    first = time.perf_counter() - started
+    proc.stdout.close()
+    proc.wait()
+    return first
+
+
+def machine() -> dict[str, str]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor(),
+    )  # fmt: skip
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=24000, help="data rows in the streamed CSV (>= 20000)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of each measurement; medians reported")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON to FILE")
+    args = parser.parse_args()
+
+    spec = ForecastSpec.from_json(load_model(MODEL).manifest.data)
+    with tempfile.TemporaryDirectory() as tmp:
+        csv_path = make_csv(args.rows, Path(tmp) / "stream.csv")
+        x = windows_of(csv_path, spec)
+        raw, e2e, first, rss = [], [], [], []
+        for _ in range(args.repeats):  # interleaved, so drift hits every measurement alike
+            rate, latencies = raw_session(x)
+            raw.append(rate)
+            run = end_to_end(csv_path)
+            e2e.append(run["rows_per_s"])
+            rss.append(run["peak_rss_mb"])
+            first.append(start_to_first(csv_path))
+    figures = {
+        "rows": args.rows,
+        "windows": len(x),
+        "raw_session_windows_per_s": statistics.median(raw),
+        "end_to_end_rows_per_s": statistics.median(e2e),
+        "end_to_end_vs_raw": statistics.median(e2e) / statistics.median(raw),
+        "latency_ms_p50": float(np.percentile(latencies, 50)),
+        "latency_ms_p99": float(np.percentile(latencies, 99)),
+        "start_to_first_s": statistics.median(first),
+        "peak_rss_mb": max(rss),
+        "machine": machine(),
+        "command": "python benchmarks/runner_bench.py " + " ".join(sys.argv[1:]),
+    }
+    figures["bars_met"] = {
+        "end_to_end_vs_raw": figures["end_to_end_vs_raw"] >= BARS["end_to_end_vs_raw"],
+        "start_to_first_s": figures["start_to_first_s"] <= BARS["start_to_first_s"],
+        "peak_rss_mb": figures["peak_rss_mb"] <= BARS["peak_rss_mb"],
+    }
+    print("| measure | value | bar |\n|---|---|---|")
+    e2e_rate = figures["end_to_end_rows_per_s"]
+    print(f"| end to end, `edgeseq run` ({args.rows:,} rows, stride 1) | {e2e_rate:,.0f} rows/s | |")
+    print(f"| raw `session.run`, same windows | {figures['raw_session_windows_per_s']:,.0f} windows/s | |")
+    print(f"| end to end / raw | {figures['end_to_end_vs_raw']:.0%} | >= 80% |")
+    print(f"| per-window latency p50 / p99 | {figures['latency_ms_p50']:.3f} / {figures['latency_ms_p99']:.3f} ms | |")
+    print(f"| process start to first prediction | {figures['start_to_first_s']:.2f} s | <= 1.0 s |")
+    print(f"| peak RSS | {figures['peak_rss_mb']:.0f} MB | <= 150 MB |")
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
