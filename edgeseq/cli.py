@@ -130,6 +130,9 @@ def export(
     out: Path = typer.Option(EXPORTED, "--out", help="Directory the artifacts are written to."),
     retrain: bool = typer.Option(False, "--retrain", help="Train again even if a Keras model exists in --out."),
     opset: int = typer.Option(17, "--opset", min=17, help="ONNX opset to convert to."),
+    allow_unfused: bool = typer.Option(
+        False, "--allow-unfused", help="Warn instead of failing when a recurrent layer stays a Loop/Scan."
+    ),
 ) -> None:
     """Train (when no Keras model exists, or with --retrain), convert to ONNX, check parity, write artifacts.
 
@@ -147,7 +150,9 @@ def export(
         chosen = list(recipes) if model == ModelChoice.all else [model]
         for choice in chosen:
             try:
-                result = recipes[choice](out, retrain=retrain, opset=opset, progress=progress)
+                result = recipes[choice](
+                    out, retrain=retrain, opset=opset, progress=progress, allow_unfused=allow_unfused
+                )
             finally:
                 progress.close()
             typer.echo(_summary(result))
@@ -176,6 +181,9 @@ def train_forecaster_command(
     units: str = typer.Option("80,100", "--units", help="Sizes of the two LSTM layers."),
     batch_size: int = typer.Option(128, "--batch-size", min=1, help="Training batch size."),
     seed: int = typer.Option(7, "--seed", help="Random seed."),
+    allow_unfused: bool = typer.Option(
+        False, "--allow-unfused", help="Warn instead of failing when a recurrent layer stays a Loop/Scan."
+    ),
 ) -> None:
     """Train the LSTM forecaster on any CSV and export it, with the same checks as `edgeseq export`.
 
@@ -210,7 +218,9 @@ def train_forecaster_command(
             seed=seed,
         )
         try:
-            result = export_forecaster(out, name=name, retrain=True, config=config, progress=progress, sample=None)
+            result = export_forecaster(
+                out, name=name, retrain=True, config=config, progress=progress, sample=None, allow_unfused=allow_unfused
+            )
         finally:
             progress.close()
         typer.echo(_summary(result))
@@ -336,6 +346,13 @@ def _format_info(d: dict[str, Any]) -> str:
     ]
     for key, value in d["metadata"].items():
         lines.append(f"{'metadata' if key == next(iter(d['metadata'])) else '':<12}{key} = {value}")
+    fusion = d.get("fusion")
+    if fusion:
+        expected = ", ".join(f"{op} x{n}" for op, n in fusion["expected_fused"].items()) or "no recurrent layers"
+        found = ", ".join(f"{op} x{n}" for op, n in {**fusion["found_fused"], **fusion["unfused_ops"]}.items())
+        verdict = "all fused" if fusion["fused"] else "NOT fused: " + "; ".join(fusion.get("not_fused_because") or [])
+        layers = ", ".join(fusion["recurrent_layers"])
+        lines.append(f"fusion      {verdict} (layers {layers}; expected {expected}, found {found})")
     for name, figures in (d.get("parity") or {}).items():
         if isinstance(figures, dict):
             lines.append(

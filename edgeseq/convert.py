@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq import frameworks
+from edgeseq import frameworks, rnn_fusion
 from edgeseq.errors import ConversionError, ParityError
 from edgeseq_device.manifest import TensorSpec
 
@@ -78,10 +78,14 @@ def convert(
     if opset < 17:
         raise ConversionError(f"opset {opset} is below 17, the lowest edgeseq supports")
     signature = (tf.TensorSpec(input_spec.shape, tf.dtypes.as_dtype(input_spec.dtype), name=input_spec.name),)
+    chain, _ = rnn_fusion.plan(keras_model)
     try:
-        proto, _ = tf2onnx.convert.from_keras(keras_model, input_signature=signature, opset=opset)
+        if chain is not None:
+            proto = rnn_fusion.convert_fused(keras_model, chain, input_spec, output_spec, opset)
+        else:
+            proto, _ = tf2onnx.convert.from_keras(keras_model, input_signature=signature, opset=opset)
     except Exception as exc:  # tf2onnx raises a variety of untyped errors
-        raise ConversionError(f"tf2onnx could not convert {keras_model.name}: {type(exc).__name__}: {exc}") from exc
+        raise ConversionError(f"could not convert {keras_model.name}: {type(exc).__name__}: {exc}") from exc
 
     inputs, outputs = _tensor_specs(proto.graph.input), _tensor_specs(proto.graph.output)
     if inputs != (input_spec,) or outputs != (output_spec,):
@@ -138,21 +142,31 @@ def fusion_audit(graph: Any, keras_model: Any) -> dict[str, Any]:
     expected = Counter(FUSED_OP[type(layer).__name__] for layer in layers)
     counts = op_type_counts(graph)
     loops = {op: counts[op] for op in UNFUSED_OPS if counts[op]}
+    _, reasons = rnn_fusion.plan(keras_model)
     return {
         "recurrent_layers": [f"{layer.name} ({type(layer).__name__})" for layer in layers],
         "expected_fused": dict(expected),
         "found_fused": {op: counts[op] for op in expected},
         "unfused_ops": loops,
         "fused": not loops and all(counts[op] == n for op, n in expected.items()),
+        "not_fused_because": reasons,
     }
 
 
-def require_fused(audit: dict[str, Any], name: str) -> None:
-    """Raise ConversionError unless every recurrent layer became its fused ONNX op."""
-    if not audit["fused"]:
-        expected = ", ".join(f"{op} x{n}" for op, n in audit["expected_fused"].items())
-        found = ", ".join(f"{op} x{n}" for op, n in {**audit["found_fused"], **audit["unfused_ops"]}.items())
-        raise ConversionError(
-            f"{name}: recurrent layers were not all fused: expected {expected}, the graph has {found}. "
-            "A Loop or Scan runs the recurrence step by step and is several times slower on a device."
-        )
+def require_fused(audit: dict[str, Any], name: str, allow_unfused: bool = False) -> str | None:
+    """Raise ConversionError unless every recurrent layer became its fused ONNX op.
+
+    With `allow_unfused`, return the same message as a warning instead (None when all is fused).
+    """
+    if audit["fused"]:
+        return None
+    expected = ", ".join(f"{op} x{n}" for op, n in audit["expected_fused"].items())
+    found = ", ".join(f"{op} x{n}" for op, n in {**audit["found_fused"], **audit["unfused_ops"]}.items())
+    why = f" ({'; '.join(audit['not_fused_because'])})" if audit.get("not_fused_because") else ""
+    message = (
+        f"{name}: recurrent layers were not all fused: expected {expected}, the graph has {found}{why}. "
+        "A Loop or Scan runs the recurrence step by step and is slower on a device"
+    )
+    if not allow_unfused:
+        raise ConversionError(message + "; pass --allow-unfused to export it anyway")
+    return message

@@ -124,6 +124,16 @@ def _metadata(name: str, kind: str, facts: dict[str, Any]) -> dict[str, str]:
     return props
 
 
+def _audit(proto: Any, model: Any, name: str, allow_unfused: bool, progress: Progress) -> dict[str, Any]:
+    """The fusion audit; refuses a recurrent layer left as Loop/Scan unless `allow_unfused` (then warns)."""
+    audit = fusion_audit(proto.graph, model)
+    warning = require_fused(audit, name, allow_unfused)
+    if warning:
+        progress.step(f"warning: {warning}")
+        audit["allowed_unfused"] = True
+    return audit
+
+
 def export_letter_rnn(
     out_dir: Path = Path("exported"),
     *,
@@ -131,8 +141,13 @@ def export_letter_rnn(
     config: Any = None,
     opset: int = DEFAULT_OPSET,
     progress: Progress = Silent(),
+    allow_unfused: bool = False,
 ) -> ExportResult:
-    """Train (if needed), convert, verify and write letter_rnn.{keras,onnx,json} to `out_dir`."""
+    """Train (if needed), convert, verify and write letter_rnn.{keras,onnx,json} to `out_dir`.
+
+    The SimpleRNN becomes one ONNX RNN node (edgeseq.rnn_fusion); a recurrent layer left as a Loop fails
+    the export unless `allow_unfused`, which warns instead.
+    """
     frameworks.require_training()
     import onnx
 
@@ -161,10 +176,10 @@ def export_letter_rnn(
         )
         facts = {"vocabulary": codec.vocabulary, "window": codec.window}
         proto = convert(model, *specs, opset=opset, metadata=_metadata(name, kind, facts))
+        audit = _audit(proto, model, name, allow_unfused, progress)
         onnx.save(proto, staging.dir / onnx_path.name)
         manifest = _base_manifest(name, kind, proto, specs, [staging.dir / onnx_path.name, keras_file], opset)
-        # SimpleRNN has no tf2onnx rewriter yet: it stays a Loop, recorded here rather than refused.
-        manifest.update(facts, training=training, fusion=fusion_audit(proto.graph, model))
+        manifest.update(facts, training=training, fusion=audit)
         write_json(staging.dir / manifest_path.name, manifest)
 
         progress.step(f"checking parity on all {len(x_all)} sequences")
@@ -211,12 +226,13 @@ def export_forecaster(
     opset: int = DEFAULT_OPSET,
     progress: Progress = Silent(),
     sample: str | None = SENSOR_SAMPLE,
+    allow_unfused: bool = False,
 ) -> ExportResult:
     """Train (if needed), evaluate, convert, verify, plot and write <name>.{keras,onnx,json} to `out_dir`.
 
-    Fails with ConversionError unless both LSTM layers become fused ONNX LSTM nodes, and with ParityError
-    unless onnxruntime matches Keras within 1e-5 (model output space) on every test window. With `sample`,
-    also writes the test period of the data file, verbatim, for `edgeseq run --stream`.
+    Fails with ConversionError unless both LSTM layers become fused ONNX LSTM nodes (or `allow_unfused`), and
+    with ParityError unless onnxruntime matches Keras within 1e-5 (model output space) on every test window.
+    With `sample`, also writes the test period of the data file, verbatim, for `edgeseq run --stream`.
     """
     frameworks.require_training()
     import onnx
@@ -252,8 +268,7 @@ def export_forecaster(
         )
         facts = spec.to_json()
         proto = convert(model, *specs, opset=opset, metadata=_metadata(name, kind, facts))
-        audit = fusion_audit(proto.graph, model)
-        require_fused(audit, name)
+        audit = _audit(proto, model, name, allow_unfused, progress)
         onnx.save(proto, staging.dir / onnx_path.name)
         manifest = _base_manifest(name, kind, proto, specs, [staging.dir / onnx_path.name, keras_file], opset)
         manifest.update(facts, fusion=audit, training=training)
