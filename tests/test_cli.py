@@ -146,3 +146,21 @@ def test_export_without_the_train_extra_says_what_to_install(tmp_path: Path, mon
         "pip install 'edgeseq[train]'\n"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_info_shows_the_fusion_audit():
+    result = invoke("info", LETTER_ONNX)
+    assert "fusion      all fused (layers rnn (SimpleRNN); expected RNN x1, found RNN x1)" in result.stdout
+
+
+def test_export_refuses_an_unfused_model_with_exit_1_and_allow_unfused_warns(tmp_path: Path, monkeypatch):
+    from edgeseq import rnn_fusion
+
+    monkeypatch.setattr(rnn_fusion, "plan", lambda model: (None, ["forced by the test"]))
+    (tmp_path / LETTER_KERAS.name).write_bytes(LETTER_KERAS.read_bytes())
+    refused = invoke("export", "--model", "letter_rnn", "--out", tmp_path)
+    assert refused.exit_code == 1
+    assert "recurrent layers were not all fused" in refused.stderr and "--allow-unfused" in refused.stderr
+    allowed = invoke("export", "--model", "letter_rnn", "--out", tmp_path, "--allow-unfused")
+    assert allowed.exit_code == 0
+    assert "warning: letter_rnn: recurrent layers were not all fused" in allowed.stderr

@@ -81,3 +81,11 @@ def test_parity_keras_vs_onnxruntime_on_all_625_sequences(keras_model):
 def test_onnx_model_predicts_all_five_patterns():
     predictor = LetterPredictor(load_model(LETTER_ONNX))
     assert [predictor.predict(s) for s in ("abcd", "bcde", "cdea", "deab", "eabc")] == ["e", "a", "b", "c", "d"]
+
+
+def test_simple_rnn_is_one_fused_rnn_node_with_no_loop_or_scan():
+    from edgeseq.convert import op_type_counts
+
+    counts = op_type_counts(onnx.load(LETTER_ONNX).graph)
+    assert counts["RNN"] == 1 and counts["Loop"] == 0 and counts["Scan"] == 0
+    assert json.loads(LETTER_MANIFEST.read_text())["fusion"]["fused"] is True

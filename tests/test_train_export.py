@@ -85,3 +85,16 @@ def test_opset_below_17_is_refused(tmp_path: Path):
     (tmp_path / LETTER_KERAS.name).write_bytes(LETTER_KERAS.read_bytes())
     with pytest.raises(ConversionError, match="opset 13 is below 17"):
         export_letter_rnn(tmp_path, opset=13)
+
+
+def test_an_unfused_recurrent_layer_fails_export_unless_allowed(tmp_path: Path, monkeypatch):
+    from edgeseq import rnn_fusion
+
+    monkeypatch.setattr(rnn_fusion, "plan", lambda model: (None, ["forced to stay a Loop by the test"]))
+    (tmp_path / LETTER_KERAS.name).write_bytes(LETTER_KERAS.read_bytes())
+    with pytest.raises(ConversionError, match=r"expected RNN x1, the graph has RNN x0, Loop x1 .*--allow-unfused"):
+        export_letter_rnn(tmp_path)
+    assert not (tmp_path / "letter_rnn.onnx").exists()
+    result = export_letter_rnn(tmp_path, allow_unfused=True)
+    assert result.manifest["fusion"]["fused"] is False and result.manifest["fusion"]["allowed_unfused"] is True
+    assert result.manifest["parity"]["all_sequences"]["max_abs_diff"] <= 1e-5
