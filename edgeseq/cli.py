@@ -133,6 +133,9 @@ def export(
     allow_unfused: bool = typer.Option(
         False, "--allow-unfused", help="Warn instead of failing when a recurrent layer stays a Loop/Scan."
     ),
+    quantize: str | None = typer.Option(
+        None, "--quantize", help="Also write these variants: comma-separated dynamic-int8, static-int8, fp16."
+    ),
 ) -> None:
     """Train (when no Keras model exists, or with --retrain), convert to ONNX, check parity, write artifacts.
 
@@ -145,7 +148,13 @@ def export(
     progress = RichProgress()
     with user_errors():
         from edgeseq.export import export_forecaster, export_letter_rnn
+        from edgeseq.quantize import parse_modes
+        from edgeseq.quantize import quantize as make_variants
 
+        try:
+            modes = parse_modes(quantize) if quantize else []
+        except EdgeseqError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--quantize") from None
         recipes = {ModelChoice.letter_rnn: export_letter_rnn, ModelChoice.sensor_lstm: export_forecaster}
         chosen = list(recipes) if model == ModelChoice.all else [model]
         for choice in chosen:
@@ -156,6 +165,64 @@ def export(
             finally:
                 progress.close()
             typer.echo(_summary(result))
+            if modes:
+                for variant in make_variants(result.onnx_path, modes, progress=progress):
+                    typer.echo(_variant_summary(variant))
+        if not modes and (out / "quantization.json").exists():
+            from edgeseq.quant_report import write_report
+
+            progress.step("updating quantization.json for the variants that remain")
+            write_report(out)
+
+
+def _variant_summary(variant: Path) -> str:
+    from edgeseq_device.manifest import Manifest, manifest_path_for
+
+    manifest = Manifest.load(manifest_path_for(variant)).data
+    row = next(v for v in manifest["variants"].values() if v["file"] == variant.name)
+    metric = (
+        f"test RMSE {row['test_rmse']:.4g} {row['units']}"
+        if "test_rmse" in row
+        else f"{row['accuracy_5_patterns']:.0%} on the 5 patterns"
+    )
+    return f"{variant} ({row['size']:,} bytes, {row['size_ratio']:.0%} of fp32), {metric}"
+
+
+@app.command("quantize")
+def quantize_command(
+    model: Path = typer.Option(DEFAULT_SENSOR_MODEL, "--model", help="An fp32 ONNX file exported by edgeseq."),
+    mode: str = typer.Option(..., "--mode", help="dynamic-int8, static-int8 or fp16 (comma-separate several)."),
+    calibration_method: str = typer.Option(
+        "MinMax", "--calibration-method", help="static-int8: MinMax, Entropy, Percentile."
+    ),
+    calibration_windows: int = typer.Option(
+        1000, "--calibration-windows", min=1, help="static-int8: real training windows to calibrate on."
+    ),
+) -> None:
+    """Write smaller variants of an exported model and report what each costs in accuracy.
+
+    Each variant is written as <name>.<mode>.onnx beside the fp32 file and listed in its manifest with its
+    sha256, size and figures: dynamic-int8 (weights int8, LSTMs as DynamicQuantizeLSTM), static-int8 (QDQ,
+    calibrated on real training windows, never random data), fp16 (float32 inputs and outputs kept). Then
+    every variant in the directory is measured from its file (task accuracy, difference from fp32, latency)
+    into quantization.json. Needs the training extra.
+    """
+    progress = RichProgress()
+    with user_errors():
+        from edgeseq.quantize import QuantizeConfig, parse_modes
+        from edgeseq.quantize import quantize as make_variants
+
+        try:
+            modes = parse_modes(mode)
+        except EdgeseqError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--mode") from None
+        config = QuantizeConfig(calibration_method, calibration_windows)
+        try:
+            variants = make_variants(model, modes, config, progress=progress)
+        finally:
+            progress.close()
+        for variant in variants:
+            typer.echo(_variant_summary(variant))
 
 
 train_app = typer.Typer(help="Train a model on your own data and export it.", no_args_is_help=True)

@@ -52,6 +52,14 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
+def remove_stale_variants(out_dir: Path, name: str) -> list[Path]:
+    """A new export replaces <name>.onnx and its manifest; variants of the old file no longer match it."""
+    stale = sorted(out_dir.glob(f"{name}.*.onnx"))
+    for path in stale:
+        path.unlink()
+    return stale
+
+
 class Staging:
     """A scratch directory inside `out_dir`; files move into `out_dir` only once everything checked out."""
 
@@ -199,6 +207,8 @@ def export_letter_rnn(
         }
         write_json(staging.dir / manifest_path.name, manifest)
         staging.commit()
+    for path in remove_stale_variants(out_dir, name):
+        progress.step(f"removed {path.name}: made from the previous export (re-create with --quantize)")
 
     return ExportResult(onnx_path, manifest_path, manifest, time.perf_counter() - started)
 
@@ -321,5 +331,7 @@ def export_forecaster(
             manifest["sample"] = {"file": sample, "rows": rows, "first_data_row": data.split.test[0] + 1}
         write_json(staging.dir / manifest_path.name, manifest)
         staging.commit()
+    for path in remove_stale_variants(out_dir, name):
+        progress.step(f"removed {path.name}: made from the previous export (re-create with --quantize)")
 
     return ExportResult(onnx_path, manifest_path, manifest, time.perf_counter() - started)

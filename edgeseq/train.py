@@ -110,7 +110,8 @@ class ForecasterConfig:
 
     def to_json(self) -> dict[str, Any]:
         record = asdict(self)
-        record["data"] = self.data.name
+        # The bundled data set by name (it moves with the package); any other file by the path given.
+        record["data"] = self.data.name if Path(self.data) == DEFAULT_SENSOR_DATA else str(self.data)
         return record
 
 

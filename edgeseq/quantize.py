@@ -1,0 +1,236 @@
+"""Smaller variants of an exported model: int8 dynamic, int8 static (QDQ, calibrated on real windows), fp16.
+
+Shaped like onnxruntime.quantization: path in, path out, a small config, calibration through a one-method
+reader. Each variant is written beside the fp32 file as `<name>.<mode>.onnx` and listed, with its sha256,
+in the model's manifest, so the device runtime checks variants exactly as it checks the fp32 file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseq import frameworks
+from edgeseq.errors import EdgeseqError
+from edgeseq_device.manifest import manifest_path_for
+
+MODES = ("dynamic-int8", "static-int8", "fp16")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Settings of the variants; the defaults are what `edgeseq quantize` and `export --quantize` use."""
+
+    calibration_method: str = "MinMax"  # onnxruntime CalibrationMethod: MinMax, Entropy, Percentile
+    calibration_windows: int = 1000  # real training windows, evenly spaced over the training split
+
+
+def variant_path(model_path: Path, mode: str) -> Path:
+    """exported/sensor_lstm.onnx + dynamic-int8 -> exported/sensor_lstm.dynamic-int8.onnx"""
+    return model_path.with_name(f"{model_path.name.split('.', 1)[0]}.{mode}.onnx")
+
+
+def parse_modes(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise EdgeseqError(
+            f"unknown quantization mode {', '.join(unknown) or repr(text)}: choose from {', '.join(MODES)}"
+        )
+    return modes
+
+
+class WindowReader:
+    """onnxruntime CalibrationDataReader over real model inputs, one [1, ...] window per get_next()."""
+
+    def __init__(self, input_name: str, windows: np.ndarray, count: int) -> None:
+        picks = np.linspace(0, len(windows) - 1, min(count, len(windows))).astype(int)
+        self._items = iter([{input_name: windows[i : i + 1]} for i in picks])
+        self.count = len(picks)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._items, None)
+
+
+def _preprocessed(model_input: Path, scratch: Path) -> Path:
+    """onnxruntime's quant_pre_process: shape inference and graph optimisation, so LSTM weights are
+    initializers the quantizer can see (without it, LSTMs can stay float)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out = scratch / f"{model_input.stem}.pre.onnx"
+    quant_pre_process(str(model_input), str(out), skip_symbolic_shape=True)
+    return out
+
+
+def quantize_dynamic_int8(model_input: Path, model_output: Path, scratch: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(_preprocessed(model_input, scratch)), str(model_output), weight_type=QuantType.QInt8)
+
+
+def quantize_static_int8(
+    model_input: Path, model_output: Path, scratch: Path, reader: WindowReader, config: QuantizeConfig
+) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    try:
+        method = getattr(CalibrationMethod, config.calibration_method)
+    except AttributeError:
+        raise EdgeseqError(
+            f"unknown calibration method {config.calibration_method!r}: MinMax, Entropy or Percentile"
+        ) from None
+    quantize_static(
+        str(_preprocessed(model_input, scratch)),
+        str(model_output),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=method,
+    )
+
+
+def convert_fp16(model_input: Path, model_output: Path) -> None:
+    """fp16 weights and arithmetic inside; float32 inputs and outputs, so callers do not change."""
+    import onnx
+
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        raise EdgeseqError("fp16 needs onnxconverter-common: pip install 'edgeseq[train]'") from None
+    onnx.save(float16.convert_float_to_float16(onnx.load(str(model_input)), keep_io_types=True), str(model_output))
+
+
+def float_nodes_report(path: Path) -> dict[str, Any]:
+    """Which compute nodes of a static (QDQ) variant have no QuantizeLinear/DequantizeLinear around them."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    produced_by = {out: node for node in graph.node for out in node.output}
+    skip = {"QuantizeLinear", "DequantizeLinear", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Transpose", "Cast"}
+    stayed_float = []
+    for node in graph.node:
+        if node.op_type in skip:
+            continue
+        fed_by_dq = any(
+            (producer := produced_by.get(name)) is not None and producer.op_type == "DequantizeLinear"
+            for name in node.input
+            if name
+        )
+        if not fed_by_dq:
+            stayed_float.append(node.op_type)
+    return {"float_ops": sorted(set(stayed_float))}
+
+
+WHY_FLOAT = {
+    "LSTM": "onnxruntime's QDQ quantizer has no LSTM support (an int8 LSTM exists only in dynamic mode, as "
+    "DynamicQuantizeLSTM), so the LSTM runs in float with its weights and activations unquantized",
+    "RNN": "onnxruntime quantizes no RNN op, static or dynamic, so the RNN stays float",
+    "Softmax": "quantized Softmax is not in onnxruntime's default QDQ op set",
+}
+
+
+def make_variant(
+    model_path: Path,
+    mode: str,
+    scratch: Path,
+    calibration: tuple[np.ndarray, str] | None,
+    config: QuantizeConfig,
+) -> tuple[Path, dict[str, Any]]:
+    """Write one variant beside `model_path`; return its path and how it was made."""
+    out = variant_path(model_path, mode)
+    how: dict[str, Any] = {"mode": mode}
+    if mode == "dynamic-int8":
+        quantize_dynamic_int8(model_path, out, scratch)
+        how["recipe"] = "quant_pre_process + quantize_dynamic(weight_type=QInt8)"
+    elif mode == "static-int8":
+        if calibration is None:
+            raise EdgeseqError("static-int8 needs calibration windows")
+        import onnx
+
+        windows, source = calibration
+        reader = WindowReader(onnx.load(str(model_path)).graph.input[0].name, windows, config.calibration_windows)
+        quantize_static_int8(model_path, out, scratch, reader, config)
+        how["recipe"] = "quant_pre_process + quantize_static(QDQ, activations and weights QInt8)"
+        how["calibration"] = {
+            "method": config.calibration_method,
+            "windows": reader.count,
+            "source": source,
+        }
+        report = float_nodes_report(out)
+        how["stayed_float"] = {
+            op: WHY_FLOAT.get(op, "not quantized by onnxruntime's QDQ defaults") for op in report["float_ops"]
+        }
+    elif mode == "fp16":
+        convert_fp16(model_path, out)
+        how["recipe"] = "onnxconverter_common.float16.convert_float_to_float16(keep_io_types=True)"
+    else:
+        raise EdgeseqError(f"unknown quantization mode {mode!r}")
+    return out, how
+
+
+def register_variant(model_path: Path, variant: Path, how: dict[str, Any], figures: dict[str, Any]) -> None:
+    """List the variant in the model's manifest: file hash and size, recipe, figures."""
+    from edgeseq.export import file_entry, write_json
+
+    manifest_path = manifest_path_for(model_path)
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    entry = file_entry(variant)
+    manifest["files"][variant.name] = {"sha256": entry.sha256, "size": entry.size}
+    manifest.setdefault("variants", {})[how["mode"]] = {"file": variant.name, **how, **figures}
+    write_json(manifest_path, manifest)
+
+
+def quantize(
+    model_path: Path, modes: Sequence[str], config: QuantizeConfig = QuantizeConfig(), progress: Any = None
+) -> list[Path]:
+    """Write the variants of an exported model, measure them, list them in its manifest, and rewrite the
+    directory's quantization report. Returns the variant paths."""
+    import tempfile
+
+    from edgeseq.quant_report import evaluate_variant, write_report
+    from edgeseq_device.manifest import Manifest
+
+    frameworks.require_training()
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise EdgeseqError(f"model file not found: {model_path}")
+    manifest_path = manifest_path_for(model_path)
+    if not manifest_path.exists():
+        raise EdgeseqError(f"{model_path} has no manifest: quantize a model exported by edgeseq")
+    if "." in model_path.stem:
+        raise EdgeseqError(f"{model_path} is already a variant: quantize the fp32 file")
+    manifest = Manifest.load(manifest_path)
+    calibration = _calibration_windows(manifest.data) if "static-int8" in modes else None
+    written = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for mode in modes:
+            if progress is not None:
+                progress.step(f"{model_path.name}: {mode}")
+            variant, how = make_variant(model_path, mode, Path(scratch), calibration, config)
+            register_variant(model_path, variant, how, {})  # hash first: the device runtime checks it on load
+            register_variant(model_path, variant, how, evaluate_variant(model_path, variant))
+            written.append(variant)
+    if progress is not None:
+        progress.step("measuring every variant for the report")
+    write_report(model_path.parent)
+    return written
+
+
+def _calibration_windows(manifest: dict[str, Any]) -> tuple[np.ndarray, str]:
+    """Real training inputs for calibration, and where they come from: the letter model's 5 training
+    patterns, or the forecaster's training windows."""
+    if manifest["kind"] == "letters":
+        from edgeseq.data import letter_arrays
+        from edgeseq_device.letters import LetterCodec
+
+        x, _ = letter_arrays(LetterCodec(manifest["vocabulary"], int(manifest["window"])))
+        return x, "the 5 training patterns"
+    from edgeseq.quant_report import forecast_data
+
+    return forecast_data(manifest).inputs("train"), "training split windows, evenly spaced"
