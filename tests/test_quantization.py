@@ -1,0 +1,143 @@
+"""Quantized variants: op types per variant, accuracy on real data, hashes, and a report made from files."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from edgeseq.cli import app
+from edgeseq.convert import op_type_counts
+from edgeseq.quant_report import build_report, load_report, render_table
+from edgeseq_device.manifest import sha256_of
+from tests.conftest import EXPORTED, REPO
+
+runner = CliRunner()
+MODES = ("dynamic-int8", "static-int8", "fp16")
+REPORT = load_report(EXPORTED)
+
+
+def ops(name: str) -> dict[str, int]:
+    return dict(op_type_counts(onnx.load(EXPORTED / name).graph))
+
+
+def test_dynamic_int8_turns_both_lstms_into_dynamic_quantize_lstm():
+    counts = ops("sensor_lstm.dynamic-int8.onnx")
+    assert counts.get("DynamicQuantizeLSTM") == 2 and counts.get("LSTM", 0) == 0
+
+
+def test_static_int8_is_qdq_and_its_lstms_stay_float():
+    counts = ops("sensor_lstm.static-int8.onnx")
+    assert counts.get("QuantizeLinear", 0) >= 1 and counts.get("DequantizeLinear", 0) >= 1
+    assert counts.get("LSTM") == 2
+    static = json.loads((EXPORTED / "sensor_lstm.json").read_text())["variants"]["static-int8"]
+    assert "LSTM" in static["stayed_float"]
+    assert static["calibration"]["windows"] == 1000 and "training" in static["calibration"]["source"]
+
+
+def test_fp16_keeps_float32_inputs_and_outputs():
+    for name in ("sensor_lstm.fp16.onnx", "letter_rnn.fp16.onnx"):
+        proto = onnx.load(EXPORTED / name)
+        io = [*proto.graph.input, *proto.graph.output]
+        assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in io)
+        halves = [i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+        assert halves, "no fp16 weights"
+    assert ops("sensor_lstm.fp16.onnx").get("LSTM") == 2
+
+
+def test_letter_variants_keep_one_rnn_node():
+    for mode in MODES:
+        assert ops(f"letter_rnn.{mode}.onnx").get("RNN") == 1
+
+
+@pytest.mark.parametrize("model", ["sensor_lstm", "letter_rnn"])
+def test_every_variant_is_in_the_manifest_with_its_hash(model):
+    manifest = json.loads((EXPORTED / f"{model}.json").read_text())
+    assert set(manifest["variants"]) == set(MODES)
+    for mode, variant in manifest["variants"].items():
+        content = (EXPORTED / variant["file"]).read_bytes()
+        assert variant["file"] == f"{model}.{mode}.onnx"
+        assert manifest["files"][variant["file"]] == {"sha256": sha256_of(content), "size": len(content)}
+
+
+@pytest.fixture(scope="module")
+def fresh_report(tmp_path_factory):
+    """The report rebuilt from the committed files, in a copy of exported/."""
+    copy = tmp_path_factory.mktemp("exported")
+    for path in EXPORTED.iterdir():
+        if path.suffix in (".onnx", ".json"):
+            shutil.copy(path, copy / path.name)
+    return build_report(copy, rounds=1)
+
+
+def test_the_report_is_what_the_files_measure(fresh_report):
+    for model, entry in REPORT["models"].items():
+        for mode, row in entry["variants"].items():
+            fresh = fresh_report["models"][model]["variants"][mode]
+            for key, value in row.items():
+                if key in ("latency_ms_p50", "on_this_cpu"):
+                    continue  # timings vary run to run; they are measured, never asserted
+                if isinstance(value, float):
+                    assert fresh[key] == pytest.approx(value, rel=1e-9, abs=1e-12), (model, mode, key)
+                else:
+                    assert fresh[key] == value, (model, mode, key)
+
+
+def test_dynamic_int8_meets_its_bars_on_real_test_windows(fresh_report):
+    rows = fresh_report["models"]["sensor_lstm"]["variants"]
+    assert rows["dynamic-int8"]["test_rmse"] <= 1.02 * rows["fp32"]["test_rmse"]
+    assert rows["dynamic-int8"]["size_ratio"] <= 0.30
+    assert rows["fp32"]["test_windows"] == 2920
+    for mode in MODES:
+        assert rows[mode]["test_rmse"] < 0.9 * rows[mode]["persistence_rmse"]
+
+
+def test_every_letter_variant_keeps_100_percent_on_the_patterns(fresh_report):
+    for mode, row in fresh_report["models"]["letter_rnn"]["variants"].items():
+        assert row["accuracy_5_patterns"] == 1.0, mode
+
+
+def test_readme_table_is_generated_from_the_report():
+    readme = (REPO / "README.md").read_text()
+    assert render_table(REPORT) in readme
+
+
+def test_the_runner_accepts_a_variant_and_checks_its_hash(tmp_path: Path):
+    result = runner.invoke(
+        app,
+        ["run", "--stream", str(EXPORTED / "sensor.csv"), "--model", str(EXPORTED / "sensor_lstm.dynamic-int8.onnx")],
+    )
+    assert result.exit_code == 0, result.output
+    predictions = [json.loads(line)["prediction"] for line in result.stdout.splitlines()]
+    assert len(predictions) == 2926 and np.isfinite(predictions).all()
+    for name in ("sensor_lstm.json", "sensor_lstm.dynamic-int8.onnx"):
+        shutil.copy(EXPORTED / name, tmp_path / name)
+    tampered = tmp_path / "sensor_lstm.dynamic-int8.onnx"
+    tampered.write_bytes(tampered.read_bytes() + b"\0")
+    refused = runner.invoke(app, ["run", "--stream", str(EXPORTED / "sensor.csv"), "--model", str(tampered)])
+    assert refused.exit_code == 2 and "does not match its manifest" in refused.stderr
+
+
+def test_quantize_command_writes_a_variant_and_lists_it(tmp_path: Path):
+    for name in ("letter_rnn.onnx", "letter_rnn.json"):
+        shutil.copy(EXPORTED / name, tmp_path / name)
+    manifest = json.loads((tmp_path / "letter_rnn.json").read_text())
+    manifest.pop("variants")
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if k == "letter_rnn.onnx"}
+    (tmp_path / "letter_rnn.json").write_text(json.dumps(manifest))
+    result = runner.invoke(app, ["quantize", "--model", str(tmp_path / "letter_rnn.onnx"), "--mode", "fp16"])
+    assert result.exit_code == 0, result.output
+    assert "letter_rnn.fp16.onnx" in result.stdout and "100% on the 5 patterns" in result.stdout
+    written = json.loads((tmp_path / "letter_rnn.json").read_text())
+    assert set(written["variants"]) == {"fp16"}
+    assert json.loads((tmp_path / "quantization.json").read_text())["models"]["letter_rnn"]["variants"]["fp16"]
+
+
+def test_quantize_rejects_an_unknown_mode_and_a_variant_input():
+    bad = runner.invoke(app, ["quantize", "--model", str(EXPORTED / "letter_rnn.onnx"), "--mode", "int4"])
+    assert bad.exit_code == 2 and "unknown quantization mode int4" in bad.output
+    again = runner.invoke(app, ["quantize", "--model", str(EXPORTED / "letter_rnn.fp16.onnx"), "--mode", "fp16"])
+    assert again.exit_code == 1 and "is already a variant" in again.stderr
