@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 import typer
 
 import edgeseq
+from edgeseq.cli_output import RichProgress, export_summary, format_info, print_bench, variant_summary
 from edgeseq.errors import DataError, EdgeseqError
 from edgeseq_device.errors import DeviceError
 
@@ -53,42 +53,6 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-class RichProgress:
-    """Progress on stderr: one line per stage, a bar over training epochs."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True)
-        self._bar: Any = None
-
-    def step(self, message: str) -> None:
-        self.close()
-        self.console.print(f"[bold cyan]•[/] {message}")
-
-    def epoch(self, epoch: int, epochs: int, logs: dict[str, float]) -> None:
-        if self._bar is None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(
-                TextColumn("  epoch"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[logs]}"),
-                console=self.console,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task("training", total=epochs, logs="")
-        shown = " ".join(f"{k} {v:.4g}" for k, v in logs.items())
-        self._bar.update(self._task, completed=epoch, logs=shown)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-
 class ModelChoice(str, Enum):
     all = "all"
     letter_rnn = "letter_rnn"
@@ -106,22 +70,6 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Keras sequence models to small, fast, verified ONNX files, run on edge devices."""
-
-
-def _summary(result: Any) -> str:
-    manifest = result.manifest
-    size = manifest["files"][result.onnx_path.name]["size"]
-    line = f"{manifest['name']}: {result.onnx_path} ({size:,} bytes)"
-    for figures in manifest["parity"].values():
-        if isinstance(figures, dict):
-            line += f", parity max abs diff {figures['max_abs_diff']:.2g} over {figures['compared']}"
-    if "metrics" in manifest:
-        m = manifest["metrics"]
-        line += (
-            f", test RMSE {m['model']['rmse']:.4g} {m['units']} (persistence {m['persistence']['rmse']:.4g}, "
-            f"ridge {m['ridge']['rmse']:.4g}; {m['rmse_ratio_to_persistence']:.2f}x persistence)"
-        )
-    return line + f", {result.seconds:.1f} s"
 
 
 @app.command()
@@ -164,28 +112,15 @@ def export(
                 )
             finally:
                 progress.close()
-            typer.echo(_summary(result))
+            typer.echo(export_summary(result))
             if modes:
                 for variant in make_variants(result.onnx_path, modes, progress=progress):
-                    typer.echo(_variant_summary(variant))
+                    typer.echo(variant_summary(variant))
         if not modes and (out / "quantization.json").exists():
             from edgeseq.quant_report import write_report
 
             progress.step("updating quantization.json for the variants that remain")
             write_report(out)
-
-
-def _variant_summary(variant: Path) -> str:
-    from edgeseq_device.manifest import Manifest, manifest_path_for
-
-    manifest = Manifest.load(manifest_path_for(variant)).data
-    row = next(v for v in manifest["variants"].values() if v["file"] == variant.name)
-    metric = (
-        f"test RMSE {row['test_rmse']:.4g} {row['units']}"
-        if "test_rmse" in row
-        else f"{row['accuracy_5_patterns']:.0%} on the 5 patterns"
-    )
-    return f"{variant} ({row['size']:,} bytes, {row['size_ratio']:.0%} of fp32), {metric}"
 
 
 @app.command("quantize")
@@ -222,7 +157,60 @@ def quantize_command(
         finally:
             progress.close()
         for variant in variants:
-            typer.echo(_variant_summary(variant))
+            typer.echo(variant_summary(variant))
+
+
+class BenchModel(str, Enum):
+    sensor_lstm = "sensor_lstm"
+    letter_rnn = "letter_rnn"
+
+
+@app.command()
+def bench(
+    model: BenchModel = typer.Option(BenchModel.sensor_lstm, "--model", help="Which exported model to measure."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Threads for every runtime (Keras, LiteRT, ORT)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to FILE."),
+    plot_path: Path | None = typer.Option(None, "--plot", help="Write a PNG bar chart of p50 latency to FILE."),
+    markdown: Path | None = typer.Option(None, "--markdown", help="Write the table, machine and command to FILE."),
+    windows: int = typer.Option(100, "--windows", min=1, help="Distinct real input windows per round."),
+    rounds: int = typer.Option(5, "--rounds", min=1, help="Rounds over the windows; paths alternate per round."),
+    quick: bool = typer.Option(False, "--quick", help="A few iterations only: checks that every path runs."),
+    exported: Path = typer.Option(EXPORTED, "--exported", help="Directory of the exported models."),
+) -> None:
+    """Measure the same trained model through Keras, LiteRT and onnxruntime, side by side.
+
+    Paths: Keras predict, a direct Keras call, a tf.function; LiteRT fp32 and dynamic-range (converted from
+    the same Keras model, run with XNNPACK and num_threads set); onnxruntime fp32, dynamic-int8, static-int8
+    and fp16; the edgeseq runner end to end. All run the same real windows, warmed up, in rounds that
+    alternate the paths. Reports p50/p99 latency, file size, load time, agreement with Keras, and the peak
+    RSS of minimal processes running onnxruntime and LiteRT. Needs: pip install 'edgeseq[bench]'.
+    """
+    progress = RichProgress()
+    with user_errors():
+        from edgeseq.bench import BenchConfig, plot, render_markdown, save_json
+        from edgeseq.bench import bench as run_bench
+
+        config = BenchConfig(
+            model=model.value,
+            exported=exported,
+            threads=threads,
+            windows=5 if quick else windows,
+            rounds=1 if quick else rounds,
+            warmup=2 if quick else 20,
+            rss_calls=5 if quick else 200,
+        )
+        try:
+            result = run_bench(config, progress)
+        finally:
+            progress.close()
+        command = "edgeseq bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "edgeseq bench"
+        print_bench(result)
+        if json_path:
+            save_json(result, json_path)
+        if plot_path:
+            plot(result, plot_path)
+        if markdown:
+            markdown.write_text(render_markdown(result, command) + "\n", encoding="utf-8")
 
 
 train_app = typer.Typer(help="Train a model on your own data and export it.", no_args_is_help=True)
@@ -290,7 +278,7 @@ def train_forecaster_command(
             )
         finally:
             progress.close()
-        typer.echo(_summary(result))
+        typer.echo(export_summary(result))
 
 
 @app.command()
@@ -394,41 +382,6 @@ def run(
     raise typer.Exit(run_stream(options, sys.stdout, sys.stderr))
 
 
-def _format_info(d: dict[str, Any]) -> str:
-    def tensors(specs: list[dict[str, Any]]) -> str:
-        return ", ".join(f"{s['name']} {s['dtype']}{s['shape']}" for s in specs)
-
-    ops = d["op_types"]
-    lines = [
-        f"model       {d['path']}  ({d['size']:,} bytes)",
-        f"sha256      {d['sha256']}",
-        f"manifest    {d['manifest'] or '-'}  ({d['manifest_check']})",
-        f"inputs      {tensors(d['inputs'])}",
-        f"outputs     {tensors(d['outputs'])}",
-        (
-            f"op types    {', '.join(f'{k} {v}' for k, v in ops.items())}  ({sum(ops.values())} nodes)"
-            if ops is not None
-            else "op types    (install the onnx package to count them: pip install 'edgeseq[train]')"
-        ),
-    ]
-    for key, value in d["metadata"].items():
-        lines.append(f"{'metadata' if key == next(iter(d['metadata'])) else '':<12}{key} = {value}")
-    fusion = d.get("fusion")
-    if fusion:
-        expected = ", ".join(f"{op} x{n}" for op, n in fusion["expected_fused"].items()) or "no recurrent layers"
-        found = ", ".join(f"{op} x{n}" for op, n in {**fusion["found_fused"], **fusion["unfused_ops"]}.items())
-        verdict = "all fused" if fusion["fused"] else "NOT fused: " + "; ".join(fusion.get("not_fused_because") or [])
-        layers = ", ".join(fusion["recurrent_layers"])
-        lines.append(f"fusion      {verdict} (layers {layers}; expected {expected}, found {found})")
-    for name, figures in (d.get("parity") or {}).items():
-        if isinstance(figures, dict):
-            lines.append(
-                f"parity      {name}: max abs diff {figures['max_abs_diff']:.2g} (atol {figures['atol']:g}) "
-                f"over {figures['compared']}"
-            )
-    return "\n".join(lines)
-
-
 @app.command()
 def info(
     model: Path = typer.Argument(..., help="An ONNX file, e.g. exported/letter_rnn.onnx."),
@@ -439,7 +392,7 @@ def info(
 
     with user_errors():
         description = describe(model)
-        typer.echo(json.dumps(description, indent=2) if as_json else _format_info(description))
+        typer.echo(json.dumps(description, indent=2) if as_json else format_info(description))
 
 
 def main() -> None:

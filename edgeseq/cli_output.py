@@ -1,0 +1,133 @@
+"""How the CLI shows things: progress on stderr, one-line summaries, tables. No work is done here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class RichProgress:
+    """Progress on stderr: one line per stage, a bar over training epochs."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self._bar: Any = None
+
+    def step(self, message: str) -> None:
+        self.close()
+        self.console.print(f"[bold cyan]•[/] {message}")
+
+    def epoch(self, epoch: int, epochs: int, logs: dict[str, float]) -> None:
+        if self._bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("  epoch"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[logs]}"),
+                console=self.console,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("training", total=epochs, logs="")
+        shown = " ".join(f"{k} {v:.4g}" for k, v in logs.items())
+        self._bar.update(self._task, completed=epoch, logs=shown)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def export_summary(result: Any) -> str:
+    manifest = result.manifest
+    size = manifest["files"][result.onnx_path.name]["size"]
+    line = f"{manifest['name']}: {result.onnx_path} ({size:,} bytes)"
+    for figures in manifest["parity"].values():
+        if isinstance(figures, dict):
+            line += f", parity max abs diff {figures['max_abs_diff']:.2g} over {figures['compared']}"
+    if "metrics" in manifest:
+        m = manifest["metrics"]
+        line += (
+            f", test RMSE {m['model']['rmse']:.4g} {m['units']} (persistence {m['persistence']['rmse']:.4g}, "
+            f"ridge {m['ridge']['rmse']:.4g}; {m['rmse_ratio_to_persistence']:.2f}x persistence)"
+        )
+    return line + f", {result.seconds:.1f} s"
+
+
+def variant_summary(variant: Path) -> str:
+    from edgeseq_device.manifest import Manifest, manifest_path_for
+
+    manifest = Manifest.load(manifest_path_for(variant)).data
+    row = next(v for v in manifest["variants"].values() if v["file"] == variant.name)
+    metric = (
+        f"test RMSE {row['test_rmse']:.4g} {row['units']}"
+        if "test_rmse" in row
+        else f"{row['accuracy_5_patterns']:.0%} on the 5 patterns"
+    )
+    return f"{variant} ({row['size']:,} bytes, {row['size_ratio']:.0%} of fp32), {metric}"
+
+
+def print_bench(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{result['model']}: {result['windows']} windows x {result['rounds']} rounds, {result['threads']} thread"
+    )
+    for column in ("path", "p50 ms", "p99 ms", "file", "load s", "max abs diff vs Keras"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for row in result["paths"]:
+        table.add_row(
+            row["path"],
+            f"{row['p50_ms']:.4f}",
+            f"{row['p99_ms']:.4f}",
+            f"{row['file_size']:,}" if row["file_size"] else "-",
+            f"{row['load_s']:.3f}",
+            f"{row['max_abs_diff_vs_keras']:.2g}" + ("" if row["agrees"] else " !"),
+        )
+    console = Console()
+    console.print(table)
+    for label, bar in result["bars"].items():
+        console.print(f"{label}: {bar['speedup']:.2f}x (bar {bar['bar']:g}x: {'met' if bar['met'] else 'NOT met'})")
+    if result["runner"]:
+        console.print(f"edgeseq runner end to end: {result['runner']['rows_per_s']:,.0f} rows/s")
+    console.print("peak RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in result["peak_rss_mb"].items()))
+
+
+def format_info(d: dict[str, Any]) -> str:
+    def tensors(specs: list[dict[str, Any]]) -> str:
+        return ", ".join(f"{s['name']} {s['dtype']}{s['shape']}" for s in specs)
+
+    ops = d["op_types"]
+    lines = [
+        f"model       {d['path']}  ({d['size']:,} bytes)",
+        f"sha256      {d['sha256']}",
+        f"manifest    {d['manifest'] or '-'}  ({d['manifest_check']})",
+        f"inputs      {tensors(d['inputs'])}",
+        f"outputs     {tensors(d['outputs'])}",
+        (
+            f"op types    {', '.join(f'{k} {v}' for k, v in ops.items())}  ({sum(ops.values())} nodes)"
+            if ops is not None
+            else "op types    (install the onnx package to count them: pip install 'edgeseq[train]')"
+        ),
+    ]
+    for key, value in d["metadata"].items():
+        lines.append(f"{'metadata' if key == next(iter(d['metadata'])) else '':<12}{key} = {value}")
+    fusion = d.get("fusion")
+    if fusion:
+        expected = ", ".join(f"{op} x{n}" for op, n in fusion["expected_fused"].items()) or "no recurrent layers"
+        found = ", ".join(f"{op} x{n}" for op, n in {**fusion["found_fused"], **fusion["unfused_ops"]}.items())
+        verdict = "all fused" if fusion["fused"] else "NOT fused: " + "; ".join(fusion.get("not_fused_because") or [])
+        layers = ", ".join(fusion["recurrent_layers"])
+        lines.append(f"fusion      {verdict} (layers {layers}; expected {expected}, found {found})")
+    for name, figures in (d.get("parity") or {}).items():
+        if isinstance(figures, dict):
+            lines.append(
+                f"parity      {name}: max abs diff {figures['max_abs_diff']:.2g} (atol {figures['atol']:g}) "
+                f"over {figures['compared']}"
+            )
+    return "\n".join(lines)
