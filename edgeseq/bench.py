@@ -1,0 +1,369 @@
+"""`edgeseq bench`: the same trained model through Keras, LiteRT and onnxruntime, measured side by side.
+
+Every path runs the same real input windows, with warm-up, one call per window, in rounds that alternate
+the paths so machine drift hits all of them alike. Each peer runs its recommended fast path:
+LiteRT through `ai_edge_litert`'s Interpreter with its default XNNPACK delegate and `num_threads` set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseq import frameworks
+from edgeseq.errors import EdgeseqError
+
+Run = Callable[[np.ndarray], np.ndarray]
+
+# Agreement with Keras that each kind of path must reach (max abs diff in the model's output space).
+# LiteRT fp32 gets its own: TFLite's fused LSTM kernel differs from Keras by up to 0.016 (scaled output)
+# on the forecaster's real windows, deterministically and with or without XNNPACK (measured, 100 windows).
+TOLERANCE = {"fp32": 1e-4, "LiteRT fp32": 5e-2, "fp16": 2e-2, "int8": 0.5}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model: str = "sensor_lstm"
+    exported: Path = Path("exported")
+    threads: int = 1
+    windows: int = 100  # distinct real windows per round
+    rounds: int = 5
+    warmup: int = 20
+    rss_calls: int = 200
+
+
+@dataclass
+class PathResult:
+    name: str
+    family: str
+    precision: str
+    size: int | None
+    load_s: float
+    run: Run = field(repr=False)
+    times_ms: list[float] = field(default_factory=list, repr=False)
+    max_abs_diff: float = 0.0
+
+    @property
+    def tolerance(self) -> float:
+        return TOLERANCE.get(self.name, TOLERANCE[self.precision])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "path": self.name,
+            "family": self.family,
+            "precision": self.precision,
+            "file_size": self.size,
+            "load_s": self.load_s,
+            "p50_ms": float(np.percentile(self.times_ms, 50)),
+            "p99_ms": float(np.percentile(self.times_ms, 99)),
+            "calls": len(self.times_ms),
+            "max_abs_diff_vs_keras": self.max_abs_diff,
+            "tolerance": self.tolerance,
+            "agrees": self.max_abs_diff <= self.tolerance,
+        }
+
+
+def _timed(load: Callable[[], Run]) -> tuple[Run, float]:
+    started = time.perf_counter()
+    run = load()
+    return run, time.perf_counter() - started
+
+
+def real_windows(manifest: dict[str, Any], count: int) -> np.ndarray:
+    """Real inputs: forecaster test windows, or every letter sequence; evenly spaced, [count, 1, ...]."""
+    if manifest["kind"] == "letters":
+        from edgeseq_device.letters import LetterCodec
+
+        codec = LetterCodec(manifest["vocabulary"], int(manifest["window"]))
+        x = codec.encode_batch(codec.all_sequences())
+    else:
+        from edgeseq.quant_report import forecast_data
+
+        x = forecast_data(manifest).inputs("test")
+    picks = np.linspace(0, len(x) - 1, min(count, len(x))).astype(int)
+    return x[picks][:, None]
+
+
+def tflite_models(keras_model: Any, input_shape: tuple[int, ...], directory: Path) -> dict[str, Path]:
+    """The same Keras model through TFLiteConverter: fp32, and dynamic-range quantized (Optimize.DEFAULT)."""
+    tf, _ = frameworks.tensorflow()
+    function = tf.function(lambda x: keras_model(x, training=False))
+    concrete = function.get_concrete_function(tf.TensorSpec(input_shape, tf.float32))
+    paths = {}
+    for name, optimize in (("fp32", False), ("dynamic-range", True)):
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], keras_model)
+        if optimize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        path = directory / f"model.{name}.tflite"
+        path.write_bytes(converter.convert())
+        paths[name] = path
+    return paths
+
+
+def _litert_runner(path: Path, threads: int) -> Run:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)  # default XNNPACK delegate
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        # TFLite's fused LSTM keeps its hidden and cell state in variable tensors between invocations (it is
+        # built for streaming); each window here is independent, as in Keras, so the state starts at zero.
+        interpreter.reset_all_variables()
+        interpreter.set_tensor(inp, x)
+        interpreter.invoke()
+        return interpreter.get_tensor(out)
+
+    return run
+
+
+def _onnx_runner(path: Path, threads: int) -> Run:
+    from edgeseq_device.model import load_model
+
+    return load_model(path, threads=threads).run
+
+
+def build_paths(config: BenchConfig, manifest: dict[str, Any], tmp: Path, x: np.ndarray) -> list[PathResult]:
+    tf, keras = frameworks.tensorflow()
+    tf.config.threading.set_intra_op_parallelism_threads(config.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(config.threads)
+    base = config.exported / config.model
+    keras_path = base.with_suffix(".keras")
+    model, load_s = _timed(lambda: keras.models.load_model(keras_path))
+    size = keras_path.stat().st_size
+    compiled = tf.function(lambda t: model(t, training=False), input_signature=[tf.TensorSpec(x.shape[1:], tf.float32)])
+    paths = [
+        PathResult("Keras predict", "Keras", "fp32", size, load_s, lambda t: model.predict(t, verbose=0)),
+        PathResult("Keras call", "Keras", "fp32", size, load_s, lambda t: model(t, training=False).numpy()),
+        PathResult("Keras tf.function", "Keras", "fp32", size, load_s, lambda t: compiled(t).numpy()),
+    ]
+    try:
+        import ai_edge_litert  # noqa: F401
+    except ImportError:
+        raise EdgeseqError("edgeseq bench needs ai-edge-litert: pip install 'edgeseq[bench]'") from None
+    for name, path in tflite_models(model, x.shape[1:], tmp).items():
+        run, load_s = _timed(lambda p=path: _litert_runner(p, config.threads))
+        precision = "fp32" if name == "fp32" else "int8"
+        paths.append(PathResult(f"LiteRT {name}", "LiteRT", precision, path.stat().st_size, load_s, run))
+    variants = {"fp32": base.with_suffix(".onnx")}
+    variants.update(
+        {mode: base.with_name(f"{config.model}.{mode}.onnx") for mode in ("dynamic-int8", "static-int8", "fp16")}
+    )
+    for mode, path in variants.items():
+        if not path.exists():
+            continue
+        run, load_s = _timed(lambda p=path: _onnx_runner(p, config.threads))
+        precision = "fp32" if mode == "fp32" else ("fp16" if mode == "fp16" else "int8")
+        paths.append(PathResult(f"onnxruntime {mode}", "edgeseq", precision, path.stat().st_size, load_s, run))
+    return paths
+
+
+def measure(paths: list[PathResult], x: np.ndarray, config: BenchConfig) -> None:
+    """Warm up, compare with Keras, then time one call per window, in rounds.
+
+    Within a round each path runs all windows back to back, so a 0.3 ms path is not timed on caches that a
+    75 ms Keras call just flushed; the paths alternate from round to round, in a rotating order, so drift
+    over the run hits every path alike.
+    """
+    reference = np.concatenate([paths[1].run(x[i]) for i in range(len(x))])  # Keras call
+    for path in paths:
+        for i in range(min(config.warmup, len(x))):
+            path.run(x[i])
+        outputs = np.concatenate([path.run(x[i]) for i in range(len(x))])
+        path.max_abs_diff = float(np.abs(outputs.reshape(reference.shape) - reference).max())
+    for round_index in range(config.rounds):
+        shift = round_index % len(paths)
+        for path in paths[shift:] + paths[:shift]:
+            path.run(x[0])  # one untimed call: this path's caches warm again after the previous path
+            for i in range(len(x)):
+                started = time.perf_counter()
+                path.run(x[i])
+                path.times_ms.append((time.perf_counter() - started) * 1e3)
+
+
+def runner_rows_per_s(config: BenchConfig) -> dict[str, Any] | None:
+    """The edgeseq runner end to end over exported/sensor.csv, in process, output discarded."""
+    csv_path = config.exported / "sensor.csv"
+    if not csv_path.exists() or config.model != "sensor_lstm":
+        return None
+    from edgeseq_device.runner import RunOptions, run_stream
+
+    with open(os.devnull, "w") as sink, tempfile.TemporaryFile("w+") as log:
+        started = time.perf_counter()
+        run_stream(
+            RunOptions(stream=str(csv_path), model=config.exported / "sensor_lstm.onnx", threads=config.threads),
+            sink,
+            log,
+        )
+        seconds = time.perf_counter() - started
+    rows = sum(1 for _ in csv_path.open()) - 1
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}
+
+
+_RSS_ONNX = """
+import sys, numpy as np, onnxruntime as ort
+o = ort.SessionOptions(); o.intra_op_num_threads = int(sys.argv[2])
+s = ort.InferenceSession(sys.argv[1], o, providers=["CPUExecutionProvider"])
+i = s.get_inputs()[0]; x = np.zeros(i.shape, np.float32)
+for _ in range(int(sys.argv[3])): s.run(None, {i.name: x})
+print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")))
+"""
+_RSS_LITERT = """
+import sys, numpy as np
+from ai_edge_litert.interpreter import Interpreter
+it = Interpreter(model_path=sys.argv[1], num_threads=int(sys.argv[2])); it.allocate_tensors()
+d = it.get_input_details()[0]; x = np.zeros(d["shape"], np.float32)
+for _ in range(int(sys.argv[3])): it.set_tensor(d["index"], x); it.invoke()
+print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")))
+"""
+
+
+def peak_rss_mb(script: str, model: Path, config: BenchConfig) -> float:
+    """Peak RSS of a fresh minimal process that loads `model` and runs it (no TensorFlow, no edgeseq).
+
+    The child reports its own VmHWM: unlike ru_maxrss, it starts afresh at exec, so it does not include the
+    pages of this large parent that a forked child shares until it execs.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(model), str(config.threads), str(config.rss_calls)],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    return int(proc.stdout.split()[-1]) / 1024
+
+
+def machine() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    cpu, flags = platform.processor(), []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                wanted = ("avx", "avx2", "avx512f", "avx512_vnni", "avx_vnni", "fma", "f16c", "sse4_2", "neon", "asimd")
+                flags = [f for f in line.split(":", 1)[1].split() if f in wanted]
+    except OSError:
+        pass
+    packages = ("tensorflow", "tf-keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert", "numpy")
+    return {
+        "cpu": cpu,
+        "cpu_flags": flags,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "packages": {p: version(p) for p in packages},
+    }
+
+
+def bench(config: BenchConfig, progress: Any = None) -> dict[str, Any]:
+    """Run every path on the same windows; return the JSON-able results."""
+    from edgeseq_device.manifest import Manifest
+
+    frameworks.require_training()
+    manifest_path = config.exported / f"{config.model}.json"
+    if not manifest_path.exists():
+        raise EdgeseqError(f"no exported model {manifest_path}: run `edgeseq export` first")
+    manifest = Manifest.load(manifest_path).data
+    say = progress.step if progress is not None else (lambda _m: None)
+    x = real_windows(manifest, config.windows)
+    with tempfile.TemporaryDirectory() as tmp:
+        say("loading Keras, converting to LiteRT, loading onnxruntime")
+        paths = build_paths(config, manifest, Path(tmp), x)
+        say(f"timing {len(paths)} paths x {len(x)} windows x {config.rounds} rounds, paths alternating per round")
+        measure(paths, x, config)
+        say("peak RSS of minimal processes, end-to-end runner")
+        tflite = Path(tmp) / "model.fp32.tflite"
+        rss = {
+            "onnxruntime fp32": peak_rss_mb(_RSS_ONNX, config.exported / f"{config.model}.onnx", config),
+            "LiteRT fp32": peak_rss_mb(_RSS_LITERT, tflite, config),
+        }
+    results = [p.summary() for p in paths]
+    by_name = {r["path"]: r for r in results}
+    ratios = {}
+    pairs = {
+        "onnxruntime fp32 vs LiteRT fp32": ("LiteRT fp32", "onnxruntime fp32", 1.5),
+        "onnxruntime dynamic-int8 vs LiteRT dynamic-range": ("LiteRT dynamic-range", "onnxruntime dynamic-int8", 3.0),
+        "onnxruntime fp32 vs Keras predict": ("Keras predict", "onnxruntime fp32", 100.0),
+    }
+    for label, (peer, ours, bar) in pairs.items():
+        if peer in by_name and ours in by_name:
+            speedup = by_name[peer]["p50_ms"] / by_name[ours]["p50_ms"]
+            ratios[label] = {"speedup": speedup, "bar": bar, "met": speedup >= bar}
+    return {
+        "model": config.model,
+        "threads": config.threads,
+        "windows": len(x),
+        "rounds": config.rounds,
+        "paths": results,
+        "bars": ratios,
+        "runner": runner_rows_per_s(config),
+        "peak_rss_mb": rss,
+        "machine": machine(),
+    }
+
+
+def render_markdown(result: dict[str, Any], command: str) -> str:
+    lines = [
+        "| path | p50 ms | p99 ms | file | load s | max abs diff vs Keras |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result["paths"]:
+        size = f"{row['file_size']:,} B" if row["file_size"] else "-"
+        agrees = "" if row["agrees"] else " (over tolerance)"
+        lines.append(
+            f"| {row['path']} | {row['p50_ms']:.4f} | {row['p99_ms']:.4f} | {size} | {row['load_s']:.3f} | "
+            f"{row['max_abs_diff_vs_keras']:.2g}{agrees} |"
+        )
+    out = "\n".join(lines)
+    if result["bars"]:
+        out += "\n\n| bar | speedup | required | met |\n|---|---|---|---|\n"
+        out += "\n".join(
+            f"| {label} | {r['speedup']:.2f}x | >= {r['bar']:g}x | {'yes' if r['met'] else '**no**'} |"
+            for label, r in result["bars"].items()
+        )
+    if result["runner"]:
+        r = result["runner"]
+        out += f"\n\nedgeseq runner end to end: {r['rows_per_s']:,.0f} rows/s ({r['rows']:,} rows of sensor.csv)."
+    rss = ", ".join(f"{k} {v:.0f} MB" for k, v in result["peak_rss_mb"].items())
+    out += f"\n\nPeak RSS of a minimal process that loads and runs the model: {rss}."
+    m = result["machine"]
+    out += (
+        f"\n\nMachine: {m['cpu']} ({', '.join(m['cpu_flags'])}), {m['cores']} cores, Python {m['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+        + f".\n\nCommand: `{command}`"
+    )
+    return out
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    from edgeseq.plots import _pyplot
+
+    plt = _pyplot()
+    rows = result["paths"]
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=100)
+    colors = {"Keras": "tab:gray", "LiteRT": "tab:orange", "edgeseq": "tab:blue"}
+    ax.barh([r["path"] for r in rows], [r["p50_ms"] for r in rows], color=[colors[r["family"]] for r in rows])
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set(xlabel="p50 latency per window, ms (log scale)", title=f"{result['model']}, {result['threads']} thread")
+    for i, r in enumerate(rows):
+        ax.text(r["p50_ms"], i, f" {r['p50_ms']:.3g}", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def save_json(result: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
