@@ -13,7 +13,7 @@ import typer
 
 import edgeseq
 from edgeseq.cli_output import RichProgress, export_summary, format_info, print_bench, variant_summary
-from edgeseq.errors import DataError, EdgeseqError
+from edgeseq.errors import BadInputError, EdgeseqError
 from edgeseq_device.errors import DeviceError
 
 app = typer.Typer(
@@ -42,7 +42,7 @@ def user_errors() -> Iterator[None]:
     """Turn the library's typed errors into one line on stderr and an exit code, never a traceback."""
     try:
         yield
-    except (DeviceError, DataError) as exc:
+    except (DeviceError, BadInputError) as exc:
         _error(str(exc))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except EdgeseqError as exc:
@@ -249,7 +249,6 @@ def train_forecaster_command(
     """
     progress = RichProgress()
     with user_errors():
-        from edgeseq.errors import DataError
         from edgeseq.export import export_forecaster
         from edgeseq.train import ForecasterConfig
 
@@ -258,7 +257,9 @@ def train_forecaster_command(
         except ValueError:
             sizes = ()
         if len(sizes) != 2 or min(sizes) < 1:
-            raise DataError(f"--units takes two positive sizes such as 80,100, got {units!r}")
+            raise BadInputError(f"--units takes two positive sizes such as 80,100, got {units!r}")
+        if not name or "." in name or "/" in name or "\\" in name:
+            raise BadInputError(f"--name {name!r}: use a plain file stem such as 'room_temp' (no dots or slashes)")
         config = ForecasterConfig(
             data=data,
             features=_names(features),
@@ -306,9 +307,15 @@ def letters(
             if sys.stdin.isatty():
                 typer.echo("type one sequence per line; Ctrl-D ends", err=True)
             inputs = numbered("stdin line", sys.stdin)
-        for sequence, letter in predict_each(predictor, inputs):
-            typer.echo(f"{sequence} -> {letter}")
-            sys.stdout.flush()
+        try:
+            for sequence, letter in predict_each(predictor, inputs):
+                typer.echo(f"{sequence} -> {letter}")
+                sys.stdout.flush()
+        except BrokenPipeError:
+            # `edgeseq letters ... | head`: the reader left; what was computed has been written.
+            from edgeseq_device.runner import silence_stdout
+
+            silence_stdout()
 
 
 class RowPolicy(str, Enum):

@@ -17,5 +17,9 @@ class TrainingError(EdgeseqError):
     """Training finished but the model misses its bar."""
 
 
-class DataError(EdgeseqError):
+class BadInputError(EdgeseqError):
+    """The user's input (a path, a name, an option value) cannot be used; the CLI exits 2."""
+
+
+class DataError(BadInputError):
     """A data file cannot be used for training: unreadable, a missing column, a bad row, too short."""

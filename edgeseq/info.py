@@ -16,7 +16,7 @@ def op_type_counts_of_file(path: Path) -> dict[str, int] | None:
         import onnx
     except ImportError:
         return None
-    from edgeseq.export import op_type_counts
+    from edgeseq.convert import op_type_counts
 
     return dict(sorted(op_type_counts(onnx.load(path).graph).items()))
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq_device.manifest import Manifest
+from edgeseq_device.manifest import Manifest, manifest_path_for
 from edgeseq_device.model import Model, load_model
 
 BARS = {
@@ -26,12 +26,16 @@ def forecast_data(manifest: dict[str, Any]) -> Any:
     """The forecaster's data, split and scaled exactly as at training time (config from the manifest)."""
     from edgeseq.data import DEFAULT_SENSOR_DATA
     from edgeseq.errors import EdgeseqError
+    from edgeseq.export import file_entry
     from edgeseq.train import ForecasterConfig, prepare_forecast_data
 
     config = dict(manifest["training"]["config"])
     data = DEFAULT_SENSOR_DATA if config["data"] == DEFAULT_SENSOR_DATA.name else Path(config["data"])
     if not data.exists():
         raise EdgeseqError(f"the training data {data} is needed to measure variants and is not there")
+    recorded = manifest.get("data", {}).get("sha256")
+    if recorded and file_entry(data).sha256 != recorded:
+        raise EdgeseqError(f"{data} is not the file {manifest['name']} was trained on (its sha256 differs)")
     config.update(data=data, features=tuple(config["features"]), units=tuple(config["units"]))
     return prepare_forecast_data(ForecasterConfig(**config))
 
@@ -85,7 +89,7 @@ def _bar(mode: str, kind: str, figures: dict[str, Any], fp32: dict[str, Any]) ->
 
 def evaluate_variant(model_path: Path, variant: Path) -> dict[str, Any]:
     """Size, task accuracy and agreement with fp32 of one variant (loaded through the device runtime)."""
-    manifest = Manifest.load(model_path.with_suffix(".json")).data
+    manifest = Manifest.load(manifest_path_for(model_path)).data
     inputs = _task_inputs(manifest)
     fp32, candidate = load_model(model_path), load_model(variant)
     fp32_out = _run_all(fp32, inputs["x"])

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from edgeseq import frameworks
-from edgeseq.errors import EdgeseqError
+from edgeseq.errors import BadInputError, EdgeseqError
 from edgeseq_device.manifest import manifest_path_for
 
 MODES = ("dynamic-int8", "static-int8", "fp16")
+CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,7 @@ def quantize_static_int8(
 ) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    try:
-        method = getattr(CalibrationMethod, config.calibration_method)
-    except AttributeError:
-        raise EdgeseqError(
-            f"unknown calibration method {config.calibration_method!r}: MinMax, Entropy or Percentile"
-        ) from None
+    method = getattr(CalibrationMethod, config.calibration_method)
     quantize_static(
         str(_preprocessed(model_input, scratch)),
         str(model_output),
@@ -198,13 +194,17 @@ def quantize(
 
     frameworks.require_training()
     model_path = Path(model_path)
+    if config.calibration_method not in CALIBRATION_METHODS:
+        raise BadInputError(
+            f"unknown calibration method {config.calibration_method!r}: {', '.join(CALIBRATION_METHODS)}"
+        )
     if not model_path.exists():
-        raise EdgeseqError(f"model file not found: {model_path}")
+        raise BadInputError(f"model file not found: {model_path}")
     manifest_path = manifest_path_for(model_path)
     if not manifest_path.exists():
-        raise EdgeseqError(f"{model_path} has no manifest: quantize a model exported by edgeseq")
+        raise BadInputError(f"{model_path} has no manifest: quantize a model exported by edgeseq")
     if "." in model_path.stem:
-        raise EdgeseqError(f"{model_path} is already a variant: quantize the fp32 file")
+        raise BadInputError(f"{model_path} is already a variant: quantize the fp32 file")
     manifest = Manifest.load(manifest_path)
     calibration = _calibration_windows(manifest.data) if "static-int8" in modes else None
     written = []

@@ -128,7 +128,11 @@ def _tf2onnx_segment(layers: list[Any], source: TensorSpec, target: str, prefix:
     inputs = keras.Input(shape=source.shape[1:], batch_size=source.shape[0])
     x = inputs
     for layer in layers:
-        x = layer(x)
+        # A copy with the same weights: calling the model's own layer here would give it a second inbound
+        # node, and the model would no longer read as a single chain (to plan() or to anyone else).
+        twin = layer.__class__.from_config(layer.get_config())
+        x = twin(x)
+        twin.set_weights(layer.get_weights())
     segment = keras.Model(inputs, x)
     signature = (tf.TensorSpec(source.shape, tf.float32, name=source.name),)
     proto, _ = tf2onnx.convert.from_keras(segment, input_signature=signature, opset=opset)
@@ -190,10 +194,9 @@ def convert_fused(model: Any, chain: list[Any], input_spec: TensorSpec, output_s
         [helper.make_tensor_value_info(output_spec.name, TensorProto.FLOAT, list(current.shape))],
         initializer=inits,
     )
-    proto = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="edgeseq (RNN) + tf2onnx"
-    )
-    proto.ir_version = 8
+    opsets = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="edgeseq (RNN) + tf2onnx")
+    proto.ir_version = helper.find_min_ir_version_for(opsets)  # the oldest IR that carries this opset
     return proto
 
 

@@ -164,3 +164,20 @@ def test_export_refuses_an_unfused_model_with_exit_1_and_allow_unfused_warns(tmp
     allowed = invoke("export", "--model", "letter_rnn", "--out", tmp_path, "--allow-unfused")
     assert allowed.exit_code == 0
     assert "warning: letter_rnn: recurrent layers were not all fused" in allowed.stderr
+
+
+def test_letters_into_a_closed_pipe_ends_quietly_with_exit_0(tmp_path: Path):
+    import subprocess
+    import sys
+
+    many = tmp_path / "many.txt"
+    many.write_text("abcd\n" * 20000)  # far more output than a pipe buffer holds
+    with many.open() as stdin:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgeseq", "letters", "--model", str(LETTER_ONNX)],
+            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stdout.readline() == "abcd -> e\n"
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in proc.stderr.read()

@@ -140,4 +140,19 @@ def test_quantize_rejects_an_unknown_mode_and_a_variant_input():
     bad = runner.invoke(app, ["quantize", "--model", str(EXPORTED / "letter_rnn.onnx"), "--mode", "int4"])
     assert bad.exit_code == 2 and "unknown quantization mode int4" in bad.output
     again = runner.invoke(app, ["quantize", "--model", str(EXPORTED / "letter_rnn.fp16.onnx"), "--mode", "fp16"])
-    assert again.exit_code == 1 and "is already a variant" in again.stderr
+    assert again.exit_code == 2 and "is already a variant" in again.stderr
+    missing = runner.invoke(app, ["quantize", "--model", "nowhere.onnx", "--mode", "fp16"])
+    assert missing.exit_code == 2 and missing.stderr == "edgeseq: error: model file not found: nowhere.onnx\n"
+    method = runner.invoke(
+        app,
+        [
+            "quantize",
+            "--model",
+            str(EXPORTED / "letter_rnn.onnx"),
+            "--mode",
+            "static-int8",
+            "--calibration-method",
+            "x",
+        ],
+    )
+    assert method.exit_code == 2 and "unknown calibration method 'x'" in method.stderr

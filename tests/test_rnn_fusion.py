@@ -101,3 +101,12 @@ def test_a_branching_model_is_not_fused_here():
 def test_go_backwards_is_not_fused():
     model = build(rnn(3, go_backwards=True))
     assert "go_backwards=True is not supported" in rnn_fusion.fusable(model.layers[1])
+
+
+def test_converting_leaves_the_keras_model_as_it_was():
+    model = build(*CASES["stacked with dense between"])
+    before = rnn_fusion.plan(model)
+    first, second = converted(model), converted(model)
+    assert rnn_fusion.plan(model) == before and before[0] is not None
+    assert op_type_counts(first.graph)["RNN"] == op_type_counts(second.graph)["RNN"] == 2
+    assert fusion_audit(second.graph, model)["not_fused_because"] == []

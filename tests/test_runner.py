@@ -276,3 +276,33 @@ def test_the_device_front_end_runs_the_same_runner(full_run):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert records(proc.stdout) == full_run[0]
+
+
+def test_an_unwritable_output_is_one_line_exit_2(tmp_path: Path):
+    result = run("--stream", SENSOR_CSV, "--model", SENSOR_ONNX, "--output", tmp_path / "no" / "such" / "x.jsonl")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("edgeseq: error: cannot write ") and len(result.stderr.splitlines()) == 1
+
+
+def test_a_byte_order_mark_before_the_header_is_ignored(tmp_path: Path, full_run):
+    path = tmp_path / "bom.csv"
+    path.write_text("\ufeff" + "\n".join(LINES[:60]) + "\n", encoding="utf-8")
+    result = run("--stream", path, "--model", SENSOR_ONNX)
+    assert result.exit_code == 0, result.output
+    assert records(result.stdout) == full_run[0][: 60 - T]
+
+
+def test_a_value_beyond_float32_is_a_bad_row(tmp_path: Path):
+    header = [h.strip('"') for h in LINES[0].split(",")]
+    fields = LINES[60].split(",")
+    fields[header.index("T2")] = '"1e300"'
+    lines = [*LINES[:60], ",".join(fields), *LINES[61:100]]
+    result = run("--stream", write_lines(tmp_path / "s.csv", lines), "--model", SENSOR_ONNX)
+    assert result.exit_code == 0
+    assert "skipped line 61: out of range" in result.stderr and "RuntimeWarning" not in result.stderr
+
+
+def test_a_header_only_stream_reports_zero_rows(tmp_path: Path):
+    result = run("--stream", write_lines(tmp_path / "h.csv", LINES[:1]), "--model", SENSOR_ONNX)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "0 rows read, 0 predictions, 0 rows skipped, 0.00 s" in result.stderr

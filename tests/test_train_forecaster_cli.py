@@ -85,3 +85,10 @@ def test_bad_units_exit_2(tmp_path: Path):
     data = write_sensor_csv(tmp_path / "room.csv")
     result = train("--data", data, "--features", "temp", "--target", "temp", "--units", "8")
     assert result.exit_code == 2 and "--units takes two positive sizes" in result.stderr
+
+
+def test_a_name_with_a_dot_is_refused_before_training(tmp_path: Path):
+    data = write_sensor_csv(tmp_path / "room.csv")
+    result = train("--data", data, "--features", "temp", "--target", "temp", "--name", "room.v2", *TINY)
+    assert result.exit_code == 2 and "--name 'room.v2'" in result.stderr
+    assert "training" not in result.stderr

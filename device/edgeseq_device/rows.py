@@ -10,6 +10,8 @@ import numpy as np
 
 from edgeseq_device.errors import InputError
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 class MissingColumnError(InputError):
     """The header lacks a column the model needs."""
@@ -35,7 +37,7 @@ def split_line(line: str) -> list[str]:
 
 
 def _clean(name: str) -> str:
-    return name.strip().strip('"').strip()
+    return name.lstrip("\ufeff").strip().strip('"').strip()
 
 
 class RowParser:
@@ -77,6 +79,8 @@ class RowParser:
                 raise BadRowError("non-numeric", f"column {self.columns[k]!r} is {_preview(text)}") from None
             if not math.isfinite(value):
                 raise BadRowError("nan/inf", f"column {self.columns[k]!r} is {_preview(text)}")
+            if abs(value) > FLOAT32_MAX:  # the model computes in float32: this would become inf
+                raise BadRowError("out of range", f"column {self.columns[k]!r} is {_preview(text)}")
             out[k] = value
         return fields[self.time_index].strip() if self.time_index is not None else None
 

@@ -155,7 +155,8 @@ class Stats:
     finished_at: float | None = None
 
     def line(self, prog: str, final: bool) -> str:
-        elapsed = (self.finished_at or time.monotonic()) - (self.first_row_at or time.monotonic())
+        now = time.monotonic()
+        elapsed = (self.finished_at or now) - self.first_row_at if self.first_row_at is not None else 0.0
         rate = self.rows / elapsed if elapsed > 0 else 0.0
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(self.skipped.items()))
         skipped = sum(self.skipped.values())
@@ -293,7 +294,11 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
         except InputError as exc:
             say(f"{prog}: error: {options.stream}: {exc}")
             return EXIT_USAGE
-        sink = stdout if options.output is None else open(options.output, "w", encoding="utf-8")  # noqa: SIM115
+        try:
+            sink = stdout if options.output is None else open(options.output, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            say(f"{prog}: error: cannot write {options.output}: {exc.strerror or exc}")
+            return EXIT_USAGE
         writer = Writer(sink, options.format, spec.time_column is not None)
         next_progress = time.monotonic() + options.progress_seconds if options.progress_seconds > 0 else None
         for line_number, line in enumerate(lines, start=2):
@@ -324,7 +329,7 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`| head`): everything computed was written; end quietly.
-        _silence_stdout()
+        silence_stdout()
         return EXIT_OK
     finally:
         source.close()
@@ -335,7 +340,7 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
     return EXIT_OK
 
 
-def _silence_stdout() -> None:
+def silence_stdout() -> None:
     """Point fd 1 at /dev/null so the interpreter's final flush of a closed pipe raises nothing."""
     import os
 
