@@ -142,6 +142,33 @@ def _audit(proto: Any, model: Any, name: str, allow_unfused: bool, progress: Pro
     return audit
 
 
+def _convert_and_stage(
+    model: Any,
+    specs: tuple[TensorSpec, TensorSpec],
+    name: str,
+    kind: str,
+    facts: dict[str, Any],
+    training: dict[str, Any],
+    keras_file: Path,
+    staging: Staging,
+    opset: int,
+    allow_unfused: bool,
+    progress: Progress,
+) -> tuple[dict[str, Any], Any]:
+    """Convert, audit fusion, write <name>.onnx and its manifest into staging, and load the file back
+    through the device runtime, as a user would: its sha256 and signature are checked first."""
+    import onnx
+
+    proto = convert(model, *specs, opset=opset, metadata=_metadata(name, kind, facts))
+    audit = _audit(proto, model, name, allow_unfused, progress)
+    onnx_file = staging.dir / f"{name}.onnx"
+    onnx.save(proto, onnx_file)
+    manifest = _base_manifest(name, kind, proto, specs, [onnx_file, keras_file], opset)
+    manifest.update(facts, fusion=audit, training=training)
+    write_json(staging.dir / f"{name}.json", manifest)
+    return manifest, load_model(onnx_file, require_manifest=True)
+
+
 def export_letter_rnn(
     out_dir: Path = Path("exported"),
     *,
@@ -157,7 +184,6 @@ def export_letter_rnn(
     the export unless `allow_unfused`, which warns instead.
     """
     frameworks.require_training()
-    import onnx
 
     from edgeseq.data import letter_arrays
     from edgeseq.train import LetterConfig, train_letter_rnn
@@ -183,16 +209,10 @@ def export_letter_rnn(
             TensorSpec("probs", (1, len(codec.vocabulary)), "float32"),
         )
         facts = {"vocabulary": codec.vocabulary, "window": codec.window}
-        proto = convert(model, *specs, opset=opset, metadata=_metadata(name, kind, facts))
-        audit = _audit(proto, model, name, allow_unfused, progress)
-        onnx.save(proto, staging.dir / onnx_path.name)
-        manifest = _base_manifest(name, kind, proto, specs, [staging.dir / onnx_path.name, keras_file], opset)
-        manifest.update(facts, training=training, fusion=audit)
-        write_json(staging.dir / manifest_path.name, manifest)
-
+        manifest, device_model = _convert_and_stage(
+            model, specs, name, kind, facts, training, keras_file, staging, opset, allow_unfused, progress
+        )
         progress.step(f"checking parity on all {len(x_all)} sequences")
-        # Through the device runtime, as a user loads it: sha256 and signature are checked first.
-        device_model = load_model(staging.dir / onnx_path.name, require_manifest=True)
         onnx_all, onnx_pat = run_onnx(device_model, x_all), run_onnx(device_model, x_pat)
         check = {"atol": PARITY_ATOL, "output": specs[1].name, "argmax": True}
         manifest["parity"] = {
@@ -245,7 +265,6 @@ def export_forecaster(
     With `sample`, also writes the test period of the data file, verbatim, for `edgeseq run --stream`.
     """
     frameworks.require_training()
-    import onnx
 
     from edgeseq.evaluate import forecasts, persistence, score_on_test
     from edgeseq.plots import plot_forecast, plot_loss
@@ -277,15 +296,10 @@ def export_forecaster(
             TensorSpec("forecast", (1, 1), "float32"),
         )
         facts = spec.to_json()
-        proto = convert(model, *specs, opset=opset, metadata=_metadata(name, kind, facts))
-        audit = _audit(proto, model, name, allow_unfused, progress)
-        onnx.save(proto, staging.dir / onnx_path.name)
-        manifest = _base_manifest(name, kind, proto, specs, [staging.dir / onnx_path.name, keras_file], opset)
-        manifest.update(facts, fusion=audit, training=training)
-        write_json(staging.dir / manifest_path.name, manifest)
-
+        manifest, device_model = _convert_and_stage(
+            model, specs, name, kind, facts, training, keras_file, staging, opset, allow_unfused, progress
+        )
         progress.step(f"checking parity on all {len(x_test)} test windows")
-        device_model = load_model(staging.dir / onnx_path.name, require_manifest=True)
         onnx_test = run_onnx(device_model, x_test)
         manifest["parity"] = {
             "test_windows": parity_figures(
