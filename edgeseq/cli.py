@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
 import typer
 
 import edgeseq
-from edgeseq.cli_output import RichProgress, export_summary, format_info, print_bench, variant_summary
-from edgeseq.errors import BadInputError, EdgeseqError
-from edgeseq_device.errors import DeviceError
+from edgeseq.cli_output import (
+    EXPORTED,
+    RichProgress,
+    export_summary,
+    format_info,
+    names,
+    print_bench,
+    user_errors,
+    variant_summary,
+)
+from edgeseq.cli_train import train_app
+from edgeseq.errors import EdgeseqError
 
 app = typer.Typer(
     name="edgeseq",
@@ -24,33 +31,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXPORTED = Path("exported")
+app.add_typer(train_app, name="train")
+
 DEFAULT_LETTER_MODEL = EXPORTED / "letter_rnn.onnx"
 DEFAULT_SENSOR_MODEL = EXPORTED / "sensor_lstm.onnx"
-
-# Exit codes: 0 done; 1 the work failed its own checks (parity, training bar); 2 bad input, model or usage;
-# 130 interrupted.
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
-
-
-def _error(message: str) -> None:
-    typer.echo(f"edgeseq: error: {message}", err=True)
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the library's typed errors into one line on stderr and an exit code, never a traceback."""
-    try:
-        yield
-    except (DeviceError, BadInputError) as exc:
-        _error(str(exc))
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except EdgeseqError as exc:
-        _error(str(exc))
-        raise typer.Exit(EXIT_FAILED) from None
-    except KeyboardInterrupt:
-        _error("interrupted")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 class ModelChoice(str, Enum):
@@ -213,75 +197,6 @@ def bench(
             markdown.write_text(render_markdown(result, command) + "\n", encoding="utf-8")
 
 
-train_app = typer.Typer(help="Train a model on your own data and export it.", no_args_is_help=True)
-app.add_typer(train_app, name="train")
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(n.strip() for n in text.split(",") if n.strip())
-
-
-@train_app.command("forecaster")
-def train_forecaster_command(
-    data: Path = typer.Option(..., "--data", help="A CSV file with a header row (.csv, .csv.gz or .csv.xz)."),
-    features: str = typer.Option(..., "--features", help="Comma-separated input columns, in model order."),
-    target: str = typer.Option(..., "--target", help="The column to forecast; it must be one of --features."),
-    window: int = typer.Option(36, "--window", min=2, help="T: rows per input window."),
-    horizon: int = typer.Option(6, "--horizon", min=1, help="H: forecast the target H rows after the window."),
-    time_column: str | None = typer.Option(None, "--time-column", help="A column carried along as time."),
-    out: Path = typer.Option(EXPORTED, "--out", help="Directory the artifacts are written to."),
-    name: str = typer.Option("forecaster", "--name", help="Artifact name: <out>/<name>.onnx, .json, .keras."),
-    epochs: int = typer.Option(40, "--epochs", min=1, help="Most epochs; early stopping usually ends sooner."),
-    patience: int = typer.Option(5, "--patience", min=1, help="Epochs without validation improvement to stop."),
-    units: str = typer.Option("80,100", "--units", help="Sizes of the two LSTM layers."),
-    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Training batch size."),
-    seed: int = typer.Option(7, "--seed", help="Random seed."),
-    allow_unfused: bool = typer.Option(
-        False, "--allow-unfused", help="Warn instead of failing when a recurrent layer stays a Loop/Scan."
-    ),
-) -> None:
-    """Train the LSTM forecaster on any CSV and export it, with the same checks as `edgeseq export`.
-
-    The data is split by time 70/15/15 into train, validation and test; scaling is fitted on train only;
-    the test report compares the model with persistence and ridge regression in the target's units.
-    Example: edgeseq train forecaster --data room.csv --features temp,hum,out_temp --target temp
-    --window 36 --horizon 6 --time-column date
-    """
-    progress = RichProgress()
-    with user_errors():
-        from edgeseq.export import export_forecaster
-        from edgeseq.train import ForecasterConfig
-
-        try:
-            sizes = tuple(int(u) for u in units.split(","))
-        except ValueError:
-            sizes = ()
-        if len(sizes) != 2 or min(sizes) < 1:
-            raise BadInputError(f"--units takes two positive sizes such as 80,100, got {units!r}")
-        if not name or "." in name or "/" in name or "\\" in name:
-            raise BadInputError(f"--name {name!r}: use a plain file stem such as 'room_temp' (no dots or slashes)")
-        config = ForecasterConfig(
-            data=data,
-            features=_names(features),
-            target=target.strip(),
-            window=window,
-            horizon=horizon,
-            time_column=time_column,
-            units=sizes,
-            epochs=epochs,
-            patience=patience,
-            batch_size=batch_size,
-            seed=seed,
-        )
-        try:
-            result = export_forecaster(
-                out, name=name, retrain=True, config=config, progress=progress, sample=None, allow_unfused=allow_unfused
-            )
-        finally:
-            progress.close()
-        typer.echo(export_summary(result))
-
-
 @app.command()
 def letters(
     sequences: list[str] | None = typer.Argument(
@@ -378,7 +293,7 @@ def run(
         output=str(output) if output else None,
         threads=threads,
         on_bad_row=on_bad_row.value,
-        features=_names(features) if features else None,
+        features=names(features) if features else None,
         target=target,
         window=window,
         horizon=horizon,

@@ -1,9 +1,47 @@
-"""How the CLI shows things: progress on stderr, one-line summaries, tables. No work is done here."""
+"""How the CLI speaks: errors as one line and an exit code, progress on stderr, summaries, tables.
+No work is done here."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import typer
+
+from edgeseq.errors import BadInputError, EdgeseqError
+from edgeseq_device.errors import DeviceError
+
+EXPORTED = Path("exported")
+
+# Exit codes: 0 done; 1 the work failed its own checks (parity, training bar); 2 bad input, model or usage;
+# 130 interrupted.
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _error(message: str) -> None:
+    typer.echo(f"edgeseq: error: {message}", err=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the library's typed errors into one line on stderr and an exit code, never a traceback."""
+    try:
+        yield
+    except (DeviceError, BadInputError) as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except EdgeseqError as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        _error("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 class RichProgress:
