@@ -89,6 +89,7 @@ def export(
             raise typer.BadParameter(str(exc), param_hint="--quantize") from None
         recipes = {ModelChoice.letter_rnn: export_letter_rnn, ModelChoice.sensor_lstm: export_forecaster}
         chosen = list(recipes) if model == ModelChoice.all else [model]
+        variants: list[Path] = []
         for choice in chosen:
             try:
                 result = recipes[choice](
@@ -98,13 +99,14 @@ def export(
                 progress.close()
             typer.echo(export_summary(result))
             if modes:
-                for variant in make_variants(result.onnx_path, modes, progress=progress):
-                    typer.echo(variant_summary(variant))
-        if not modes and (out / "quantization.json").exists():
+                variants += make_variants(result.onnx_path, modes, progress=progress, report=False)
+        if modes or (out / "quantization.json").exists():
             from edgeseq.quant_report import write_report
 
-            progress.step("updating quantization.json for the variants that remain")
+            progress.step("measuring every variant for quantization.json")
             write_report(out)
+        for variant in variants:
+            typer.echo(variant_summary(variant))
 
 
 @app.command("quantize")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq_device.manifest import Manifest, manifest_path_for
+from edgeseq_device.manifest import Manifest
 from edgeseq_device.model import Model, load_model
 
 BARS = {
@@ -87,18 +87,6 @@ def _bar(mode: str, kind: str, figures: dict[str, Any], fp32: dict[str, Any]) ->
     return True
 
 
-def evaluate_variant(model_path: Path, variant: Path) -> dict[str, Any]:
-    """Size, task accuracy and agreement with fp32 of one variant (loaded through the device runtime)."""
-    manifest = Manifest.load(manifest_path_for(model_path)).data
-    inputs = _task_inputs(manifest)
-    fp32, candidate = load_model(model_path), load_model(variant)
-    fp32_out = _run_all(fp32, inputs["x"])
-    figures = _figures(inputs, candidate, fp32_out)
-    figures["size"] = variant.stat().st_size
-    figures["size_ratio"] = variant.stat().st_size / model_path.stat().st_size
-    return figures
-
-
 def _latency_p50(models: dict[str, Model], x: np.ndarray, rounds: int) -> dict[str, float]:
     """Per-window latency p50 (ms), one thread, variants interleaved call by call in one run."""
     times: dict[str, list[float]] = {name: [] for name in models}
@@ -158,10 +146,18 @@ def build_report(directory: Path, rounds: int = 5) -> dict[str, Any]:
 
 
 def write_report(directory: Path) -> dict[str, Any]:
+    """Measure every variant once; write quantization.json and each variant's figures into its manifest."""
     from edgeseq.export import write_json
 
     report = build_report(directory)
     write_json(Path(directory) / "quantization.json", report)
+    for name, entry in report["models"].items():
+        manifest_path = Path(directory) / f"{name}.json"
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        for mode, row in entry["variants"].items():
+            if mode in manifest.get("variants", {}):
+                manifest["variants"][mode].update({k: v for k, v in row.items() if k != "file"})
+        write_json(manifest_path, manifest)
     return report
 
 

@@ -170,26 +170,34 @@ def make_variant(
     return out, how
 
 
-def register_variant(model_path: Path, variant: Path, how: dict[str, Any], figures: dict[str, Any]) -> None:
-    """List the variant in the model's manifest: file hash and size, recipe, figures."""
+def register_variant(model_path: Path, variant: Path, how: dict[str, Any]) -> None:
+    """List the variant in the model's manifest: file hash and size, and how it was made. Its figures are
+    added when the report measures it (quant_report.write_report)."""
     from edgeseq.export import file_entry, write_json
 
     manifest_path = manifest_path_for(model_path)
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     entry = file_entry(variant)
     manifest["files"][variant.name] = {"sha256": entry.sha256, "size": entry.size}
-    manifest.setdefault("variants", {})[how["mode"]] = {"file": variant.name, **how, **figures}
+    manifest.setdefault("variants", {})[how["mode"]] = {"file": variant.name, **how}
     write_json(manifest_path, manifest)
 
 
 def quantize(
-    model_path: Path, modes: Sequence[str], config: QuantizeConfig = QuantizeConfig(), progress: Any = None
+    model_path: Path,
+    modes: Sequence[str],
+    config: QuantizeConfig = QuantizeConfig(),
+    progress: Any = None,
+    report: bool = True,
 ) -> list[Path]:
-    """Write the variants of an exported model, measure them, list them in its manifest, and rewrite the
-    directory's quantization report. Returns the variant paths."""
+    """Write the variants of an exported model and list them in its manifest; with `report`, measure every
+    variant in the directory once, into quantization.json and the manifests. Returns the variant paths.
+
+    Several models in a row (`export --quantize`) pass report=False and call write_report once at the end.
+    """
     import tempfile
 
-    from edgeseq.quant_report import evaluate_variant, write_report
+    from edgeseq.quant_report import write_report
     from edgeseq_device.manifest import Manifest
 
     frameworks.require_training()
@@ -213,12 +221,12 @@ def quantize(
             if progress is not None:
                 progress.step(f"{model_path.name}: {mode}")
             variant, how = make_variant(model_path, mode, Path(scratch), calibration, config)
-            register_variant(model_path, variant, how, {})  # hash first: the device runtime checks it on load
-            register_variant(model_path, variant, how, evaluate_variant(model_path, variant))
+            register_variant(model_path, variant, how)
             written.append(variant)
-    if progress is not None:
-        progress.step("measuring every variant for the report")
-    write_report(model_path.parent)
+    if report:
+        if progress is not None:
+            progress.step("measuring every variant for the report")
+        write_report(model_path.parent)
     return written
 
 
