@@ -7,14 +7,15 @@ import lzma
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO
 
 import numpy as np
 
 from edgeseq.errors import DataError
 from edgeseq_device.errors import InputError
 from edgeseq_device.letters import LetterCodec
-from edgeseq_device.rows import RowParser, split_line
+from edgeseq_device.lines import LineSource
+from edgeseq_device.rows import BadRowError, RowParser, split_line
 
 
 def letter_patterns(vocabulary: str = "abcde", window: int = 4) -> list[tuple[str, str]]:
@@ -50,39 +51,45 @@ class SensorTable:
         return self.values[:, self.columns.index(name)]
 
 
-def open_text(path: Path) -> TextIO:
-    """Open a CSV file, transparently decompressing .xz and .gz."""
+def open_binary(path: Path) -> BinaryIO:
+    """Open a CSV file for reading bytes, transparently decompressing .xz and .gz."""
     opener = {".xz": lzma.open, ".gz": gzip.open}.get(path.suffix, open)
-    return opener(path, "rt", encoding="utf-8", errors="replace", newline="")
+    return opener(path, "rb")
 
 
 def load_sensor_csv(path: Path, columns: Sequence[str], time_column: str | None = None) -> SensorTable:
-    """Read `columns` (by name) of a CSV file with a header, through the device runtime's RowParser.
+    """Read `columns` (by name) of a CSV file with a header, through the device runtime's LineSource and
+    RowParser, so that line breaks, line lengths and fields mean what they mean to the runner.
 
     Quoted fields, leading spaces and scientific notation are read as they are. A bad row is an error that
     names its line: training data is not silently repaired.
     """
     path = Path(path)
     try:
-        with open_text(path) as handle:
-            header = handle.readline()
-            if not header.strip():
-                raise DataError(f"{path} is empty: expected a header row")
+        with open_binary(path) as handle:
+            lines = iter(LineSource.from_reader(handle.read, str(path)))
+            header = next(lines, None)
+            if not isinstance(header, str) or not header.strip():
+                raise DataError(f"{path} is empty or its header line is too long: expected a header row")
             try:
-                parser = RowParser(split_line(header.rstrip("\r\n")), columns, time_column)
+                parser = RowParser(split_line(header), columns, time_column)
             except InputError as exc:
                 raise DataError(f"{path}: {exc}") from None
             rows, times = [], []
             row = np.empty(len(columns), dtype=np.float64)
-            for line_number, line in enumerate(handle, start=2):
+            for line_number, line in enumerate(lines, start=2):
                 try:
-                    time_text = parser.parse(split_line(line.rstrip("\r\n")), row)
+                    if not isinstance(line, str):
+                        raise BadRowError("line too long", f"more than {line.limit:,} bytes")
+                    time_text = parser.parse(split_line(line), row)
                 except InputError as exc:
                     raise DataError(f"{path} line {line_number}: {exc}") from None
                 rows.append(row.copy())
                 times.append(time_text)
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except InputError as exc:  # not text
+        raise DataError(str(exc)) from None
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise DataError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     values = np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
     return SensorTable(path, tuple(columns), values, tuple(times) if time_column else None)
 

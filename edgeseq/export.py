@@ -234,15 +234,18 @@ def export_letter_rnn(
 
 
 def _write_test_sample(config: Any, first_row: int, path: Path) -> int:
-    """Copy the header and the data lines from `first_row` on (the test period), verbatim, to `path`."""
-    from edgeseq.data import open_text
+    """Copy the header and the data lines from `first_row` on (the test period) to `path`, each line as it
+    is but for its line break, split by the device runtime's LineSource as training split it."""
+    from edgeseq.data import open_binary
+    from edgeseq_device.lines import LineSource
 
     count = 0
-    with open_text(Path(config.data)) as source, path.open("w", encoding="utf-8", newline="") as sink:
-        sink.write(source.readline())
-        for row, line in enumerate(source):
+    with open_binary(Path(config.data)) as source, path.open("w", encoding="utf-8", newline="") as sink:
+        lines = iter(LineSource.from_reader(source.read, str(config.data)))
+        sink.write(f"{next(lines)}\n")
+        for row, line in enumerate(lines):
             if row >= first_row:
-                sink.write(line)
+                sink.write(f"{line}\n")
                 count += 1
     return count
 

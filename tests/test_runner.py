@@ -11,33 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from edgeseq.cli import app
 from edgeseq.evaluate import forecasts
 from edgeseq.train import ForecasterConfig, prepare_forecast_data
 from edgeseq_device.model import load_model
 from tests.conftest import EXPORTED, LETTER_ONNX, REPO
-
-SENSOR_CSV = EXPORTED / "sensor.csv"
-SENSOR_ONNX = EXPORTED / "sensor_lstm.onnx"
-MANIFEST = json.loads((EXPORTED / "sensor_lstm.json").read_text())
-T, H = MANIFEST["window"], MANIFEST["horizon"]
-LINES = SENSOR_CSV.read_text().splitlines()
-runner = CliRunner()
-
-
-def run(*args, stdin=None):
-    return runner.invoke(app, ["run", *[str(a) for a in args]], input=stdin)
-
-
-def records(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
-
-
-def write_lines(path: Path, lines: list[str], final_newline: bool = True) -> Path:
-    path.write_text("\n".join(lines) + ("\n" if final_newline else ""))
-    return path
+from tests.streams import LINES, MANIFEST, SENSOR_CSV, SENSOR_ONNX, H, T, cli, records, run, write_lines
 
 
 def column(name: str) -> np.ndarray:
@@ -227,13 +206,6 @@ def test_letter_model_is_refused_clearly():
     assert "is the letter model" in result.stderr and "edgeseq letters" in result.stderr
 
 
-def _cli(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edgeseq", "run", *args], cwd=REPO, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs,
-    )  # fmt: skip
-
-
 def test_follow_mode_sees_rows_appended_by_a_writer(tmp_path: Path):
     path = write_lines(tmp_path / "grow.csv", LINES[: T - 1])
 
@@ -244,7 +216,7 @@ def test_follow_mode_sees_rows_appended_by_a_writer(tmp_path: Path):
                 handle.write(line + "\n")
                 handle.flush()
 
-    proc = _cli("--stream", str(path), "--model", str(SENSOR_ONNX), "--follow")
+    proc = cli("--stream", str(path), "--model", str(SENSOR_ONNX), "--follow")
     watchdog = threading.Timer(60, proc.kill)  # a hang fails the test instead of stalling the suite
     watchdog.start()
     thread = threading.Thread(target=writer)
@@ -259,7 +231,7 @@ def test_follow_mode_sees_rows_appended_by_a_writer(tmp_path: Path):
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path: Path):
-    proc = _cli("--stream", str(SENSOR_CSV), "--model", str(SENSOR_ONNX))
+    proc = cli("--stream", str(SENSOR_CSV), "--model", str(SENSOR_ONNX))
     first = [proc.stdout.readline() for _ in range(3)]
     proc.stdout.close()
     proc.wait(timeout=60)

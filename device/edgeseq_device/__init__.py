@@ -1,35 +1,45 @@
-"""edgeseq on-device runtime: load an exported model, check it, run it (numpy + onnxruntime only)."""
+"""edgeseq on-device runtime: load an exported model, check it, run it (numpy + onnxruntime only).
 
-from edgeseq_device.errors import (
-    DeviceError,
-    InputError,
-    IntegrityError,
-    ManifestError,
-    ModelFileError,
-    SignatureError,
-)
-from edgeseq_device.letters import LetterCodec, LetterPredictor, numbered, predict_each
-from edgeseq_device.manifest import FileEntry, Manifest, TensorSpec, manifest_path_for, sha256_of
-from edgeseq_device.model import Model, load_model
+The names below are imported on first use (PEP 562), so `python -m edgeseq_device` and `import
+edgeseq_device.errors` do not load numpy and onnxruntime before they are needed: Ctrl-C during start-up
+then reaches the front end's own handler, and a light import stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DeviceError",
-    "FileEntry",
-    "InputError",
-    "IntegrityError",
-    "LetterCodec",
-    "LetterPredictor",
-    "Manifest",
-    "ManifestError",
-    "Model",
-    "ModelFileError",
-    "SignatureError",
-    "TensorSpec",
-    "load_model",
-    "manifest_path_for",
-    "numbered",
-    "predict_each",
-    "sha256_of",
-]
+_WHERE = {
+    "DeviceError": "errors",
+    "InputError": "errors",
+    "IntegrityError": "errors",
+    "ManifestError": "errors",
+    "ModelFileError": "errors",
+    "SignatureError": "errors",
+    "LetterCodec": "letters",
+    "LetterPredictor": "letters",
+    "numbered": "letters",
+    "predict_each": "letters",
+    "FileEntry": "manifest",
+    "Manifest": "manifest",
+    "TensorSpec": "manifest",
+    "manifest_path_for": "manifest",
+    "sha256_of": "manifest",
+    "Model": "model",
+    "load_model": "model",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'edgeseq_device' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"edgeseq_device.{_WHERE[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return [*globals(), *__all__]

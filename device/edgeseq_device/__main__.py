@@ -1,15 +1,19 @@
-"""`python -m edgeseq_device run --stream ...`: the streaming runner on a box with numpy + onnxruntime only.
+"""python -m edgeseq_device run --stream PATH|- [options]
 
-The same runner as `edgeseq run` (edgeseq_device.runner.run_stream); this front end only parses arguments.
+Stream sensor rows (a CSV with a header, from a file or stdin) through an exported forecaster and write one
+forecast per window as JSON lines (or CSV), on a box with numpy and onnxruntime only. This is the same
+runner as `edgeseq run` (edgeseq_device.runner.run_stream).
+
+Columns are found by name. A bad row (empty, non-numeric, NaN/inf, more or fewer fields than the header,
+longer than 1 MiB) is reported on stderr and skipped, and no window spans it. --follow reads a growing file
+like tail -F and reopens it when it is truncated or rotated. Ctrl-C (exit 130) and SIGTERM (exit 143) stop
+after the record in hand, with every forecast written and a summary on stderr. Exit codes: 0 done, 1 a bad
+row under --on-bad-row fail, 2 bad usage, model, manifest or header.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
-
-from edgeseq_device.runner import DEFAULT_MODEL, RunOptions, run_stream
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -20,29 +24,57 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
+def _positive(text: str) -> int:
+    import argparse
+
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgeseq_device", description=__doc__)
+    import argparse
+    from pathlib import Path
+
+    from edgeseq_device.runner import DEFAULT_MODEL, RunOptions, run_stream
+
+    parser = argparse.ArgumentParser(
+        prog="python -m edgeseq_device", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="stream sensor rows through a forecaster (see `edgeseq run --help`)")
-    run.add_argument("--stream", required=True, help="CSV file with a header row, or - for stdin")
-    run.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the forecaster's ONNX file")
-    run.add_argument("--follow", action="store_true", help="keep reading a growing file until Ctrl-C")
-    run.add_argument("--stride", type=int, default=1, help="one forecast every N rows once the window is full")
-    run.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    run.add_argument("--output", help="write records to FILE instead of stdout")
-    run.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
-    run.add_argument("--on-bad-row", choices=("skip", "fail"), default="skip")
-    run.add_argument("--features", type=_names, help="no manifest: comma-separated input columns")
-    run.add_argument("--target", help="no manifest: the target column")
-    run.add_argument("--window", type=int, help="no manifest: rows per window")
-    run.add_argument("--horizon", type=int, help="no manifest: rows ahead")
-    run.add_argument("--time-column", help="no manifest: a time column to echo")
-    run.add_argument("--input-scale", type=_floats, help="no manifest: per-feature scales")
-    run.add_argument("--target-scale", type=float, help="no manifest: the target scale")
+    run = commands.add_parser(
+        "run",
+        help="stream sensor rows through a forecaster",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--stream", required=True, metavar="PATH|-", help="CSV file with a header row, or - for stdin")
+    run.add_argument("--model", type=Path, default=DEFAULT_MODEL, metavar="FILE", help="the forecaster's ONNX file")
+    run.add_argument("--follow", action="store_true", help="keep reading a growing file, like tail -F")
+    run.add_argument("--stride", type=_positive, default=1, metavar="N", help="one forecast every N rows")
+    run.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="record format (default jsonl)")
+    run.add_argument("--output", metavar="FILE", help="write records to FILE instead of stdout")
+    run.add_argument("--threads", type=_positive, default=1, metavar="N", help="onnxruntime threads, <= CPUs")
+    run.add_argument("--on-bad-row", choices=("skip", "fail"), default="skip", help="skip (default) or fail")
+    run.add_argument("--features", type=_names, metavar="NAMES", help="no manifest: comma-separated input columns")
+    run.add_argument("--target", metavar="NAME", help="no manifest: the target column")
+    run.add_argument("--window", type=int, metavar="T", help="no manifest: rows per window")
+    run.add_argument("--horizon", type=int, metavar="H", help="no manifest: rows ahead")
+    run.add_argument("--time-column", metavar="NAME", help="no manifest: a time column to echo")
+    run.add_argument("--input-scale", type=_floats, metavar="NUMBERS", help="no manifest: per-feature scales")
+    run.add_argument("--target-scale", type=float, metavar="NUMBER", help="no manifest: the target scale")
     args = parser.parse_args(argv)
     options = RunOptions(**{k: v for k, v in vars(args).items() if k != "command"})
     return run_stream(options, sys.stdout, sys.stderr, prog="edgeseq_device")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edgeseq_device.signals import CtrlC
+
+    with CtrlC("edgeseq_device") as ctrl_c:
+        from edgeseq_device import runner  # noqa: F401 - numpy and onnxruntime, imported while SIGINT waits
+
+        ctrl_c.armed()
+        code = main()
+    sys.exit(code)

@@ -20,6 +20,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from edgeseq_device.errors import ManifestError
 
 FORMULATION = "window-relative-delta"
+# Scales are divisors and multipliers of float32 model values: outside float32's normal range a forecast
+# becomes inf or 0 (a manifest's target_scale of 1e308 made the runner write "prediction": inf).
+SCALE_RANGE = (float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max))
+MAX_WINDOW = 100_000
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,17 @@ class ForecastSpec:
             raise ValueError(f"target {self.target!r} must be one of the features {list(self.features)}")
         if len(self.input_scale) != len(self.features):
             raise ValueError("input_scale needs one value per feature")
-        if self.window < 2 or self.horizon < 1:
-            raise ValueError(f"window must be >= 2 and horizon >= 1, got {self.window} and {self.horizon}")
-        if not all(s > 0 for s in (*self.input_scale, self.target_scale)):
-            raise ValueError("scales must be positive")
+        if not self.features or len(set(self.features)) != len(self.features):
+            raise ValueError(f"features must be distinct column names, got {list(self.features)}")
+        if not 2 <= self.window <= MAX_WINDOW or not 1 <= self.horizon <= MAX_WINDOW:
+            raise ValueError(
+                f"window must be 2 to {MAX_WINDOW:,} and horizon 1 to {MAX_WINDOW:,}, "
+                f"got {self.window} and {self.horizon}"
+            )
+        low, high = SCALE_RANGE
+        for name, value in (*zip(self.features, self.input_scale, strict=True), ("target_scale", self.target_scale)):
+            if not low <= value <= high:  # also false for NaN
+                raise ValueError(f"scale of {name} is {value!r}: scales must be finite and {low:.3g} to {high:.3g}")
 
     @property
     def target_index(self) -> int:
@@ -121,9 +132,9 @@ class ForecastSpec:
                 horizon=int(data["horizon"]),
                 input_scale=tuple(float(s) for s in scaling["input_scale"]),
                 target_scale=float(scaling["target_scale"]),
-                time_column=data.get("time_column"),
+                time_column=None if data.get("time_column") is None else str(data["time_column"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ManifestError(f"{where}: not a usable forecaster description ({exc})") from None
 
 

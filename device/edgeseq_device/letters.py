@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeseq_device.errors import InputError, ManifestError
+from edgeseq_device.messages import shown
 from edgeseq_device.model import Model
 
 
@@ -31,13 +32,13 @@ class LetterCodec:
             raise InputError("empty input: expected a sequence of letters")
         if len(sequence) != self.window:
             raise InputError(
-                f"{sequence!r}: expected {self.window} letters from {self.vocabulary!r}, got {len(sequence)}"
+                f"{shown(sequence)}: expected {self.window} letters from {self.vocabulary!r}, got {len(sequence):,}"
             )
         out = np.zeros((self.window, len(self.vocabulary)), dtype=np.float32)
         for i, letter in enumerate(sequence):
             index = self.vocabulary.find(letter)
             if index < 0:
-                raise InputError(f"{sequence!r}: {letter!r} is not in the vocabulary {self.vocabulary!r}")
+                raise InputError(f"{shown(sequence)}: {letter!r} is not in the vocabulary {self.vocabulary!r}")
             out[i, index] = 1.0
         return out
 

@@ -10,8 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from edgeseq_device.errors import IntegrityError, ManifestError
+from edgeseq_device.files import MANIFEST_MAX_BYTES, read_regular_file
 
 MANIFEST_FORMAT = 1
+
+
+def _no_constant(name: str) -> float:
+    # json accepts NaN and Infinity, which are not JSON and would become a scale of inf.
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 @dataclass(frozen=True)
@@ -68,12 +74,15 @@ class Manifest:
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
+        content = read_regular_file(Path(path), MANIFEST_MAX_BYTES, "manifest", ManifestError)
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ManifestError(f"cannot read manifest {path}: {exc.strerror or exc}") from exc
+            data = json.loads(content.decode("utf-8"), parse_constant=_no_constant)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ManifestError(f"manifest {path} is not valid JSON: {exc}") from exc
+            raise ManifestError(f"manifest {path} is not valid JSON: {exc}") from None
+        except ValueError as exc:
+            raise ManifestError(f"manifest {path}: {exc}") from None
+        except RecursionError:
+            raise ManifestError(f"manifest {path} is nested too deeply to be a manifest") from None
         if not isinstance(data, dict):
             raise ManifestError(f"manifest {path}: expected a JSON object")
         missing = [k for k in ("name", "kind", "inputs", "outputs", "files") if k not in data]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edgeseq_device.errors import ModelFileError, SignatureError
+from edgeseq_device.errors import InputError, ModelFileError, SignatureError
+from edgeseq_device.files import MODEL_MAX_BYTES, read_regular_file
 from edgeseq_device.manifest import Manifest, TensorSpec, manifest_path_for
 
 # onnxruntime names element types 'tensor(float)'; manifests use numpy dtype names.
@@ -45,8 +47,23 @@ class Model:
         return self.session.run([self.outputs[0].name], {self.inputs[0].name: x})[0]
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def session_options(threads: int = 1) -> ort.SessionOptions:
-    """Options for a small CPU: `threads` intra-op threads, no inter-op pool, all graph optimisations."""
+    """Options for a small CPU: `threads` intra-op threads, no inter-op pool, all graph optimisations.
+
+    More threads than CPUs only adds contention (and 100,000 of them exhaust memory before a row is read),
+    so `threads` must lie between 1 and the CPUs this process may use.
+    """
+    cpus = usable_cpus()
+    if not 1 <= threads <= cpus:
+        raise InputError(f"threads must be 1 to {cpus} (the CPUs this process may use), got {threads}")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -66,12 +83,12 @@ def load_model(
     Raises ModelFileError, ManifestError, IntegrityError or SignatureError with a one-line message.
     """
     path = Path(path)
-    try:
-        content = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(f"model file not found: {path}") from None
-    except OSError as exc:
-        raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    content = read_regular_file(path, MODEL_MAX_BYTES, "model file", ModelFileError)
+    if path.suffix == ".json" or content[:1] == b"{":
+        raise ModelFileError(
+            f"{path} is a JSON manifest, not a model: give the ONNX file it describes "
+            f"(such as {path.with_suffix('.onnx')})"
+        )
 
     manifest_path = manifest_path_for(path)
     manifest = Manifest.load(manifest_path) if use_manifest and manifest_path.exists() else None
@@ -80,8 +97,9 @@ def load_model(
     if manifest is not None:
         manifest.verify_file(path.name, content)
 
+    options = session_options(threads)
     try:
-        session = ort.InferenceSession(content, session_options(threads), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(content, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for any unloadable file
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path} is not a loadable ONNX model: {first_line}") from None

@@ -9,12 +9,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgeseq_device.errors import InputError
+from edgeseq_device.messages import shown, shown_list
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class MissingColumnError(InputError):
     """The header lacks a column the model needs."""
+
+
+class DuplicateColumnError(InputError):
+    """The header names a column the model needs more than once: which one is meant is ambiguous."""
 
 
 class BadRowError(InputError):
@@ -36,6 +41,15 @@ def split_line(line: str) -> list[str]:
         raise BadRowError("unparsable", str(exc)) from None
 
 
+def is_header(line: str, columns: Sequence[str]) -> bool:
+    """Whether `line` names every one of `columns`: the header of a file that follows another."""
+    try:
+        names = {_clean(f) for f in split_line(line)}
+    except BadRowError:
+        return False
+    return all(c in names for c in columns)
+
+
 def _clean(name: str) -> str:
     return name.lstrip("\ufeff").strip().strip('"').strip()
 
@@ -53,14 +67,20 @@ class RowParser:
         missing = [c for c in wanted if c not in names]
         if missing:
             raise MissingColumnError(
-                f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
-                f"(the header has {', '.join(names) if names else 'no columns'})"
+                f"missing column{'s' if len(missing) > 1 else ''} {shown_list(missing)} "
+                f"(the header has {shown_list(names) if names else 'no columns'})"
             )
+        doubled = [c for c in dict.fromkeys(wanted) if names.count(c) > 1]
+        if doubled:
+            where = "; ".join(
+                f"{shown(c)} is field {' and '.join(str(i + 1) for i, n in enumerate(names) if n == c)}"
+                for c in doubled
+            )
+            raise DuplicateColumnError(f"the header names a column more than once ({where}): rename one")
         self.columns = tuple(columns)
         self.indices = np.array([names.index(c) for c in columns], dtype=np.intp)
         self.time_index = names.index(time_column) if time_column else None
         self.width = len(names)
-        self._needed = max([*self.indices.tolist(), self.time_index or 0]) + 1
 
     def parse(self, fields: Sequence[str], out: np.ndarray) -> str | None:
         """Write the row's values into `out` (shape [len(columns)]); return its time text, if any.
@@ -69,22 +89,20 @@ class RowParser:
         """
         if len(fields) == 0 or (len(fields) == 1 and not fields[0].strip()):
             raise BadRowError("empty", "empty line")
-        if len(fields) < self._needed:
-            raise BadRowError("too few fields", f"{len(fields)} fields, the header has {self.width}")
+        if len(fields) != self.width:
+            # An unquoted comma in one field shifts every field after it: the row's values are not where
+            # the header says, so a row of the wrong width is never used.
+            reason = "too few fields" if len(fields) < self.width else "too many fields"
+            raise BadRowError(reason, f"{len(fields):,} fields, the header has {self.width}")
         for k, i in enumerate(self.indices):
             text = fields[i]
             try:
                 value = float(text)
             except ValueError:
-                raise BadRowError("non-numeric", f"column {self.columns[k]!r} is {_preview(text)}") from None
+                raise BadRowError("non-numeric", f"column {shown(self.columns[k])} is {shown(text, 24)}") from None
             if not math.isfinite(value):
-                raise BadRowError("nan/inf", f"column {self.columns[k]!r} is {_preview(text)}")
+                raise BadRowError("nan/inf", f"column {shown(self.columns[k])} is {shown(text, 24)}")
             if abs(value) > FLOAT32_MAX:  # the model computes in float32: this would become inf
-                raise BadRowError("out of range", f"column {self.columns[k]!r} is {_preview(text)}")
+                raise BadRowError("out of range", f"column {shown(self.columns[k])} is {shown(text, 24)}")
             out[k] = value
         return fields[self.time_index].strip() if self.time_index is not None else None
-
-
-def _preview(text: str, limit: int = 24) -> str:
-    shown = text if len(text) <= limit else text[:limit] + "…"
-    return repr(shown)

@@ -1,32 +1,40 @@
 """The streaming runner: sensor rows in, one forecast per window out, bad rows survived and reported.
 
-Window semantics: a ring buffer keeps the last T good rows. A skipped (bad) row is a gap, and a window never
-spans a gap: after one, the buffer refills with T good rows before the next forecast. A forecast comes out
-once the buffer is full and then every `stride` good rows.
+The pipeline, one module a stage: `lines` (bytes to lines, following a file), `rows` (a line to values by
+column name), `window` (values to a forecast; no window spans a gap), `records` (a forecast to a JSON or CSV
+record). This module runs them over a stream and keeps the promises a user relies on:
+
+- nothing computed is lost: a record is written and counted whole before a stop signal (SIGINT, SIGTERM) is
+  acted on, and the summary's count is the number of records written;
+- bad input never crashes the stream: a bad row is reported with its line number and counted, and is a gap;
+- a broken stderr never stops the work (messages.Messages); a closed stdout ends it quietly;
+- nothing is run before the model, its manifest and the stream's header have been checked.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import sys
+import math
+import os
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-import onnxruntime as ort
-
 from edgeseq_device.errors import DeviceError, InputError, ManifestError, SignatureError
 from edgeseq_device.forecast import FORMULATION, ForecastSpec
+from edgeseq_device.lines import MAX_LINE_BYTES, LineSource, Reopened, TooLong
+from edgeseq_device.manifest import manifest_path_for
+from edgeseq_device.messages import Messages
 from edgeseq_device.model import Model, load_model
-from edgeseq_device.rows import BadRowError, RowParser, split_line
+from edgeseq_device.records import Writer
+from edgeseq_device.rows import BadRowError, RowParser, is_header, split_line
+from edgeseq_device.signals import StopRequested, StopSignals
+from edgeseq_device.window import StreamRunner
 
 DEFAULT_MODEL = Path("exported/sensor_lstm.onnx")
-EXIT_OK, EXIT_BAD_ROW, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_BAD_ROW, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+EXIT_FOR_SIGNAL = {2: EXIT_INTERRUPTED, 15: EXIT_TERMINATED}  # SIGINT, SIGTERM: 128 + the signal number
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,7 @@ class RunOptions:
     target_scale: float | None = None
     poll_seconds: float = 0.2
     progress_seconds: float = 10.0
+    max_line: int = MAX_LINE_BYTES
 
     def task_overrides(self) -> dict[str, Any]:
         given = {
@@ -123,34 +132,13 @@ def resolve_spec(model: Model, overrides: dict[str, Any]) -> ForecastSpec:
     return spec
 
 
-class WindowBuffer:
-    """The last T rows, always contiguous: each row is written at i and i+T of a [2T, F] array, no copying."""
-
-    def __init__(self, window: int, width: int) -> None:
-        self.window = window
-        self._data = np.zeros((2 * window, width), dtype=np.float64)
-        self._next = 0
-        self.filled = 0
-
-    def push(self, row: np.ndarray) -> None:
-        self._data[self._next] = row
-        self._data[self._next + self.window] = row
-        self._next = (self._next + 1) % self.window
-        self.filled += 1
-
-    def reset(self) -> None:
-        self.filled = 0
-
-    def view(self) -> np.ndarray:
-        """The buffered rows oldest first; valid while `filled >= window`."""
-        return self._data[self._next : self._next + self.window]
-
-
 @dataclass
 class Stats:
     rows: int = 0
     predictions: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    not_finite: int = 0
+    reopened: int = 0
     first_row_at: float | None = None
     finished_at: float | None = None
 
@@ -160,139 +148,106 @@ class Stats:
         rate = self.rows / elapsed if elapsed > 0 else 0.0
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(self.skipped.items()))
         skipped = sum(self.skipped.values())
+        extra = f", {self.not_finite} forecasts not finite (not written)" if self.not_finite else ""
+        extra += f", input reopened {self.reopened} times" if self.reopened else ""
         return (
             f"{prog}: {'done' if final else 'progress'}: {self.rows} rows read, {self.predictions} predictions, "
-            f"{skipped} rows skipped{f' ({reasons})' if reasons else ''}, {elapsed:.2f} s, {rate:,.0f} rows/s"
+            f"{skipped} rows skipped{f' ({reasons})' if reasons else ''}{extra}, {elapsed:.2f} s, {rate:,.0f} rows/s"
         )
 
 
-def _lines(handle: TextIO, follow: bool, poll_seconds: float) -> Iterator[str]:
-    """Lines without their line break. With `follow`, wait at end of file for more, like `tail -f`;
-    a partial last line is held until its line break arrives."""
-    pending = ""
-    while True:
-        chunk = handle.readline()
-        if not chunk:
-            if not follow:
-                if pending:
-                    yield pending  # a last line without a line break: parsed, and reported if truncated
-                return
-            time.sleep(poll_seconds)
-            continue
-        if not chunk.endswith("\n"):
-            if follow:
-                pending += chunk
-                continue
-            yield pending + chunk
-            return
-        yield (pending + chunk).rstrip("\r\n")
-        pending = ""
-
-
-class Writer:
-    """One record per line, flushed at once so a pipe downstream sees each as it is made."""
-
-    def __init__(self, sink: TextIO, fmt: str, has_time: bool) -> None:
-        self.sink, self.fmt, self.has_time = sink, fmt, has_time
-        if fmt == "csv":
-            sink.write("row,time,prediction\n" if has_time else "row,prediction\n")
-            sink.flush()
-
-    def write(self, row: int, when: str | None, prediction: float) -> None:
-        if self.fmt == "jsonl":
-            time_part = f', "time": {json.dumps(when)}' if self.has_time else ""
-            self.sink.write(f'{{"row": {row}{time_part}, "prediction": {prediction!r}}}\n')
-        elif self.has_time:
-            quoted = '"' + when.replace('"', '""') + '"' if when and ("," in when or '"' in when) else when
-            self.sink.write(f"{row},{quoted},{prediction!r}\n")
-        else:
-            self.sink.write(f"{row},{prediction!r}\n")
-        self.sink.flush()
-
-
-class StreamRunner:
-    """Turns rows into forecasts with preallocated buffers: per row, a parse and two row writes; per forecast,
-    one input fill and one session.run."""
-
-    def __init__(self, model: Model, spec: ForecastSpec, stride: int = 1) -> None:
-        if stride < 1:
-            raise InputError(f"stride must be >= 1, got {stride}")
-        self.model, self.spec, self.stride = model, spec, stride
-        self.buffer = WindowBuffer(spec.window, len(spec.features))
-        self._row = np.zeros(len(spec.features), dtype=np.float64)
-        self._input = np.zeros(spec.input_shape, dtype=np.float32)
-        self._scratch = np.zeros((spec.window, len(spec.features)), dtype=np.float64)
-        self._output = np.zeros(model.outputs[0].shape, dtype=model.outputs[0].dtype)
-        # Bound once to our own arrays: a forecast refills self._input in place, and onnxruntime writes
-        # into self._output, with no feed dict, no output allocation and no copy per call.
-        self._values = (ort.OrtValue.ortvalue_from_numpy(self._input), ort.OrtValue.ortvalue_from_numpy(self._output))
-        self._binding = model.session.io_binding()
-        self._binding.bind_ortvalue_input(model.inputs[0].name, self._values[0])
-        self._binding.bind_ortvalue_output(model.outputs[0].name, self._values[1])
-        self._target = spec.target_index
-
-    def push(self, parser: RowParser, fields: list[str]) -> tuple[bool, str | None]:
-        """Parse one row into the window; return (forecast due, time text). Raises BadRowError (and then
-        resets the window, so no window spans the gap)."""
-        try:
-            when = parser.parse(fields, self._row)
-        except BadRowError:
-            self.buffer.reset()
-            raise
-        self.buffer.push(self._row)
-        extra = self.buffer.filled - self.spec.window
-        return extra >= 0 and extra % self.stride == 0, when
-
-    def forecast(self) -> float:
-        window = self.buffer.view()
-        self.spec.model_input(window, out=self._input, scratch=self._scratch)
-        self.model.session.run_with_iobinding(self._binding)
-        return float(self.spec.to_target_units(self._output[0, 0], window[-1, self._target]))
-
-
-def _open_input(stream: str) -> TextIO:
-    if stream == "-":
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace", newline="")
+def _same_file(a: str | Path, b: str | Path) -> bool:
     try:
-        return open(stream, encoding="utf-8", errors="replace", newline="")
-    except OSError as exc:
-        raise InputError(f"cannot read {stream}: {exc.strerror or exc}") from None
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def _check_output(options: RunOptions) -> None:
+    """Refuse an --output that would overwrite the input or the model: opening it empties it."""
+    if options.output is None:
+        return
+    model = Path(options.model)
+    protected = {"--stream": options.stream, "--model": model, "the model's manifest": manifest_path_for(model)}
+    for what, path in protected.items():
+        if path != "-" and _same_file(options.output, path):
+            raise InputError(f"--output {options.output} is {what}: writing records there would destroy it")
 
 
 def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = "edgeseq") -> int:
-    """Run `options`; return the exit code. Records go to `stdout` (or --output), everything else to `stderr`."""
+    """Run `options`; return the exit code. Records go to `stdout` (or --output), everything else to `stderr`.
 
-    def say(message: str) -> None:
-        stderr.write(message + "\n")
-        stderr.flush()
-
+    Exit codes: 0 done (or stdout closed by its reader), 1 a bad row under --on-bad-row fail or an output
+    that cannot be written, 2 bad usage, model, manifest or stream header, 130 SIGINT, 143 SIGTERM; after
+    a signal every record computed has been written and the summary says how many.
+    """
+    messages = Messages(stderr)
+    say = messages.say
     if options.format not in ("jsonl", "csv"):
         say(f"{prog}: error: --format must be jsonl or csv, got {options.format!r}")
         return EXIT_USAGE
     if options.on_bad_row not in ("skip", "fail"):
         say(f"{prog}: error: --on-bad-row must be skip or fail, got {options.on_bad_row!r}")
         return EXIT_USAGE
-    try:
-        model = load_model(options.model, threads=options.threads, require_manifest=False)
-        spec = resolve_spec(model, options.task_overrides())
-        runner = StreamRunner(model, spec, options.stride)
-        source = _open_input(options.stream)
-    except DeviceError as exc:
-        say(f"{prog}: error: {exc}")
-        return EXIT_USAGE
-
     stats = Stats()
+    with StopSignals() as stop:
+        try:
+            model = load_model(options.model, threads=options.threads, require_manifest=False)
+            spec = resolve_spec(model, options.task_overrides())
+            runner = StreamRunner(model, spec, options.stride)
+            _check_output(options)
+            source = LineSource(
+                options.stream, follow=options.follow, poll_seconds=options.poll_seconds,
+                max_line=options.max_line, stop=stop,
+            )  # fmt: skip
+        except DeviceError as exc:
+            say(f"{prog}: error: {exc}")
+            return EXIT_USAGE
+        except StopRequested:  # while waiting for a FIFO's writer
+            pass
+        else:
+            try:
+                code = _stream(options, source, runner, stats, stop, stdout, say, prog)
+            finally:
+                source.close()
+            if code is not None:
+                return code
+        stats.finished_at = time.monotonic()
+        say(f"{prog}: {'interrupted' if stop.name == 'SIGINT' else 'stopped by ' + stop.name}")
+        say(stats.line(prog, final=True))
+        return EXIT_FOR_SIGNAL.get(stop.received or 2, EXIT_INTERRUPTED)
+
+
+def _stream(
+    options: RunOptions,
+    source: LineSource,
+    runner: StreamRunner,
+    stats: Stats,
+    stop: StopSignals,
+    stdout: TextIO,
+    say: Any,
+    prog: str,
+) -> int | None:
+    """The loop over rows; returns the exit code, or None when a stop signal ended it."""
+    spec = runner.spec
     sink: TextIO | None = None
     try:
-        lines = _lines(source, options.follow, options.poll_seconds)
-        header = next(lines, None)
-        if header is None or not header.strip():
-            say(f"{prog}: error: {options.stream} has no header row")
+        lines = iter(source)
+        try:
+            header = next(lines, None)
+        except InputError as exc:
+            say(f"{prog}: error: {exc}")
+            return EXIT_USAGE
+        if isinstance(header, TooLong):
+            say(f"{prog}: error: {source.name}: the header line is longer than {header.limit:,} bytes")
+            return EXIT_USAGE
+        if header is None or isinstance(header, Reopened) or not header.strip():
+            say(f"{prog}: error: {source.name} has no header row")
             return EXIT_USAGE
         try:
             parser = RowParser(split_line(header), spec.features, spec.time_column)
         except InputError as exc:
-            say(f"{prog}: error: {options.stream}: {exc}")
+            say(f"{prog}: error: {source.name}: {exc}")
             return EXIT_USAGE
         try:
             sink = stdout if options.output is None else open(options.output, "w", encoding="utf-8")  # noqa: SIM115
@@ -300,14 +255,35 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
             say(f"{prog}: error: cannot write {options.output}: {exc.strerror or exc}")
             return EXIT_USAGE
         writer = Writer(sink, options.format, spec.time_column is not None)
-        next_progress = time.monotonic() + options.progress_seconds if options.progress_seconds > 0 else None
-        for line_number, line in enumerate(lines, start=2):
+        progress_every = options.progress_seconds
+        next_progress = time.monotonic() + progress_every if progress_every > 0 else math.inf
+        line_number, after_reopen = 1, False
+        for line in lines:
+            if stop.received is not None:
+                return None
+            line_number += 1
             if stats.first_row_at is None:
                 stats.first_row_at = time.monotonic()
-            stats.rows += 1
             try:
-                due, when = runner.push(parser, split_line(line))
+                if line.__class__ is str:
+                    if after_reopen:  # a new file may start with its own header
+                        after_reopen = False
+                        if is_header(line, spec.features):
+                            parser = RowParser(split_line(line), spec.features, spec.time_column)
+                            continue
+                    stats.rows += 1
+                    due, when = runner.push(parser, split_line(line))
+                elif isinstance(line, Reopened):
+                    stats.reopened += 1
+                    runner.gap()
+                    say(f"{prog}: reopened {source.name}: {line.reason}; a new window starts")
+                    line_number, after_reopen = 0, True
+                    continue
+                else:
+                    stats.rows += 1
+                    raise BadRowError("line too long", f"more than {line.limit:,} bytes")
             except BadRowError as exc:
+                runner.gap()
                 stats.skipped[exc.reason] += 1
                 if options.on_bad_row == "fail":
                     say(f"{prog}: error: line {line_number}: {exc}; stopping (--on-bad-row fail)")
@@ -317,22 +293,29 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
                 say(f"{prog}: skipped line {line_number}: {exc}")
                 continue
             if due:
-                writer.write(line_number - 1, when, runner.forecast())
-                stats.predictions += 1
-            if next_progress is not None and time.monotonic() >= next_progress:
+                value = runner.forecast()
+                if not math.isfinite(value):  # inf and NaN are not JSON: reported, never written
+                    stats.not_finite += 1
+                    say(f"{prog}: line {line_number}: the forecast is {value!r}; not written")
+                else:
+                    writer.write(stats.rows, when, value)
+                    stats.predictions += 1
+            if time.monotonic() >= next_progress:
                 say(stats.line(prog, final=False))
-                next_progress = time.monotonic() + options.progress_seconds
-    except KeyboardInterrupt:
-        stats.finished_at = time.monotonic()
-        say(f"{prog}: interrupted")
-        say(stats.line(prog, final=True))
-        return EXIT_INTERRUPTED
+                next_progress = time.monotonic() + progress_every
+        if stop.received is not None:
+            return None
+    except StopRequested:
+        return None
     except BrokenPipeError:
-        # The reader went away (`| head`): everything computed was written; end quietly.
-        silence_stdout()
-        return EXIT_OK
+        if sink is stdout:  # the reader of the records went away (`| head`): everything computed was written
+            silence_stdout()
+            return EXIT_OK
+        raise
+    except InputError as exc:  # the input stopped being readable, or a reopened file is not text
+        say(f"{prog}: error: {exc}")
+        return EXIT_USAGE
     finally:
-        source.close()
         if sink is not None and sink is not stdout:
             sink.close()
     stats.finished_at = time.monotonic()
@@ -342,7 +325,7 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
 
 def silence_stdout() -> None:
     """Point fd 1 at /dev/null so the interpreter's final flush of a closed pipe raises nothing."""
-    import os
+    import sys
 
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)

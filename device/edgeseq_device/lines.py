@@ -1,0 +1,206 @@
+"""Bytes to lines: line breaks, a length limit, text checks, and following a file that grows, is truncated or
+rotated. Training and the runner read every CSV through this module, so a line means the same everywhere.
+
+- A line ends at `\\n`, `\\r\\n` or a lone `\\r` (universal newlines): a stray carriage return splits a line
+  instead of ending the stream, and an old Mac file with `\\r` line ends reads row by row.
+- A line longer than `max_line` bytes is not kept in memory: it is reported once as `TooLong` and the rest of
+  it is skipped up to the next line break.
+- Bytes that are not UTF-8 become U+FFFD; a stream that starts like a compressed file, or whose first line
+  holds NUL bytes, is refused with `NotTextError`.
+- Following (`follow=True`), end of file means "wait": a regular file is polled like `tail -F`: when it shrinks
+  below what was read (truncated) or its path names a new file (rotated), it is reopened from its start and a
+  `Reopened` event says so. A FIFO is reopened for its next writer. Stdin ends at end of file.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from edgeseq_device.errors import InputError
+from edgeseq_device.signals import StopSignals
+
+MAX_LINE_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 16
+
+# First bytes of the formats people mistake for CSV files.
+_SIGNATURES = {
+    b"\x1f\x8b": "gzip-compressed",
+    b"\xfd7zXZ\x00": "xz-compressed",
+    b"BZh": "bzip2-compressed",
+    b"(\xb5/\xfd": "zstd-compressed",
+    b"PK\x03\x04": "a zip archive",
+    b"\xff\xfe": "UTF-16 text",
+    b"\xfe\xff": "UTF-16 text",
+}
+
+
+class NotTextError(InputError):
+    """The stream is not CSV text (compressed, binary, UTF-16)."""
+
+
+@dataclass(frozen=True)
+class TooLong:
+    """A line longer than the limit; its bytes were skipped. It still counts as one line."""
+
+    limit: int
+
+
+@dataclass(frozen=True)
+class Reopened:
+    """The followed input was reopened from its start; what comes next is a new file, maybe with a header."""
+
+    reason: str
+
+
+def check_text(first: bytes, name: str) -> None:
+    """Raise NotTextError when the stream's first bytes show it is not text."""
+    for signature, what in _SIGNATURES.items():
+        if first.startswith(signature):
+            hint = "; decompress it first" if what.endswith("compressed") else ""
+            raise NotTextError(f"{name} is {what}, not CSV text{hint}")
+    line = first.replace(b"\r", b"\n").split(b"\n", 1)[0]
+    if b"\0" in line:
+        raise NotTextError(f"{name} is not CSV text: its first line holds NUL bytes")
+
+
+class LineSource:
+    """Iterate over the lines of a path (or `-` for stdin) as str, with `TooLong` and `Reopened` events."""
+
+    def __init__(
+        self,
+        stream: str,
+        *,
+        follow: bool = False,
+        poll_seconds: float = 0.2,
+        max_line: int = MAX_LINE_BYTES,
+        stop: StopSignals | None = None,
+    ) -> None:
+        self.name = "stdin" if stream == "-" else stream
+        self.path = None if stream == "-" else stream
+        self.follow, self.poll_seconds, self.max_line = follow, poll_seconds, max_line
+        self.stop = stop or StopSignals()
+        self._fd = -1
+        self._open()
+
+    @classmethod
+    def from_reader(cls, read: Callable[[int], bytes], name: str, max_line: int = MAX_LINE_BYTES) -> LineSource:
+        """Lines of any binary reader (a decompressing file object, say); never followed."""
+        source = cls.__new__(cls)
+        source.name, source.path, source.follow, source.max_line = name, None, False, max_line
+        source.poll_seconds, source.stop, source._fd = 0.0, StopSignals(), -1
+        source._read = read
+        source._regular = source._fifo = False
+        return source
+
+    def _open(self) -> None:
+        if self.path is None:
+            try:
+                self._fd = sys.stdin.fileno()
+            except (OSError, ValueError):  # stdin replaced by an object without a descriptor (tests, embedding)
+                self._read, self._regular, self._fifo = sys.stdin.buffer.read, False, False
+                return
+        else:
+            try:
+                with self.stop.waiting():  # opening a FIFO waits for a writer
+                    self._fd = os.open(self.path, os.O_RDONLY)
+            except OSError as exc:
+                raise InputError(f"cannot read {self.name}: {exc.strerror or exc}") from None
+        info = os.fstat(self._fd)
+        if stat.S_ISDIR(info.st_mode):
+            self.close()
+            raise InputError(f"cannot read {self.name}: it is a directory")
+        self._identity = (info.st_dev, info.st_ino)
+        self._regular, self._fifo = stat.S_ISREG(info.st_mode), stat.S_ISFIFO(info.st_mode)
+        self._offset = 0
+        fd = self._fd
+        self._read = lambda n: os.read(fd, n)
+
+    def close(self) -> None:
+        if self._fd >= 0 and self.path is not None:
+            os.close(self._fd)
+        self._fd = -1
+
+    def _chunk(self) -> bytes:
+        with self.stop.waiting():
+            data = self._read(CHUNK_BYTES)
+        if self._fd >= 0:
+            self._offset += len(data)
+        return data
+
+    def _after_end(self) -> str | None:
+        """At end of input while following: why the input was reopened, or None (nothing new yet)."""
+        if self._fifo and self.path is not None:
+            self.close()
+            self._open()
+            return "the FIFO's writer closed it; reading the next writer"
+        try:
+            info = os.stat(self.path) if self.path is not None else None
+        except OSError:
+            return None  # moved away and not yet recreated: keep waiting
+        if info is None:
+            return None
+        if (info.st_dev, info.st_ino) != self._identity:
+            self.close()
+            self._open()
+            return "a new file has taken its name (rotated)"
+        if info.st_size < self._offset:
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            self._offset = 0
+            return f"it shrank to {info.st_size:,} bytes (truncated)"
+        return None
+
+    def __iter__(self) -> Iterator[str | TooLong | Reopened]:
+        pending, carry, skipping, first = b"", b"", False, True
+        limit = self.max_line
+        while True:
+            chunk = self._chunk()
+            if first and chunk:
+                check_text(chunk, self.name)
+                first = False
+            if not chunk:
+                waits = self.follow and (self._regular or self._fifo) and self.path is not None
+                if not waits:
+                    if not skipping and (pending or carry):  # a last line without \n, or ended by a lone \r
+                        yield pending.decode("utf-8", "replace")
+                    return
+                reason = self._after_end()
+                if reason is None:
+                    with self.stop.waiting():
+                        time.sleep(self.poll_seconds)
+                    continue
+                if not skipping and (pending or carry):  # the old file's last line
+                    yield pending.decode("utf-8", "replace")
+                pending, carry, skipping, first = b"", b"", False, True
+                yield Reopened(reason)
+                continue
+            data = carry + chunk
+            carry = b""
+            if data.endswith(b"\r"):  # maybe half of \r\n: decide when the next byte comes
+                data, carry = data[:-1], b"\r"
+            if b"\r" in data:
+                data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            parts = data.split(b"\n")
+            if len(parts) == 1:  # no line break in this chunk
+                if not skipping:
+                    pending += data
+                    if len(pending) > limit:
+                        pending, skipping = b"", True
+                        yield TooLong(limit)
+                continue
+            head = parts[0]
+            if skipping:
+                skipping = False
+            else:
+                line = pending + head
+                yield TooLong(limit) if len(line) > limit else line.decode("utf-8", "replace")
+            for line in parts[1:-1]:
+                yield TooLong(limit) if len(line) > limit else line.decode("utf-8", "replace")
+            pending = parts[-1]
+            if len(pending) > limit:
+                pending, skipping = b"", True
+                yield TooLong(limit)

@@ -1,0 +1,110 @@
+"""SIGINT (Ctrl-C) and SIGTERM (`kill`, `systemctl stop`) as a request to stop cleanly.
+
+The handler only records the signal. The runner checks it after each row, so the record in hand is always
+written and counted before it stops: an exception raised in the middle of writing a record could leave
+the summary one short of the records written. Only while the runner waits for input (a read, a poll, the
+open of a FIFO) does the handler raise `StopRequested`, because nothing is half done there.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequested(BaseException):  # like KeyboardInterrupt: a request, not an error
+    """Raised while waiting for input when a stop signal arrives."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopSignals:
+    """Records SIGINT and SIGTERM while installed (`with StopSignals() as stop:`)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._waiting = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+        if self._waiting:
+            raise StopRequested(signum)
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around a blocking wait for input: a stop signal (or one already received) ends the wait."""
+        self._waiting = True
+        try:
+            if self.received is not None:
+                raise StopRequested(self.received)
+            yield
+        finally:
+            self._waiting = False
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.received).name if self.received is not None else ""
+
+
+class Interrupted(BaseException):
+    """SIGINT raised as a type that no library in between catches (typer turns KeyboardInterrupt into a silent
+    exit 130)."""
+
+
+class CtrlC:
+    """A front end's outermost frame: Ctrl-C at any moment ends with "PROG: interrupted" and exit code 130.
+
+    Until `armed()`, while the front end imports its modules, a SIGINT is only recorded: raised inside an
+    import it would surface as an ImportError from a C extension, or be lost in an import-lock callback
+    ("Exception ignored"). `armed()` acts on a recorded one and from then on raises `Interrupted` at once.
+    Any exception after a SIGINT is reported as the interruption it is.
+    """
+
+    def __init__(self, prog: str) -> None:
+        self.prog = prog
+        self.received = False
+
+    def __enter__(self) -> CtrlC:
+        self._previous = signal.signal(signal.SIGINT, self._record)
+        return self
+
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        self.received = True
+
+    def _raise(self, signum: int, frame: FrameType | None) -> None:
+        self.received = True
+        raise Interrupted
+
+    def armed(self) -> None:
+        if self.received:
+            raise Interrupted
+        signal.signal(signal.SIGINT, self._raise)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+        if exc_type is None or issubclass(exc_type, SystemExit) or not self.received:
+            return
+        import sys
+
+        sys.stderr.write(f"{self.prog}: interrupted\n")
+        raise SystemExit(130) from None

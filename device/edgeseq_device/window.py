@@ -1,0 +1,82 @@
+"""Rows to forecasts: the last T good rows in a ring buffer, turned into the model's input and run.
+
+A skipped (bad) row is a gap, and a window never spans a gap: after one, the buffer refills with T good rows
+before the next forecast. A forecast is due once the buffer is full and then every `stride` good rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from edgeseq_device.errors import InputError
+from edgeseq_device.forecast import ForecastSpec
+from edgeseq_device.model import Model
+from edgeseq_device.rows import BadRowError, RowParser
+
+
+class WindowBuffer:
+    """The last T rows, always contiguous: each row is written at i and i+T of a [2T, F] array, no copying."""
+
+    def __init__(self, window: int, width: int) -> None:
+        self.window = window
+        self._data = np.zeros((2 * window, width), dtype=np.float64)
+        self._next = 0
+        self.filled = 0
+
+    def push(self, row: np.ndarray) -> None:
+        self._data[self._next] = row
+        self._data[self._next + self.window] = row
+        self._next = (self._next + 1) % self.window
+        self.filled += 1
+
+    def reset(self) -> None:
+        self.filled = 0
+
+    def view(self) -> np.ndarray:
+        """The buffered rows oldest first; valid while `filled >= window`."""
+        return self._data[self._next : self._next + self.window]
+
+
+class StreamRunner:
+    """Turns rows into forecasts with preallocated buffers: per row, a parse and two row writes; per forecast,
+    one input fill and one session.run."""
+
+    def __init__(self, model: Model, spec: ForecastSpec, stride: int = 1) -> None:
+        if stride < 1:
+            raise InputError(f"stride must be >= 1, got {stride}")
+        self.model, self.spec, self.stride = model, spec, stride
+        self.buffer = WindowBuffer(spec.window, len(spec.features))
+        self._row = np.zeros(len(spec.features), dtype=np.float64)
+        self._input = np.zeros(spec.input_shape, dtype=np.float32)
+        self._scratch = np.zeros((spec.window, len(spec.features)), dtype=np.float64)
+        self._output = np.zeros(model.outputs[0].shape, dtype=model.outputs[0].dtype)
+        # Bound once to our own arrays: a forecast refills self._input in place, and onnxruntime writes
+        # into self._output, with no feed dict, no output allocation and no copy per call.
+        self._values = (ort.OrtValue.ortvalue_from_numpy(self._input), ort.OrtValue.ortvalue_from_numpy(self._output))
+        self._binding = model.session.io_binding()
+        self._binding.bind_ortvalue_input(model.inputs[0].name, self._values[0])
+        self._binding.bind_ortvalue_output(model.outputs[0].name, self._values[1])
+        self._target = spec.target_index
+
+    def push(self, parser: RowParser, fields: list[str]) -> tuple[bool, str | None]:
+        """Parse one row into the window; return (forecast due, time text). Raises BadRowError (and then
+        resets the window, so no window spans the gap)."""
+        try:
+            when = parser.parse(fields, self._row)
+        except BadRowError:
+            self.buffer.reset()
+            raise
+        self.buffer.push(self._row)
+        extra = self.buffer.filled - self.spec.window
+        return extra >= 0 and extra % self.stride == 0, when
+
+    def gap(self) -> None:
+        """The stream broke (a line that is not a row, a reopened file): the next window starts afresh."""
+        self.buffer.reset()
+
+    def forecast(self) -> float:
+        window = self.buffer.view()
+        self.spec.model_input(window, out=self._input, scratch=self._scratch)
+        self.model.session.run_with_iobinding(self._binding)
+        return float(self.spec.to_target_units(self._output[0, 0], window[-1, self._target]))

@@ -1,0 +1,153 @@
+"""The runner as a long-lived process: a followed file truncated or rotated, signals, a reader that goes away."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.streams import LINES, SENSOR_CSV, SENSOR_ONNX, T, cli, records, write_lines
+
+
+def _read_records(proc: subprocess.Popen, count: int, timeout: float = 60) -> list[dict]:
+    """`count` records from the child's stdout; a hang fails the test instead of stalling the suite."""
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    try:
+        return [json.loads(proc.stdout.readline() or "null") for _ in range(count)]
+    finally:
+        watchdog.cancel()
+
+
+def _stop(proc: subprocess.Popen, signum: int = signal.SIGINT) -> tuple[str, str]:
+    proc.send_signal(signum)
+    return proc.communicate(timeout=30)
+
+
+def test_follow_reopens_a_truncated_file_and_starts_a_new_window(tmp_path: Path):
+    path = write_lines(tmp_path / "log.csv", LINES[:200])  # rows 1..199: windows end at rows T..199
+    proc = cli("--stream", path, "--model", SENSOR_ONNX, "--follow")
+    first = _read_records(proc, 200 - T)
+    # truncate and rewrite with a header and T+2 rows of another period: before the fix the runner resumed at
+    # the old byte offset, skipped these rows and mixed old and new rows in one window
+    write_lines(path, [LINES[0], *LINES[500 : 500 + T + 2]])
+    after = _read_records(proc, 3)
+    _, err = _stop(proc)
+    assert [r["row"] for r in first] == list(range(T, 200))
+    assert "truncated" in err and "a new window starts" in err
+    # the new window is made of the new file's rows only: its first record is the new file's row T
+    expected = {r["row"]: r["prediction"] for r in records(_run_file(tmp_path, LINES[500 : 500 + T + 2]))}
+    assert [r["prediction"] for r in after] == [expected[T], expected[T + 1], expected[T + 2]]
+    assert [r["row"] for r in after] == [199 + T, 199 + T + 1, 199 + T + 2]  # rows keep counting
+
+
+def _run_file(tmp_path: Path, data_lines: list[str]) -> str:
+    path = write_lines(tmp_path / "alone.csv", [LINES[0], *data_lines])
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseq", "run", "--stream", str(path), "--model", str(SENSOR_ONNX)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return proc.stdout
+
+
+def test_follow_reopens_a_rotated_file(tmp_path: Path):
+    path = write_lines(tmp_path / "log.csv", LINES[: T + 2])
+    proc = cli("--stream", path, "--model", SENSOR_ONNX, "--follow")
+    first = _read_records(proc, 2)
+    os.rename(path, tmp_path / "log.csv.1")  # logrotate: move away, then a new file takes the name
+    write_lines(path, LINES[700 : 700 + T + 1])  # no header this time: data rows only
+    after = _read_records(proc, 2)
+    _, err = _stop(proc)
+    assert "rotated" in err and proc.returncode == 130
+    expected = {r["row"]: r["prediction"] for r in records(_run_file(tmp_path, LINES[700 : 700 + T + 1]))}
+    assert [r["prediction"] for r in after] == [expected[T], expected[T + 1]]
+    assert len(first) == 2
+
+
+def _summary_count(err: str) -> int:
+    match = re.search(r"(\d+) predictions", err)
+    assert match, err
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_writes_everything_then_the_summary_with_the_right_count(tmp_path: Path, signum):
+    out_path = tmp_path / "out.jsonl"
+    big = write_lines(tmp_path / "big.csv", [LINES[0], *(LINES[1:] * 4)])
+    for delay in (0.0, 0.05, 0.2, 0.5):
+        out_path.unlink(missing_ok=True)
+        proc = cli("--stream", big, "--model", SENSOR_ONNX, "--output", out_path)
+        deadline = time.monotonic() + 60
+        while (not out_path.exists() or out_path.stat().st_size == 0) and time.monotonic() < deadline:
+            time.sleep(0.01)  # records are being written: the loop is running
+        time.sleep(delay)
+        _, err = _stop(proc, signum)
+        written = out_path.read_text()
+        assert written.endswith("\n") or written == ""  # never a partial line
+        assert "Traceback" not in err, err
+        assert proc.returncode == (130 if signum == signal.SIGINT else 143), err
+        assert ("interrupted" if signum == signal.SIGINT else "stopped by SIGTERM") in err
+        assert _summary_count(err) == len(written.splitlines()), (delay, err)
+
+
+@pytest.mark.parametrize("delay", [0.01, 0.05, 0.1, 0.2, 0.4])
+@pytest.mark.parametrize("module", ["edgeseq", "edgeseq_device"])
+def test_ctrl_c_while_starting_up_is_a_message_not_a_traceback(delay, module):
+    # -X importtime prints each import as it completes: once edgeseq_device.signals is imported, the front end
+    # installs its handler (before that, Ctrl-C lands in the interpreter's own start-up and the standard
+    # library's imports, a few milliseconds that no program controls).
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", module, "run", "--stream", str(SENSOR_CSV),
+         "--model", str(SENSOR_ONNX)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.rstrip().endswith("| edgeseq_device.signals"):
+            break
+    time.sleep(delay)
+    _, err = _stop(proc)
+    err = "".join(seen) + err
+    messages = [line for line in err.splitlines() if not line.startswith("import time:")]
+    assert "Traceback" not in err, err
+    assert proc.returncode == 130 and any("interrupted" in m for m in messages), messages
+
+
+def test_a_broken_stderr_does_not_stop_the_run(tmp_path: Path):
+    # `edgeseq run ... --output out.jsonl 2>&1 | head -1`: stderr's reader leaves after one message; bad rows
+    # make the runner write to stderr early and often. Before the fix the run stopped (exit 0, 964 records).
+    lines = [LINES[0]]
+    for i, line in enumerate(LINES[1:], start=1):
+        lines.append("junk" if i % 200 == 0 else line)
+    path = write_lines(tmp_path / "s.csv", lines)
+    out_path = tmp_path / "out.jsonl"
+    read_end, write_end = os.pipe()
+    proc = cli("--stream", path, "--model", SENSOR_ONNX, "--output", out_path, stderr=write_end, stdout=None)
+    os.close(write_end)
+    with os.fdopen(read_end) as reader:
+        reader.readline()  # one message, then the reader goes away
+    proc.wait(timeout=120)
+    full = cli("--stream", path, "--model", SENSOR_ONNX)
+    expected, _ = full.communicate(timeout=120)
+    assert proc.returncode == 0
+    assert out_path.read_text() == expected and len(expected.splitlines()) > 2000
+
+
+def test_a_stderr_closed_before_the_summary_still_exits_0(tmp_path: Path):
+    out_path = tmp_path / "out.jsonl"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads stderr at all: the summary is the only message
+    proc = cli("--stream", SENSOR_CSV, "--model", SENSOR_ONNX, "--output", out_path, stderr=write_end, stdout=None)
+    os.close(write_end)
+    assert proc.wait(timeout=120) == 0
+    assert len(out_path.read_text().splitlines()) == len(LINES) - T
