@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgeseq import frameworks
-from edgeseq.errors import EdgeseqError
+from edgeseq.errors import EdgeseqError, MissingExtraError
 
 Run = Callable[[np.ndarray], np.ndarray]
 
@@ -153,7 +153,7 @@ def build_paths(config: BenchConfig, manifest: dict[str, Any], tmp: Path, x: np.
     try:
         import ai_edge_litert  # noqa: F401
     except ImportError:
-        raise EdgeseqError("edgeseq bench needs ai-edge-litert: pip install 'edgeseq[bench]'") from None
+        raise MissingExtraError("edgeseq bench needs ai-edge-litert: pip install 'edgeseq[bench]'") from None
     for name, path in tflite_models(model, x.shape[1:], tmp).items():
         run, load_s = _timed(lambda p=path: _litert_runner(p, config.threads))
         precision = "fp32" if name == "fp32" else "int8"

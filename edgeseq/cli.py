@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from enum import Enum
@@ -29,6 +30,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: paragraphs re-wrapped to the terminal, nothing cut, and no text parsed as rich markup
+    # (which ate the "[train]" of pip install 'edgeseq[train]').
+    rich_markup_mode=None,
 )
 
 app.add_typer(train_app, name="train")
@@ -59,14 +63,17 @@ def _root(
 @app.command()
 def export(
     model: ModelChoice = typer.Option(ModelChoice.all, "--model", help="Which model to build."),
-    out: Path = typer.Option(EXPORTED, "--out", help="Directory the artifacts are written to."),
+    out: Path = typer.Option(EXPORTED, "--out", metavar="DIR", help="Directory the artifacts are written to."),
     retrain: bool = typer.Option(False, "--retrain", help="Train again even if a Keras model exists in --out."),
-    opset: int = typer.Option(17, "--opset", min=17, help="ONNX opset to convert to."),
+    opset: int = typer.Option(17, "--opset", min=17, metavar="N", help="ONNX opset to convert to."),
     allow_unfused: bool = typer.Option(
         False, "--allow-unfused", help="Warn instead of failing when a recurrent layer stays a Loop/Scan."
     ),
     quantize: str | None = typer.Option(
-        None, "--quantize", help="Also write these variants: comma-separated dynamic-int8, static-int8, fp16."
+        None,
+        "--quantize",
+        metavar="MODES",
+        help="Also write these variants: comma-separated dynamic-int8, static-int8, fp16.",
     ),
 ) -> None:
     """Train (when no Keras model exists, or with --retrain), convert to ONNX, check parity, write artifacts.
@@ -111,13 +118,17 @@ def export(
 
 @app.command("quantize")
 def quantize_command(
-    model: Path = typer.Option(DEFAULT_SENSOR_MODEL, "--model", help="An fp32 ONNX file exported by edgeseq."),
-    mode: str = typer.Option(..., "--mode", help="dynamic-int8, static-int8 or fp16 (comma-separate several)."),
+    model: Path = typer.Option(
+        DEFAULT_SENSOR_MODEL, "--model", metavar="FILE", help="An fp32 ONNX file exported by edgeseq."
+    ),
+    mode: str = typer.Option(
+        ..., "--mode", metavar="MODES", help="dynamic-int8, static-int8 or fp16 (comma-separate several)."
+    ),
     calibration_method: str = typer.Option(
-        "MinMax", "--calibration-method", help="static-int8: MinMax, Entropy, Percentile."
+        "MinMax", "--calibration-method", metavar="METHOD", help="static-int8: MinMax, Entropy, Percentile."
     ),
     calibration_windows: int = typer.Option(
-        1000, "--calibration-windows", min=1, help="static-int8: real training windows to calibrate on."
+        1000, "--calibration-windows", min=1, metavar="N", help="static-int8: real training windows to calibrate on."
     ),
 ) -> None:
     """Write smaller variants of an exported model and report what each costs in accuracy.
@@ -154,14 +165,22 @@ class BenchModel(str, Enum):
 @app.command()
 def bench(
     model: BenchModel = typer.Option(BenchModel.sensor_lstm, "--model", help="Which exported model to measure."),
-    threads: int = typer.Option(1, "--threads", min=1, help="Threads for every runtime (Keras, LiteRT, ORT)."),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to FILE."),
-    plot_path: Path | None = typer.Option(None, "--plot", help="Write a PNG bar chart of p50 latency to FILE."),
-    markdown: Path | None = typer.Option(None, "--markdown", help="Write the table, machine and command to FILE."),
-    windows: int = typer.Option(100, "--windows", min=1, help="Distinct real input windows per round."),
-    rounds: int = typer.Option(5, "--rounds", min=1, help="Rounds over the windows; paths alternate per round."),
+    threads: int = typer.Option(
+        1, "--threads", min=1, metavar="N", help="Threads for every runtime (Keras, LiteRT, ORT)."
+    ),
+    json_path: Path | None = typer.Option(None, "--json", metavar="FILE", help="Write the results as JSON to FILE."),
+    plot_path: Path | None = typer.Option(
+        None, "--plot", metavar="FILE", help="Write a PNG bar chart of p50 latency to FILE."
+    ),
+    markdown: Path | None = typer.Option(
+        None, "--markdown", metavar="FILE", help="Write the table, machine and command to FILE."
+    ),
+    windows: int = typer.Option(100, "--windows", min=1, metavar="N", help="Distinct real input windows per round."),
+    rounds: int = typer.Option(
+        5, "--rounds", min=1, metavar="N", help="Rounds over the windows; paths alternate per round."
+    ),
     quick: bool = typer.Option(False, "--quick", help="A few iterations only: checks that every path runs."),
-    exported: Path = typer.Option(EXPORTED, "--exported", help="Directory of the exported models."),
+    exported: Path = typer.Option(EXPORTED, "--exported", metavar="DIR", help="Directory of the exported models."),
 ) -> None:
     """Measure the same trained model through Keras, LiteRT and onnxruntime, side by side.
 
@@ -203,10 +222,11 @@ def bench(
 def letters(
     sequences: list[str] | None = typer.Argument(
         None,
+        metavar="SEQUENCE...",
         help="Sequences of 4 letters from 'abcde'. With none, one per line is read from stdin.",
         show_default=False,
     ),
-    model: Path = typer.Option(DEFAULT_LETTER_MODEL, "--model", help="The letter model's ONNX file."),
+    model: Path = typer.Option(DEFAULT_LETTER_MODEL, "--model", metavar="FILE", help="The letter model's ONNX file."),
 ) -> None:
     """Predict the letter that follows each sequence, through the device runtime (onnxruntime, no Keras).
 
@@ -223,7 +243,9 @@ def letters(
         else:
             if sys.stdin.isatty():
                 typer.echo("type one sequence per line; Ctrl-D ends", err=True)
-            inputs = numbered("stdin line", sys.stdin)
+            # Bytes that are not UTF-8 become U+FFFD, which the codec then reports as not in the vocabulary.
+            stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+            inputs = numbered("stdin line", stdin)
         try:
             for sequence, letter in predict_each(predictor, inputs):
                 typer.echo(f"{sequence} -> {letter}")
@@ -256,59 +278,89 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
 
 @app.command()
 def run(
-    stream: str = typer.Option(..., "--stream", help="CSV file with a header row, or - for stdin."),
-    model: Path = typer.Option(DEFAULT_SENSOR_MODEL, "--model", help="The forecaster's ONNX file (or a variant)."),
-    follow: bool = typer.Option(False, "--follow", help="Keep reading a growing file, like tail -f, until Ctrl-C."),
-    stride: int = typer.Option(1, "--stride", min=1, help="One forecast every N rows once the window is full."),
+    stream: str = typer.Option(..., "--stream", metavar="PATH|-", help="CSV file with a header row, or - for stdin."),
+    model: Path = typer.Option(
+        DEFAULT_SENSOR_MODEL, "--model", metavar="FILE", help="The forecaster's ONNX file (or a variant)."
+    ),
+    follow: bool = typer.Option(
+        False, "--follow", help="Keep reading a growing file, like tail -F, until Ctrl-C or SIGTERM."
+    ),
+    stride: int = typer.Option(
+        1, "--stride", min=1, metavar="N", help="One forecast every N rows once the window is full."
+    ),
     fmt: OutputFormat = typer.Option(OutputFormat.jsonl, "--format", help="Output records as JSON lines or CSV."),
-    output: Path | None = typer.Option(None, "--output", help="Write records to FILE instead of stdout."),
-    threads: int = typer.Option(1, "--threads", min=1, help="onnxruntime intra-op threads."),
+    output: Path | None = typer.Option(
+        None, "--output", metavar="FILE", help="Write records to FILE instead of stdout."
+    ),
+    threads: int = typer.Option(
+        1, "--threads", min=1, metavar="N", help="onnxruntime intra-op threads, at most the CPUs available."
+    ),
     on_bad_row: RowPolicy = typer.Option(
         RowPolicy.skip, "--on-bad-row", help="skip: report on stderr and go on; fail: stop with exit code 1."
     ),
-    features: str | None = typer.Option(None, "--features", help="No manifest: comma-separated input columns."),
-    target: str | None = typer.Option(None, "--target", help="No manifest: the target column."),
-    window: int | None = typer.Option(None, "--window", min=2, help="No manifest: rows per window (T)."),
-    horizon: int | None = typer.Option(None, "--horizon", min=1, help="No manifest: rows ahead (H)."),
-    time_column: str | None = typer.Option(None, "--time-column", help="No manifest: a time column to echo."),
-    input_scale: str | None = typer.Option(None, "--input-scale", help="No manifest: per-feature scales."),
-    target_scale: float | None = typer.Option(None, "--target-scale", help="No manifest: the target scale."),
+    features: str | None = typer.Option(
+        None, "--features", metavar="NAMES", help="No manifest: comma-separated input columns."
+    ),
+    target: str | None = typer.Option(None, "--target", metavar="NAME", help="No manifest: the target column."),
+    window: int | None = typer.Option(None, "--window", min=2, metavar="T", help="No manifest: rows per window (T)."),
+    horizon: int | None = typer.Option(None, "--horizon", min=1, metavar="H", help="No manifest: rows ahead (H)."),
+    time_column: str | None = typer.Option(
+        None, "--time-column", metavar="NAME", help="No manifest: a time column to echo."
+    ),
+    input_scale: str | None = typer.Option(
+        None, "--input-scale", metavar="NUMBERS", help="No manifest: per-feature scales."
+    ),
+    target_scale: float | None = typer.Option(
+        None, "--target-scale", metavar="NUMBER", help="No manifest: the target scale."
+    ),
 ) -> None:
     """Stream sensor rows through the forecaster: one forecast per window, in the target's units.
 
-    Reads a CSV with a header; columns are found by name (order and extra columns do not matter). A ring
-    buffer keeps the last T rows; a forecast of the target H rows ahead comes out once it is full and then
-    every --stride rows, as JSON lines {"row", "time", "prediction"} (or CSV), flushed one by one. A bad row
-    (empty, non-numeric, NaN/inf, too few fields) is reported on stderr and skipped, and the window refills
-    after it: no window spans a skipped row. A missing column, or a model whose sha256 or signature differs
-    from its manifest, stops before anything runs (exit 2). Progress and the summary go to stderr.
-    Runs on the device runtime only (numpy + onnxruntime).
-    """
-    from edgeseq_device.runner import RunOptions, run_stream
+    Reads a CSV with a header from a file or stdin (-); columns are found by name (order and extra columns do
+    not matter). A ring buffer keeps the last T rows; a forecast of the target H rows ahead comes out once it
+    is full and then every --stride rows, as JSON lines {"row", "time", "prediction"} (or CSV), flushed one by
+    one.
 
-    options = RunOptions(
-        stream=stream,
-        model=model,
-        follow=follow,
-        stride=stride,
-        format=fmt.value,
-        output=str(output) if output else None,
-        threads=threads,
-        on_bad_row=on_bad_row.value,
-        features=names(features) if features else None,
-        target=target,
-        window=window,
-        horizon=horizon,
-        time_column=time_column,
-        input_scale=_floats(input_scale),
-        target_scale=target_scale,
-    )
-    raise typer.Exit(run_stream(options, sys.stdout, sys.stderr))
+    A bad row (empty, non-numeric, NaN/inf, more or fewer fields than the header, longer than 1 MiB) is
+    reported on stderr with its line number and skipped, and the window refills after it: no window spans
+    a skipped row. Lines may end in \n, \r\n or \r.
+
+    --follow keeps reading a growing file like tail -F: a file that is truncated or replaced (log rotation) is
+    reopened from its start, and a new window starts. Stdin ends when its writer closes it.
+
+    A missing or duplicated column, a file that is not CSV text, or a model whose sha256 or signature
+    differs from its manifest stops before anything runs (exit 2). Ctrl-C (exit 130) and SIGTERM (exit 143)
+    stop after the record in hand: every forecast computed is written, then the summary. Progress and the
+    summary go to stderr; if stderr is closed, the run goes on. Runs on the device runtime only (numpy +
+    onnxruntime).
+    """
+    with user_errors():  # Ctrl-C before the runner has installed its own handlers
+        from edgeseq_device.runner import RunOptions, run_stream
+
+        options = RunOptions(
+            stream=stream,
+            model=model,
+            follow=follow,
+            stride=stride,
+            format=fmt.value,
+            output=str(output) if output else None,
+            threads=threads,
+            on_bad_row=on_bad_row.value,
+            features=names(features) if features else None,
+            target=target,
+            window=window,
+            horizon=horizon,
+            time_column=time_column,
+            input_scale=_floats(input_scale),
+            target_scale=target_scale,
+        )
+        code = run_stream(options, sys.stdout, sys.stderr)
+    raise typer.Exit(code)
 
 
 @app.command()
 def info(
-    model: Path = typer.Argument(..., help="An ONNX file, e.g. exported/letter_rnn.onnx."),
+    model: Path = typer.Argument(..., metavar="FILE", help="An ONNX file, e.g. exported/letter_rnn.onnx."),
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
 ) -> None:
     """Show a model's inputs and outputs, op-type counts, size, metadata, and whether its manifest matches."""

@@ -10,13 +10,13 @@ from typing import Any
 
 import typer
 
-from edgeseq.errors import BadInputError, EdgeseqError
+from edgeseq.errors import BadInputError, EdgeseqError, MissingExtraError
 from edgeseq_device.errors import DeviceError
 
 EXPORTED = Path("exported")
 
-# Exit codes: 0 done; 1 the work failed its own checks (parity, training bar); 2 bad input, model or usage;
-# 130 interrupted.
+# Exit codes: 0 done; 1 the work failed its own checks (parity, training bar); 2 bad input, model or usage,
+# or a missing extra (the message gives the pip command); 130 interrupted.
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 
@@ -29,7 +29,7 @@ def user_errors() -> Iterator[None]:
     """Turn the library's typed errors into one line on stderr and an exit code, never a traceback."""
     try:
         yield
-    except (DeviceError, BadInputError) as exc:
+    except (DeviceError, BadInputError, MissingExtraError) as exc:
         _error(str(exc))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except EdgeseqError as exc:
@@ -54,8 +54,11 @@ class RichProgress:
         self._bar: Any = None
 
     def step(self, message: str) -> None:
+        from rich.markup import escape
+
         self.close()
-        self.console.print(f"[bold cyan]•[/] {message}")
+        # Messages carry user paths: 'room[train].csv' is a file name, never markup.
+        self.console.print(f"[bold cyan]•[/] {escape(message)}", soft_wrap=True)
 
     def epoch(self, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         if self._bar is None:

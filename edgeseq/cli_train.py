@@ -9,24 +9,42 @@ import typer
 from edgeseq.cli_output import EXPORTED, RichProgress, export_summary, names, user_errors
 from edgeseq.errors import BadInputError
 
-train_app = typer.Typer(help="Train a model on your own data and export it.", no_args_is_help=True)
+train_app = typer.Typer(
+    help="Train a model on your own data and export it.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @train_app.command("forecaster")
 def train_forecaster_command(
-    data: Path = typer.Option(..., "--data", help="A CSV file with a header row (.csv, .csv.gz or .csv.xz)."),
-    features: str = typer.Option(..., "--features", help="Comma-separated input columns, in model order."),
-    target: str = typer.Option(..., "--target", help="The column to forecast; it must be one of --features."),
-    window: int = typer.Option(36, "--window", min=2, help="T: rows per input window."),
-    horizon: int = typer.Option(6, "--horizon", min=1, help="H: forecast the target H rows after the window."),
-    time_column: str | None = typer.Option(None, "--time-column", help="A column carried along as time."),
-    out: Path = typer.Option(EXPORTED, "--out", help="Directory the artifacts are written to."),
-    name: str = typer.Option("forecaster", "--name", help="Artifact name: <out>/<name>.onnx, .json, .keras."),
-    epochs: int = typer.Option(40, "--epochs", min=1, help="Most epochs; early stopping usually ends sooner."),
-    patience: int = typer.Option(5, "--patience", min=1, help="Epochs without validation improvement to stop."),
-    units: str = typer.Option("80,100", "--units", help="Sizes of the two LSTM layers."),
-    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Training batch size."),
-    seed: int = typer.Option(7, "--seed", help="Random seed."),
+    data: Path = typer.Option(
+        ..., "--data", metavar="FILE", help="A CSV file with a header row (.csv, .csv.gz or .csv.xz)."
+    ),
+    features: str = typer.Option(
+        ..., "--features", metavar="NAMES", help="Comma-separated input columns, in model order."
+    ),
+    target: str = typer.Option(
+        ..., "--target", metavar="NAME", help="The column to forecast; it must be one of --features."
+    ),
+    window: int = typer.Option(36, "--window", min=2, metavar="T", help="T: rows per input window."),
+    horizon: int = typer.Option(
+        6, "--horizon", min=1, metavar="H", help="H: forecast the target H rows after the window."
+    ),
+    time_column: str | None = typer.Option(
+        None, "--time-column", metavar="NAME", help="A column carried along as time."
+    ),
+    out: Path = typer.Option(EXPORTED, "--out", metavar="DIR", help="Directory the artifacts are written to."),
+    name: str = typer.Option(
+        "forecaster", "--name", metavar="NAME", help="Artifact name: <out>/<name>.onnx, .json, .keras."
+    ),
+    epochs: int = typer.Option(
+        40, "--epochs", min=1, metavar="N", help="Most epochs; early stopping usually ends sooner."
+    ),
+    patience: int = typer.Option(
+        5, "--patience", min=1, metavar="N", help="Epochs without validation improvement to stop."
+    ),
+    units: str = typer.Option("80,100", "--units", metavar="N,N", help="Sizes of the two LSTM layers."),
+    batch_size: int = typer.Option(128, "--batch-size", min=1, metavar="N", help="Training batch size."),
+    seed: int = typer.Option(7, "--seed", metavar="N", help="Random seed."),
     allow_unfused: bool = typer.Option(
         False, "--allow-unfused", help="Warn instead of failing when a recurrent layer stays a Loop/Scan."
     ),

@@ -23,3 +23,7 @@ class BadInputError(EdgeseqError):
 
 class DataError(BadInputError):
     """A data file cannot be used for training: unreadable, a missing column, a bad row, too short."""
+
+
+class MissingExtraError(EdgeseqError):
+    """A command needs an optional extra that is not installed; the message gives the pip command. Exit 2."""

@@ -43,9 +43,9 @@ def require_training() -> None:
     """Fail early, with the install command, when the `train` extra is not installed."""
     missing = [dist for module, dist in TRAINING_PACKAGES.items() if importlib.util.find_spec(module) is None]
     if missing:
-        from edgeseq.errors import EdgeseqError
+        from edgeseq.errors import MissingExtraError
 
-        raise EdgeseqError(
+        raise MissingExtraError(
             f"training and export need {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
             "not installed: pip install 'edgeseq[train]'"
         )

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeseq import frameworks
-from edgeseq.errors import BadInputError, EdgeseqError
+from edgeseq.errors import BadInputError, EdgeseqError, MissingExtraError
 from edgeseq_device.manifest import manifest_path_for
 
 MODES = ("dynamic-int8", "static-int8", "fp16")
@@ -98,7 +98,7 @@ def convert_fp16(model_input: Path, model_output: Path) -> None:
     try:
         from onnxconverter_common import float16
     except ImportError:
-        raise EdgeseqError("fp16 needs onnxconverter-common: pip install 'edgeseq[train]'") from None
+        raise MissingExtraError("fp16 needs onnxconverter-common: pip install 'edgeseq[train]'") from None
     onnx.save(float16.convert_float_to_float16(onnx.load(str(model_input)), keep_io_types=True), str(model_output))
 
 
