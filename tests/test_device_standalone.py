@@ -1,10 +1,13 @@
 """device/ installs and runs on its own, in a venv that holds only numpy and onnxruntime."""
 
+import re
 import subprocess
 import venv
 from pathlib import Path
 
 from tests.conftest import EXPORTED, REPO
+
+README = (REPO / "README.md").read_text()
 
 
 def test_device_package_installs_alone_and_predicts(tmp_path: Path):
@@ -18,6 +21,11 @@ def test_device_package_installs_alone_and_predicts(tmp_path: Path):
     freeze = subprocess.run([python, "-m", "pip", "freeze"], capture_output=True, text=True).stdout.lower()
     for absent in ("tensorflow", "tf-keras", "tf2onnx", "typer", "edgeseq=="):
         assert absent not in freeze
+    # The README says what `pip install ./device` brings; it said "nothing else" while three more came.
+    installed = {re.split(r"[=@ ]", line)[0] for line in freeze.splitlines() if line and not line.startswith("#")}
+    installed -= {"pip", "setuptools", "edgeseq-device", "edgeseq_device"}
+    readme_line = next(line for line in README.splitlines() if line.startswith("pip install ./device"))
+    assert installed and all(name in readme_line for name in installed), (installed, readme_line)
     script = (
         "from edgeseq_device import LetterPredictor, load_model\n"
         "p = LetterPredictor(load_model('letter_rnn.onnx'))\n"

@@ -51,3 +51,81 @@ def test_ruff_check_and_format_are_clean():
 
 def test_changelog_has_an_unreleased_section():
     assert "## Unreleased" in (REPO / "CHANGELOG.md").read_text()
+
+
+def test_the_readme_python_snippets_run():
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    assert blocks
+    for block in blocks:
+        proc = subprocess.run([sys.executable, "-c", block], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, block + proc.stderr
+
+
+PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_|,.\-\[\]]*$")
+
+
+def _synopsis_options() -> list[tuple[str, str, str]]:
+    """(command, option, value) for every `[--option VALUE]` in the README's synopsis blocks."""
+    found = []
+    for command in COMMANDS:
+        section = README.split(f"### `edgeseq {command}`", 1)[1].split("\n### ", 1)[0]
+        block = re.search(r"```sh\n(.*?)```", section, flags=re.S).group(1)
+        synopsis = " ".join(line.strip() for line in block.splitlines() if not line.startswith("#"))
+        synopsis = synopsis.split(f"edgeseq {command} ", 1)[1] if f"edgeseq {command} " in synopsis else ""
+        found += [(command, opt, value) for opt, value in re.findall(r"\[(--[\w-]+) ([^\]\s]+)\]", synopsis)]
+    return found
+
+
+def test_synopsis_values_are_defaults_or_placeholders():
+    # `[--time-column date]` read like a default, but the option has none: a value in a synopsis is the
+    # option's default, a list of choices that holds it, or an upper-case placeholder.
+    import typer.main
+
+    group = typer.main.get_command(app)
+    options = _synopsis_options()
+    assert len(options) > 20
+    for command, opt, value in options:
+        cmd = group
+        for part in command.split():
+            cmd = cmd.commands[part]
+        param = next(p for p in cmd.params if opt in p.opts)
+        default = getattr(param.default, "value", param.default)
+        if PLACEHOLDER.match(value):
+            continue
+        if "|" in value:
+            assert str(default) in value.split("|"), (command, opt, value, default)
+        else:
+            assert default is not None and value == str(default), (command, opt, value, default)
+
+
+def test_the_bench_extra_size_in_the_readme_is_what_it_installs():
+    import importlib.metadata as md
+    import os
+
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    todo = [("edgeseq", ("bench",))]
+    while todo:
+        name, extras = todo.pop()
+        key = re.sub(r"[-_.]+", "-", name).lower() + str(sorted(extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            continue
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in (*extras, "")):
+                todo.append((req.name, tuple(req.extras)))
+    names = {k.split("[")[0] for k in seen}
+    total = 0
+    for name in names:
+        dist = md.distribution(name)
+        total += sum(os.path.getsize(dist.locate_file(f)) for f in dist.files or [] if dist.locate_file(f).exists())
+    claimed = re.search(r"about ([\d.]+) GB installed: the files of the (\d+) distributions", README)
+    assert claimed, "the README states the bench extra's size"
+    assert float(claimed.group(1)) == pytest.approx(total / 1e9, rel=0.15), total
+    assert int(claimed.group(2)) == pytest.approx(len(names), abs=5)
