@@ -247,20 +247,14 @@ def peak_rss_mb(script: str, model: Path, config: BenchConfig) -> float:
 def machine() -> dict[str, Any]:
     from importlib.metadata import version
 
-    cpu, flags = platform.processor(), []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                wanted = ("avx", "avx2", "avx512f", "avx512_vnni", "avx_vnni", "fma", "f16c", "sse4_2", "neon", "asimd")
-                flags = [f for f in line.split(":", 1)[1].split() if f in wanted]
-    except OSError:
-        pass
+    from edgeseq.machine import describe_cpu
+
+    cpu = describe_cpu()
     packages = ("tensorflow", "tf-keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert", "numpy")
     return {
-        "cpu": cpu,
-        "cpu_flags": flags,
+        "cpu": cpu["cpu"],
+        "cpu_flags": cpu["features"],
+        "onnxruntime_kernels": {"int8": cpu["onnxruntime_int8_kernel"], "float": cpu["onnxruntime_float_kernel"]},
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "packages": {p: version(p) for p in packages},

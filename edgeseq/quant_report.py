@@ -104,8 +104,15 @@ def _latency_p50(models: dict[str, Model], x: np.ndarray, rounds: int) -> dict[s
 
 
 def build_report(directory: Path, rounds: int = 5) -> dict[str, Any]:
-    """Measure every model in `directory` that has variants, from the files, against its fp32 file."""
-    report: dict[str, Any] = {"models": {}}
+    """Measure every model in `directory` that has variants, from the files, against its fp32 file.
+
+    Every figure depends on the CPU's kernels (int8 ones by far the most: see edgeseq.machine), so every row
+    carries `measured_on`, the CPU and the kernels its features select.
+    """
+    from edgeseq.machine import describe_cpu
+
+    measured_on = describe_cpu()
+    report: dict[str, Any] = {"measured_on": measured_on, "models": {}}
     for manifest_path in sorted(Path(directory).glob("*.json")):
         try:
             manifest = Manifest.load(manifest_path).data
@@ -124,7 +131,7 @@ def build_report(directory: Path, rounds: int = 5) -> dict[str, Any]:
             figures = _figures(inputs, model, fp32_out)
             figures["size"] = model.path.stat().st_size
             figures["size_ratio"] = figures["size"] / fp32_path.stat().st_size
-            rows[mode] = {"file": model.path.name, **figures}
+            rows[mode] = {"file": model.path.name, **figures, "measured_on": measured_on}
         for mode, p50 in _latency_p50(models, inputs["x"], rounds).items():
             rows[mode]["latency_ms_p50"] = p50
         for mode in variants:
@@ -162,8 +169,12 @@ def write_report(directory: Path) -> dict[str, Any]:
 
 
 def render_table(report: dict[str, Any]) -> str:
-    """The README's table, from quantization.json."""
+    """The README's table, from quantization.json, with the machine it was measured on."""
+    m = report["measured_on"]
     lines = [
+        f"Measured on {m['cpu']} ({' '.join(m['features'])}; onnxruntime {m['onnxruntime']} int8 kernel "
+        f"{m['onnxruntime_int8_kernel']}, float kernel {m['onnxruntime_float_kernel']}).",
+        "",
         "| model | variant | size | vs fp32 | task metric | max abs diff vs fp32 | p50 ms | bar |",
         "|---|---|---|---|---|---|---|---|",
     ]
