@@ -29,7 +29,7 @@ def imported_modules(*args: str) -> set[str]:
 @pytest.mark.parametrize(
     "args",
     [
-        ("-c", "import edgeseq_device"),
+        ("-c", "from edgeseq_device import LetterPredictor, load_model; import edgeseq_device.runner"),
         ("-m", "edgeseq", "letters", "--model", str(LETTER_ONNX), "abcd"),
         ("-m", "edgeseq", "info", str(LETTER_ONNX)),
         ("-m", "edgeseq", "run", "--stream", str(SENSOR_HEAD), "--model", str(SENSOR_ONNX)),

@@ -151,3 +151,13 @@ def test_a_stderr_closed_before_the_summary_still_exits_0(tmp_path: Path):
     os.close(write_end)
     assert proc.wait(timeout=120) == 0
     assert len(out_path.read_text().splitlines()) == len(LINES) - T
+
+
+@pytest.mark.parametrize("to_stdout", [False, True])
+def test_a_full_disk_is_one_line_and_exit_1(to_stdout: bool):
+    args = ["--stream", SENSOR_CSV, "--model", SENSOR_ONNX]
+    with open("/dev/full", "w") as full:  # every write fails with ENOSPC
+        proc = cli(*args, stdout=full) if to_stdout else cli(*args, "--output", "/dev/full")
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert err == f"edgeseq: error: cannot write {'stdout' if to_stdout else '/dev/full'}: No space left on device\n"

@@ -126,8 +126,11 @@ class LineSource:
         self._fd = -1
 
     def _chunk(self) -> bytes:
-        with self.stop.waiting():
-            data = self._read(CHUNK_BYTES)
+        try:
+            with self.stop.waiting():
+                data = self._read(CHUNK_BYTES)
+        except OSError as exc:  # EIO, a vanished device: a stream error, not a write error
+            raise InputError(f"cannot read {self.name}: {exc.strerror or exc}") from None
         if self._fd >= 0:
             self._offset += len(data)
         return data

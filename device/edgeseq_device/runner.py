@@ -13,6 +13,7 @@ record). This module runs them over a stream and keeps the promises a user relie
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -177,9 +178,10 @@ def _check_output(options: RunOptions) -> None:
 def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = "edgeseq") -> int:
     """Run `options`; return the exit code. Records go to `stdout` (or --output), everything else to `stderr`.
 
-    Exit codes: 0 done (or stdout closed by its reader), 1 a bad row under --on-bad-row fail or an output
-    that cannot be written, 2 bad usage, model, manifest or stream header, 130 SIGINT, 143 SIGTERM; after
-    a signal every record computed has been written and the summary says how many.
+    Exit codes: 0 done (or stdout closed by its reader), 1 a bad row under --on-bad-row fail or records
+    that cannot be written (a full disk), 2 bad usage, model, manifest or stream (header, not text,
+    unreadable), 130 SIGINT, 143 SIGTERM; after a signal every record computed has been written and the
+    summary says how many.
     """
     messages = Messages(stderr)
     say = messages.say
@@ -311,13 +313,18 @@ def _stream(
         if sink is stdout:  # the reader of the records went away (`| head`): everything computed was written
             silence_stdout()
             return EXIT_OK
-        raise
+        say(f"{prog}: error: cannot write {options.output}: its reader went away")
+        return EXIT_BAD_ROW
+    except OSError as exc:  # a full disk, a device gone: what was written before it stays
+        say(f"{prog}: error: cannot write {options.output or 'stdout'}: {exc.strerror or exc}")
+        return EXIT_BAD_ROW
     except InputError as exc:  # the input stopped being readable, or a reopened file is not text
         say(f"{prog}: error: {exc}")
         return EXIT_USAGE
     finally:
         if sink is not None and sink is not stdout:
-            sink.close()
+            with contextlib.suppress(OSError):  # the flush of a full disk failed again: already reported
+                sink.close()
     stats.finished_at = time.monotonic()
     say(stats.line(prog, final=True))
     return EXIT_OK
