@@ -38,3 +38,12 @@ def cli(*args: str, module: str = "edgeseq", **kwargs) -> subprocess.Popen:
     """`python -m MODULE run ARGS` as a child process, with text pipes (override with keyword arguments)."""
     options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **kwargs}
     return subprocess.Popen([sys.executable, "-m", module, "run", *map(str, args)], cwd=REPO, **options)
+
+
+def finish(proc: subprocess.Popen, stdin: str | None = None, timeout: float = 60) -> tuple[str, str]:
+    """communicate(), but a child still running after `timeout` is killed: a hang fails the test and leaves
+    nothing behind."""
+    try:
+        return proc.communicate(stdin, timeout=timeout)
+    finally:
+        proc.kill()

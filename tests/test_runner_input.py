@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgeseq_device.lines import LineSource, TooLong
-from tests.streams import HEADER, LINES, SENSOR_CSV, SENSOR_ONNX, T, cli, records, run, write_lines
+from tests.streams import HEADER, LINES, SENSOR_CSV, SENSOR_ONNX, T, cli, finish, records, run, write_lines
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_a_header_longer_than_the_limit_is_fatal_with_a_short_message(tmp_path: 
 
 def test_zeros_on_stdin_are_refused_as_not_text_at_once():
     proc = cli("--stream", "-", "--model", SENSOR_ONNX, stdin=open("/dev/zero", "rb"))  # noqa: SIM115
-    _, err = proc.communicate(timeout=60)
+    _, err = finish(proc)
     assert proc.returncode == 2
     assert err == "edgeseq: error: stdin is not CSV text: its first line holds NUL bytes\n"
 
@@ -157,7 +157,7 @@ def test_output_equal_to_the_stream_is_refused_and_the_input_kept(tmp_path: Path
 
 def test_follow_on_stdin_ends_when_the_producer_closes_the_pipe():
     proc = cli("--stream", "-", "--model", SENSOR_ONNX, "--follow", stdin=-1)
-    out, err = proc.communicate("\n".join(LINES[:50]) + "\n", timeout=60)
+    out, err = finish(proc, "\n".join(LINES[:50]) + "\n")
     assert proc.returncode == 0, err
     assert len(records(out)) == 50 - T and "49 rows read" in err
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.streams import LINES, SENSOR_CSV, SENSOR_ONNX, T, cli, records, write_lines
+from tests.streams import LINES, SENSOR_CSV, SENSOR_ONNX, T, cli, finish, records, write_lines
 
 
 def _read_records(proc: subprocess.Popen, count: int, timeout: float = 60) -> list[dict]:
@@ -30,7 +30,7 @@ def _read_records(proc: subprocess.Popen, count: int, timeout: float = 60) -> li
 
 def _stop(proc: subprocess.Popen, signum: int = signal.SIGINT) -> tuple[str, str]:
     proc.send_signal(signum)
-    return proc.communicate(timeout=30)
+    return finish(proc, timeout=30)
 
 
 def test_follow_reopens_a_truncated_file_and_starts_a_new_window(tmp_path: Path):
@@ -108,8 +108,10 @@ def test_ctrl_c_while_starting_up_is_a_message_not_a_traceback(delay, module):
     proc = subprocess.Popen(
         [sys.executable, "-X", "importtime", "-m", module, "run", "--stream", str(SENSOR_CSV),
          "--model", str(SENSOR_ONNX)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    watchdog = threading.Timer(60, proc.kill)  # a hang fails the test instead of stalling the suite
+    watchdog.start()
     seen = []
     for line in proc.stderr:
         seen.append(line)
@@ -117,6 +119,7 @@ def test_ctrl_c_while_starting_up_is_a_message_not_a_traceback(delay, module):
             break
     time.sleep(delay)
     _, err = _stop(proc)
+    watchdog.cancel()
     err = "".join(seen) + err
     messages = [line for line in err.splitlines() if not line.startswith("import time:")]
     assert "Traceback" not in err, err
@@ -138,7 +141,7 @@ def test_a_broken_stderr_does_not_stop_the_run(tmp_path: Path):
         reader.readline()  # one message, then the reader goes away
     proc.wait(timeout=120)
     full = cli("--stream", path, "--model", SENSOR_ONNX)
-    expected, _ = full.communicate(timeout=120)
+    expected, _ = finish(full, timeout=120)
     assert proc.returncode == 0
     assert out_path.read_text() == expected and len(expected.splitlines()) > 2000
 
@@ -158,6 +161,6 @@ def test_a_full_disk_is_one_line_and_exit_1(to_stdout: bool):
     args = ["--stream", SENSOR_CSV, "--model", SENSOR_ONNX]
     with open("/dev/full", "w") as full:  # every write fails with ENOSPC
         proc = cli(*args, stdout=full) if to_stdout else cli(*args, "--output", "/dev/full")
-        _, err = proc.communicate(timeout=120)
+        _, err = finish(proc, timeout=120)
     assert proc.returncode == 1
     assert err == f"edgeseq: error: cannot write {'stdout' if to_stdout else '/dev/full'}: No space left on device\n"
