@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -164,3 +165,31 @@ def test_a_full_disk_is_one_line_and_exit_1(to_stdout: bool):
         _, err = finish(proc, timeout=120)
     assert proc.returncode == 1
     assert err == f"edgeseq: error: cannot write {'stdout' if to_stdout else '/dev/full'}: No space left on device\n"
+
+
+class _SignallingSink(io.StringIO):
+    """Records go here; the SIGINT arrives while the `at`-th record is being written: the worst moment."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at, self.records = at, 0
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        self.records += text.count("\n")
+        if self.records == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return written
+
+
+@pytest.mark.parametrize("at", [1, 7, 100])
+def test_ctrl_c_while_a_record_is_written_still_counts_it(at: int):
+    # Before: the KeyboardInterrupt surfaced between the write and the count, so the summary said one
+    # prediction fewer than the records written (6 of 20 trials).
+    from edgeseq_device.runner import RunOptions, run_stream
+
+    sink, messages = _SignallingSink(at), io.StringIO()
+    code = run_stream(RunOptions(stream=str(SENSOR_CSV), model=SENSOR_ONNX), sink, messages)
+    assert code == 130
+    assert sink.getvalue().count("\n") == at
+    assert f"{at} predictions" in messages.getvalue() and "interrupted" in messages.getvalue()
