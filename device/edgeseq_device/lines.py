@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 from edgeseq_device.errors import InputError
 from edgeseq_device.signals import StopSignals
@@ -158,6 +159,8 @@ class LineSource:
         return None
 
     def __iter__(self) -> Iterator[str | TooLong | Reopened]:
+        # bytes.splitlines breaks at \n, \r\n and \r only, in C; a line is decoded once it is complete (a
+        # line break never falls inside a UTF-8 character). Per line, Python only yields.
         pending, carry, skipping, first = b"", b"", False, True
         limit = self.max_line
         while True:
@@ -185,25 +188,29 @@ class LineSource:
             carry = b""
             if data.endswith(b"\r"):  # maybe half of \r\n: decide when the next byte comes
                 data, carry = data[:-1], b"\r"
-            if b"\r" in data:
-                data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            parts = data.split(b"\n")
-            if len(parts) == 1:  # no line break in this chunk
+                if not data:
+                    continue
+            pieces = data.splitlines()
+            # an unfinished line waits for more (a \r still at the end is followed by the carried one: a break)
+            rest = b"" if data.endswith((b"\n", b"\r")) else pieces.pop()
+            if not pieces:  # no line break in this chunk
                 if not skipping:
-                    pending += data
+                    pending += rest
                     if len(pending) > limit:
                         pending, skipping = b"", True
                         yield TooLong(limit)
                 continue
-            head = parts[0]
-            if skipping:
+            if skipping:  # the end of a line that was too long, already reported
                 skipping = False
             else:
-                line = pending + head
+                line = pending + pieces[0]
                 yield TooLong(limit) if len(line) > limit else line.decode("utf-8", "replace")
-            for line in parts[1:-1]:
-                yield TooLong(limit) if len(line) > limit else line.decode("utf-8", "replace")
-            pending = parts[-1]
+            if len(data) <= limit:  # no line inside this chunk can be over the limit
+                yield from [line.decode("utf-8", "replace") for line in islice(pieces, 1, None)]
+            else:
+                for line in islice(pieces, 1, None):
+                    yield TooLong(limit) if len(line) > limit else line.decode("utf-8", "replace")
+            pending = rest
             if len(pending) > limit:
                 pending, skipping = b"", True
                 yield TooLong(limit)
