@@ -5,7 +5,7 @@ modules are imported, while typer builds the command, and inside a command. `edg
 handlers while it streams, so that the record in hand is finished first.
 """
 
-from edgeseq_device.signals import CtrlC
+from edgeseq_device.interrupt import CtrlC
 
 
 def main() -> None:

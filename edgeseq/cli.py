@@ -233,11 +233,16 @@ def letters(
     Prints 'abcd -> e' per input. A bad input (a letter outside the vocabulary, a wrong length, an empty
     line) stops the run with a one-line error and exit code 2; the inputs before it are still answered.
     """
+    from edgeseq_device.errors import InputError
     from edgeseq_device.letters import LetterPredictor, numbered, predict_each
     from edgeseq_device.model import load_model
 
     with user_errors():
+        if sys.stdout is None:  # `>&-`
+            raise InputError("stdout is closed: there is nowhere to print the predictions")
         predictor = LetterPredictor(load_model(model))
+        if not sequences and sys.stdin is None:  # `<&-`
+            raise InputError("stdin is closed: give the sequences as arguments")
         if sequences:
             inputs = numbered("argument", sequences)
         else:

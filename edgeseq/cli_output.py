@@ -3,6 +3,7 @@ No work is done here."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,9 @@ EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def _error(message: str) -> None:
-    typer.echo(f"edgeseq: error: {message}", err=True)
+    from edgeseq_device.messages import Messages
+
+    Messages(sys.stderr).say(f"edgeseq: error: {message}")
 
 
 @contextmanager

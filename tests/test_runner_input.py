@@ -195,3 +195,98 @@ def test_the_runner_parses_rows_the_training_loader_parses(tmp_path: Path):
     t2 = HEADER.index("T2")
     expected = [float(LINES[i].split(",")[t2].strip('" ')) for i in (1, 30, 59)]
     np.testing.assert_array_equal(table.column("T2")[[0, 29, 58]], expected)
+
+
+# Found by an adversarial review of this runner.
+
+
+def test_stdin_read_from_the_output_file_is_refused_and_the_file_kept(tmp_path: Path):
+    path = write_lines(tmp_path / "v.csv", LINES[:200])
+    before = path.read_bytes()
+    with path.open("rb") as stdin:
+        proc = cli("--stream", "-", "--model", SENSOR_ONNX, "--output", path, stdin=stdin)
+        _, err = finish(proc)
+    assert proc.returncode == 2 and "is the file on stdin" in err
+    assert path.read_bytes() == before
+
+
+def test_a_header_again_mid_stream_maps_the_columns_anew(tmp_path: Path):
+    # `cat jan.csv feb.csv | edgeseq run --stream -` where feb.csv orders its columns differently
+    fields = [line.split(",") for line in LINES[200:300]]
+    reordered = [",".join(row[::-1]) for row in [LINES[0].split(","), *fields]]
+    combined = write_lines(tmp_path / "both.csv", [*LINES[:100], *reordered])
+    alone = write_lines(tmp_path / "feb.csv", reordered)
+    result = run("--stream", combined, "--model", SENSOR_ONNX)
+    assert result.exit_code == 0, result.output
+    assert "line 101 is a header; columns found anew, a new window starts" in result.stderr
+    expected = [r["prediction"] for r in records(run("--stream", alone, "--model", SENSOR_ONNX).stdout)]
+    got = records(result.stdout)
+    assert [r["prediction"] for r in got if r["row"] > 99] == expected
+    assert next(r["row"] for r in got if r["row"] > 99) == 99 + T  # the header is not a data row
+
+
+def test_a_live_stream_ending_lines_with_a_lone_cr_is_not_kept_a_row_behind():
+    proc = cli("--stream", "-", "--model", SENSOR_ONNX, stdin=-1)
+    try:
+        proc.stdin.write("\r".join(LINES[: T + 1]) + "\r")  # header and T rows: exactly one window
+        proc.stdin.flush()
+        first = _readline_within(proc, 30)
+    finally:
+        proc.kill()
+    assert first is not None and records(first)[0]["row"] == T
+
+
+def _readline_within(proc, seconds: float) -> str | None:
+    import threading
+
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(seconds)
+    return got[0] if got else None
+
+
+def test_a_compressed_stream_is_recognised_even_when_its_first_read_is_one_byte():
+    import subprocess
+    import sys
+
+    data = gzip.compress(SENSOR_CSV.read_bytes())
+    feeder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; d = sys.stdin.buffer.read(); o = sys.stdout.buffer; "
+         "o.write(d[:1]); o.flush(); time.sleep(0.5); o.write(d[1:]); o.flush()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    proc = cli("--stream", "-", "--model", SENSOR_ONNX, stdin=feeder.stdout)
+    feeder.stdout.close()  # the runner holds the only read end: when it exits, the feeder's writes fail
+    feeder.stdin.write(data)
+    feeder.stdin.close()
+    _, err = finish(proc)
+    feeder.kill()
+    assert (
+        proc.returncode == 2 and err == "edgeseq: error: stdin is gzip-compressed, not CSV text; decompress it first\n"
+    )
+
+
+def test_control_characters_in_paths_are_escaped(tmp_path: Path):
+    result = run("--stream", tmp_path / "\x1b[31mnope.csv", "--model", SENSOR_ONNX)
+    assert result.exit_code == 2 and "\x1b" not in result.stderr and "\\x1b[31mnope.csv" in result.stderr
+
+
+def test_a_value_near_float32_max_gives_no_numpy_warning(tmp_path: Path):
+    t2 = HEADER.index("T2")
+    fields = LINES[60].split(",")
+    fields[t2] = '"3.4e38"'
+    lines = [*LINES[:60], ",".join(fields), *LINES[61:100]]
+    result = run("--stream", write_lines(tmp_path / "s.csv", lines), "--model", SENSOR_ONNX)
+    assert result.exit_code == 0 and "Warning" not in result.stderr
+
+
+def test_a_time_text_stdout_cannot_encode_is_escaped_not_fatal(tmp_path: Path):
+    lines = [LINES[0], *(line.replace('"2016-05', '"\u2600016-05', 1) for line in LINES[1:60])]
+    path = write_lines(tmp_path / "sun.csv", lines)
+    proc = cli(
+        "--stream", path, "--model", SENSOR_ONNX, "--format", "csv", env={**os.environ, "PYTHONIOENCODING": "ascii"}
+    )
+    out, err = finish(proc)
+    assert proc.returncode == 0, err
+    assert "\\u2600016-05" in out.splitlines()[1]

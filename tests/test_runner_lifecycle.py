@@ -103,7 +103,7 @@ def test_a_stop_signal_writes_everything_then_the_summary_with_the_right_count(t
 @pytest.mark.parametrize("delay", [0.01, 0.05, 0.1, 0.2, 0.4])
 @pytest.mark.parametrize("module", ["edgeseq", "edgeseq_device"])
 def test_ctrl_c_while_starting_up_is_a_message_not_a_traceback(delay, module):
-    # -X importtime prints each import as it completes: once edgeseq_device.signals is imported, the front end
+    # -X importtime prints each import as it completes: once edgeseq_device.interrupt is imported, the front end
     # installs its handler (before that, Ctrl-C lands in the interpreter's own start-up and the standard
     # library's imports, a few milliseconds that no program controls).
     proc = subprocess.Popen(
@@ -116,7 +116,7 @@ def test_ctrl_c_while_starting_up_is_a_message_not_a_traceback(delay, module):
     seen = []
     for line in proc.stderr:
         seen.append(line)
-        if line.rstrip().endswith("| edgeseq_device.signals"):
+        if line.rstrip().endswith("| edgeseq_device.interrupt"):
             break
     time.sleep(delay)
     _, err = _stop(proc)
@@ -193,3 +193,58 @@ def test_ctrl_c_while_a_record_is_written_still_counts_it(at: int):
     assert code == 130
     assert sink.getvalue().count("\n") == at
     assert f"{at} predictions" in messages.getvalue() and "interrupted" in messages.getvalue()
+
+
+def test_a_closed_stderr_does_not_stop_the_run(tmp_path: Path):
+    # `edgeseq run ... --output o.jsonl 2>&-`: Python sets sys.stderr to None
+    lines = [LINES[0], *("junk" if i % 500 == 0 else line for i, line in enumerate(LINES[1:], start=1))]
+    path = write_lines(tmp_path / "s.csv", lines)
+    out_path = tmp_path / "out.jsonl"
+    proc = cli(
+        "--stream", path, "--model", SENSOR_ONNX, "--output", out_path, stderr=None, preexec_fn=lambda: os.close(2)
+    )
+    assert proc.wait(timeout=120) == 0
+    expected, _ = finish(cli("--stream", path, "--model", SENSOR_ONNX), timeout=120)
+    assert out_path.read_text() == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "closed", "message"),
+    [
+        (["run", "--stream", str(SENSOR_CSV)], 1, "edgeseq: error: stdout is closed: give --output FILE"),
+        (["run", "--stream", "-"], 0, "edgeseq: error: cannot read stdin: it is closed"),
+        (["letters", "abcd"], 1, "edgeseq: error: stdout is closed: there is nowhere to print the predictions"),
+        (["letters"], 0, "edgeseq: error: stdin is closed: give the sequences as arguments"),
+    ],
+)
+def test_a_closed_stdin_or_stdout_is_one_line_exit_2(args, closed, message):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeseq", *args], cwd=REPO, stderr=subprocess.PIPE, text=True,
+        stdin=None if closed else subprocess.DEVNULL, stdout=None if closed else subprocess.DEVNULL,
+        preexec_fn=lambda: os.close(closed),
+    )  # fmt: skip
+    _, err = finish(proc)
+    assert proc.returncode == 2 and err == message + "\n"
+
+
+def test_follow_survives_a_file_replaced_before_it_had_a_header(tmp_path: Path):
+    path = tmp_path / "log.csv"
+    path.write_text("")
+    proc = cli("--stream", path, "--model", SENSOR_ONNX, "--follow")
+    time.sleep(1.0)
+    os.rename(path, tmp_path / "log.csv.1")
+    write_lines(path, LINES[: T + 2])
+    got = _read_records(proc, 2)
+    _, err = _stop(proc)
+    assert [r["row"] for r in got] == [T, T + 1] and "rotated" in err
+
+
+def test_a_new_file_without_a_needed_column_stops_with_its_name_and_the_summary(tmp_path: Path):
+    path = write_lines(tmp_path / "log.csv", LINES[: T + 1])
+    proc = cli("--stream", path, "--model", SENSOR_ONNX, "--follow")
+    _read_records(proc, 1)
+    os.rename(path, tmp_path / "log.csv.1")
+    write_lines(path, [LINES[0].replace('"date"', '"when"'), *LINES[1:5]])
+    _, err = finish(proc, timeout=60)
+    assert proc.returncode == 2
+    assert f"edgeseq: error: {path}: missing column 'date'" in err and f"{T} rows read, 1 predictions" in err

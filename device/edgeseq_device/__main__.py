@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from edgeseq_device.signals import CtrlC
+    from edgeseq_device.interrupt import CtrlC
 
     with CtrlC("edgeseq_device") as ctrl_c:
         from edgeseq_device import runner  # noqa: F401 - numpy and onnxruntime, imported while SIGINT waits

@@ -61,7 +61,7 @@ class LetterPredictor:
         where = model.manifest.path if model.manifest is not None else f"{model.path} metadata"
         kind = source.get("kind")
         if kind != "letters":
-            raise ManifestError(f"{model.path} is not a letter model (kind {kind!r} in {where})")
+            raise ManifestError(f"{model.path} is not a letter model (kind {shown(str(kind))} in {where})")
         try:
             self.codec = LetterCodec(str(source["vocabulary"]), int(source["window"]))
         except (KeyError, ValueError) as exc:

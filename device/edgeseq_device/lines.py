@@ -100,6 +100,8 @@ class LineSource:
 
     def _open(self) -> None:
         if self.path is None:
+            if sys.stdin is None:  # `<&-`: Python gives sys.stdin = None
+                raise InputError("cannot read stdin: it is closed")
             try:
                 self._fd = sys.stdin.fileno()
             except (OSError, ValueError):  # stdin replaced by an object without a descriptor (tests, embedding)
@@ -160,18 +162,23 @@ class LineSource:
 
     def __iter__(self) -> Iterator[str | TooLong | Reopened]:
         # bytes.splitlines breaks at \n, \r\n and \r only, in C; a line is decoded once it is complete (a
-        # line break never falls inside a UTF-8 character). Per line, Python only yields.
-        pending, carry, skipping, first = b"", b"", False, True
+        # line break never falls inside a UTF-8 character). Per line, Python only yields. A \r that ends a
+        # read ends its line at once (a sensor that ends lines with \r is not kept a row behind); a \n that
+        # then starts the next read is the rest of that \r\n and is dropped.
+        pending, skip_lf, skipping, head = bytearray(), False, False, b""
         limit = self.max_line
         while True:
             chunk = self._chunk()
-            if first and chunk:
-                check_text(chunk, self.name)
-                first = False
+            if head is not None:  # the first bytes (up to a line break, 512 at most) tell if this is text
+                head += chunk
+                if chunk and len(head) < 512 and b"\n" not in head and b"\r" not in head:
+                    continue
+                check_text(head, self.name)
+                chunk, head = head, None
             if not chunk:
                 waits = self.follow and (self._regular or self._fifo) and self.path is not None
                 if not waits:
-                    if not skipping and (pending or carry):  # a last line without \n, or ended by a lone \r
+                    if pending and not skipping:  # a last line without a line break
                         yield pending.decode("utf-8", "replace")
                     return
                 reason = self._after_end()
@@ -179,38 +186,40 @@ class LineSource:
                     with self.stop.waiting():
                         time.sleep(self.poll_seconds)
                     continue
-                if not skipping and (pending or carry):  # the old file's last line
+                if pending and not skipping:  # the old file's last line
                     yield pending.decode("utf-8", "replace")
-                pending, carry, skipping, first = b"", b"", False, True
+                pending, skip_lf, skipping, head = bytearray(), False, False, b""
                 yield Reopened(reason)
                 continue
-            data = carry + chunk
-            carry = b""
-            if data.endswith(b"\r"):  # maybe half of \r\n: decide when the next byte comes
-                data, carry = data[:-1], b"\r"
-                if not data:
-                    continue
-            pieces = data.splitlines()
-            # an unfinished line waits for more (a \r still at the end is followed by the carried one: a break)
-            rest = b"" if data.endswith((b"\n", b"\r")) else pieces.pop()
+            if skip_lf:
+                skip_lf = False
+                if chunk[:1] == b"\n":
+                    chunk = chunk[1:]
+                    if not chunk:
+                        continue
+            pieces = chunk.splitlines()
+            if chunk.endswith(b"\r"):
+                skip_lf = True
+            # an unfinished line waits for more
+            rest = b"" if chunk.endswith((b"\n", b"\r")) else pieces.pop()
             if not pieces:  # no line break in this chunk
                 if not skipping:
                     pending += rest
                     if len(pending) > limit:
-                        pending, skipping = b"", True
+                        pending, skipping = bytearray(), True
                         yield TooLong(limit)
                 continue
             if skipping:  # the end of a line that was too long, already reported
                 skipping = False
             else:
-                line = pending + pieces[0]
-                yield TooLong(limit) if len(line) > limit else line.decode("utf-8", "replace")
-            if len(data) <= limit:  # no line inside this chunk can be over the limit
+                pending += pieces[0]
+                yield TooLong(limit) if len(pending) > limit else pending.decode("utf-8", "replace")
+            if len(chunk) <= limit:  # no line inside this chunk can be over the limit
                 yield from [line.decode("utf-8", "replace") for line in islice(pieces, 1, None)]
             else:
                 for line in islice(pieces, 1, None):
                     yield TooLong(limit) if len(line) > limit else line.decode("utf-8", "replace")
-            pending = rest
+            pending = bytearray(rest)
             if len(pending) > limit:
-                pending, skipping = b"", True
+                pending, skipping = bytearray(), True
                 yield TooLong(limit)

@@ -11,6 +11,7 @@ from typing import Any
 
 from edgeseq_device.errors import IntegrityError, ManifestError
 from edgeseq_device.files import MANIFEST_MAX_BYTES, read_regular_file
+from edgeseq_device.messages import shown
 
 MANIFEST_FORMAT = 1
 
@@ -36,7 +37,7 @@ class TensorSpec:
         try:
             return cls(str(data["name"]), tuple(int(d) for d in data["shape"]), str(data["dtype"]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestError(f"{where}: expected {{name, shape, dtype}}, got {data!r}") from exc
+            raise ManifestError(f"{where}: expected {{name, shape, dtype}}, got {shown(repr(data))}") from exc
 
     def __str__(self) -> str:
         return f"{self.name} {self.dtype}[{', '.join(map(str, self.shape))}]"

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import TextIO
 
 PREVIEW_CHARS = 60
+# C0 and C1 control characters but tab and newline: what can drive a terminal (ESC, OSC, BEL, NUL...).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(message: str) -> str:
+    """`message` with every control character but tab and newline written as an escape: paths, manifest
+    fields and stream text reach messages from outside, and must not reach the terminal raw."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
 
 
 def shown(text: str, limit: int = PREVIEW_CHARS) -> str:
@@ -29,17 +38,17 @@ class Messages:
     """Progress, reports and the summary go here. If the reader of stderr goes away (`2>&1 | head`), the
     messages stop and the work goes on: a broken stderr never stops or fails work whose results go elsewhere."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO | None) -> None:
         self.stream = stream
-        self.broken = False
+        self.broken = stream is None  # `2>&-`: Python gives sys.stderr = None
 
     def say(self, message: str) -> None:
         if self.broken:
             return
         try:
-            self.stream.write(message + "\n")
+            self.stream.write(printable(message) + "\n")
             self.stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             self.broken = True
             _point_at_devnull(self.stream)
 

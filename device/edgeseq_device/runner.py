@@ -16,17 +16,20 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 from edgeseq_device.errors import DeviceError, InputError, ManifestError, SignatureError
 from edgeseq_device.forecast import FORMULATION, ForecastSpec
 from edgeseq_device.lines import MAX_LINE_BYTES, LineSource, Reopened, TooLong
 from edgeseq_device.manifest import manifest_path_for
-from edgeseq_device.messages import Messages
+from edgeseq_device.messages import Messages, shown
 from edgeseq_device.model import Model, load_model
 from edgeseq_device.records import Writer
 from edgeseq_device.rows import BadRowError, RowParser, is_header, split_line
@@ -98,13 +101,14 @@ def resolve_spec(model: Model, overrides: dict[str, Any]) -> ForecastSpec:
                 "for letters use `edgeseq letters` (one sequence per argument or stdin line)"
             )
         if data.get("kind") != "forecaster":
-            raise ManifestError(f"{model.path} is not a forecaster (kind {data.get('kind')!r})")
+            raise ManifestError(f"{model.path} is not a forecaster (kind {shown(str(data.get('kind')))})")
         spec = ForecastSpec.from_json(data, str(model.manifest.path))
         for key, value in overrides.items():
             recorded = getattr(spec, key)
             if (tuple(value) if isinstance(value, (list, tuple)) else value) != recorded:
                 raise ManifestError(
-                    f"{_OPTION.get(key, '--' + key)} {value} contradicts {model.manifest.path}, which says {recorded}"
+                    f"{_OPTION.get(key, '--' + key)} {shown(str(value))} contradicts {model.manifest.path}, "
+                    f"which says {shown(str(recorded))}"
                 )
     else:
         missing = [option for key, option in _OPTION.items() if key not in overrides]
@@ -173,6 +177,16 @@ def _check_output(options: RunOptions) -> None:
     for what, path in protected.items():
         if path != "-" and _same_file(options.output, path):
             raise InputError(f"--output {options.output} is {what}: writing records there would destroy it")
+    if options.stream == "-" and _stdin_is(options.output):
+        raise InputError(f"--output {options.output} is the file on stdin: writing records there would destroy it")
+
+
+def _stdin_is(path: str) -> bool:
+    try:
+        stdin, other = os.fstat(sys.stdin.fileno()), os.stat(path)
+    except (OSError, ValueError, AttributeError):  # no such file yet, or no real stdin
+        return False
+    return (stdin.st_dev, stdin.st_ino) == (other.st_dev, other.st_ino)
 
 
 def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = "edgeseq") -> int:
@@ -209,7 +223,10 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
             pass
         else:
             try:
-                code = _stream(options, source, runner, stats, stop, stdout, say, prog)
+                # a value near float32's limit overflows in scaling: the forecast is then reported as not
+                # finite, and numpy's warning would only add two lines of source code to stderr
+                with np.errstate(over="ignore", invalid="ignore"):
+                    code = _stream(options, source, runner, stats, stop, stdout, say, prog)
             finally:
                 source.close()
             if code is not None:
@@ -237,6 +254,9 @@ def _stream(
         lines = iter(source)
         try:
             header = next(lines, None)
+            while isinstance(header, Reopened):  # a followed file replaced before it had a header
+                say(f"{prog}: reopened {source.name}: {header.reason}")
+                header = next(lines, None)
         except InputError as exc:
             say(f"{prog}: error: {exc}")
             return EXIT_USAGE
@@ -251,11 +271,17 @@ def _stream(
         except InputError as exc:
             say(f"{prog}: error: {source.name}: {exc}")
             return EXIT_USAGE
+        if options.output is None and stdout is None:  # `>&-`: Python gives sys.stdout = None
+            say(f"{prog}: error: stdout is closed: give --output FILE")
+            return EXIT_USAGE
         try:
             sink = stdout if options.output is None else open(options.output, "w", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             say(f"{prog}: error: cannot write {options.output}: {exc.strerror or exc}")
             return EXIT_USAGE
+        if sink is stdout and hasattr(stdout, "reconfigure"):
+            # a time text the terminal's encoding cannot show (PYTHONIOENCODING=ascii) is escaped, not fatal
+            stdout.reconfigure(errors="backslashreplace")
         writer = Writer(sink, options.format, spec.time_column is not None)
         progress_every = options.progress_seconds
         next_progress = time.monotonic() + progress_every if progress_every > 0 else math.inf
@@ -286,6 +312,12 @@ def _stream(
                     raise BadRowError("line too long", f"more than {line.limit:,} bytes")
             except BadRowError as exc:
                 runner.gap()
+                if line.__class__ is str and is_header(line, spec.features):
+                    # a header again (files concatenated, a writer restarted): its columns may be reordered
+                    parser = RowParser(split_line(line), spec.features, spec.time_column)
+                    stats.rows -= 1
+                    say(f"{prog}: line {line_number} is a header; columns found anew, a new window starts")
+                    continue
                 stats.skipped[exc.reason] += 1
                 if options.on_bad_row == "fail":
                     say(f"{prog}: error: line {line_number}: {exc}; stopping (--on-bad-row fail)")
@@ -318,8 +350,10 @@ def _stream(
     except OSError as exc:  # a full disk, a device gone: what was written before it stays
         say(f"{prog}: error: cannot write {options.output or 'stdout'}: {exc.strerror or exc}")
         return EXIT_BAD_ROW
-    except InputError as exc:  # the input stopped being readable, or a reopened file is not text
-        say(f"{prog}: error: {exc}")
+    except InputError as exc:  # the input stopped being readable; a new file is not text or lacks a column
+        say(f"{prog}: error: {source.name}: {exc}" if source.name not in str(exc) else f"{prog}: error: {exc}")
+        stats.finished_at = time.monotonic()
+        say(stats.line(prog, final=True))
         return EXIT_USAGE
     finally:
         if sink is not None and sink is not stdout:
@@ -332,8 +366,6 @@ def _stream(
 
 def silence_stdout() -> None:
     """Point fd 1 at /dev/null so the interpreter's final flush of a closed pipe raises nothing."""
-    import sys
-
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
