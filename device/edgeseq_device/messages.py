@@ -50,10 +50,10 @@ class Messages:
             self.stream.flush()
         except (OSError, ValueError, AttributeError):
             self.broken = True
-            _point_at_devnull(self.stream)
+            point_at_devnull(self.stream)
 
 
-def _point_at_devnull(stream: TextIO) -> None:
+def point_at_devnull(stream: TextIO | None) -> None:
     """Redirect the stream's file descriptor to /dev/null, so that the interpreter's final flush of a closed
     pipe raises nothing either."""
     try:

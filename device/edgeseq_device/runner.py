@@ -29,7 +29,7 @@ from edgeseq_device.errors import DeviceError, InputError, ManifestError, Signat
 from edgeseq_device.forecast import FORMULATION, ForecastSpec
 from edgeseq_device.lines import MAX_LINE_BYTES, LineSource, Reopened, TooLong
 from edgeseq_device.manifest import manifest_path_for
-from edgeseq_device.messages import Messages, shown
+from edgeseq_device.messages import Messages, point_at_devnull, shown
 from edgeseq_device.model import Model, load_model
 from edgeseq_device.records import Writer
 from edgeseq_device.rows import BadRowError, RowParser, is_header, split_line
@@ -365,9 +365,5 @@ def _stream(
 
 
 def silence_stdout() -> None:
-    """Point fd 1 at /dev/null so the interpreter's final flush of a closed pipe raises nothing."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+    """After a closed stdout pipe: the interpreter's final flush must raise nothing either."""
+    point_at_devnull(sys.stdout)
