@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -37,8 +38,7 @@ from edgeseq_device.signals import StopRequested, StopSignals
 from edgeseq_device.window import StreamRunner
 
 DEFAULT_MODEL = Path("exported/sensor_lstm.onnx")
-EXIT_OK, EXIT_BAD_ROW, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
-EXIT_FOR_SIGNAL = {2: EXIT_INTERRUPTED, 15: EXIT_TERMINATED}  # SIGINT, SIGTERM: 128 + the signal number
+EXIT_OK, EXIT_BAD_ROW, EXIT_USAGE = 0, 1, 2  # and 128 + the signal after SIGINT (130) or SIGTERM (143)
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
         stats.finished_at = time.monotonic()
         say(f"{prog}: {'interrupted' if stop.name == 'SIGINT' else 'stopped by ' + stop.name}")
         say(stats.line(prog, final=True))
-        return EXIT_FOR_SIGNAL.get(stop.received or 2, EXIT_INTERRUPTED)
+        return 128 + (stop.received or signal.SIGINT)
 
 
 def _stream(
