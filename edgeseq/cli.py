@@ -11,18 +11,16 @@ from pathlib import Path
 import typer
 
 import edgeseq
+from edgeseq.cli_export import export, quantize_command
 from edgeseq.cli_output import (
     EXPORTED,
     RichProgress,
-    export_summary,
     format_info,
     names,
     print_bench,
     user_errors,
-    variant_summary,
 )
 from edgeseq.cli_train import train_app
-from edgeseq.errors import EdgeseqError
 
 app = typer.Typer(
     name="edgeseq",
@@ -36,15 +34,11 @@ app = typer.Typer(
 )
 
 app.add_typer(train_app, name="train")
+app.command()(export)
+app.command("quantize")(quantize_command)
 
 DEFAULT_LETTER_MODEL = EXPORTED / "letter_rnn.onnx"
 DEFAULT_SENSOR_MODEL = EXPORTED / "sensor_lstm.onnx"
-
-
-class ModelChoice(str, Enum):
-    all = "all"
-    letter_rnn = "letter_rnn"
-    sensor_lstm = "sensor_lstm"
 
 
 def _version(value: bool) -> None:
@@ -58,103 +52,6 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Keras sequence models to small, fast, verified ONNX files, run on edge devices."""
-
-
-@app.command()
-def export(
-    model: ModelChoice = typer.Option(ModelChoice.all, "--model", help="Which model to build."),
-    out: Path = typer.Option(EXPORTED, "--out", metavar="DIR", help="Directory the artifacts are written to."),
-    retrain: bool = typer.Option(False, "--retrain", help="Train again even if a Keras model exists in --out."),
-    opset: int = typer.Option(17, "--opset", min=17, metavar="N", help="ONNX opset to convert to."),
-    allow_unfused: bool = typer.Option(
-        False, "--allow-unfused", help="Warn instead of failing when a recurrent layer stays a Loop/Scan."
-    ),
-    quantize: str | None = typer.Option(
-        None,
-        "--quantize",
-        metavar="MODES",
-        help="Also write these variants: comma-separated dynamic-int8, static-int8, fp16.",
-    ),
-) -> None:
-    """Train (when no Keras model exists, or with --retrain), convert to ONNX, check parity, write artifacts.
-
-    Builds the letter RNN (letter_rnn) and the LSTM sensor forecaster (sensor_lstm), or one of them with
-    --model. Writes <name>.keras, <name>.onnx and the JSON manifest <name>.json to --out; for the forecaster
-    also the loss and forecast plots and sensor.csv, the test period of the data for `edgeseq run`. Files are
-    moved into place only after conversion, the ONNX checker, the fusion audit and the Keras-vs-onnxruntime
-    parity check have all passed. Needs the training extra: pip install 'edgeseq[train]'.
-    """
-    progress = RichProgress()
-    with user_errors():
-        from edgeseq.export import export_forecaster, export_letter_rnn
-        from edgeseq.quantize import parse_modes
-        from edgeseq.quantize import quantize as make_variants
-
-        try:
-            modes = parse_modes(quantize) if quantize else []
-        except EdgeseqError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--quantize") from None
-        recipes = {ModelChoice.letter_rnn: export_letter_rnn, ModelChoice.sensor_lstm: export_forecaster}
-        chosen = list(recipes) if model == ModelChoice.all else [model]
-        variants: list[Path] = []
-        for choice in chosen:
-            try:
-                result = recipes[choice](
-                    out, retrain=retrain, opset=opset, progress=progress, allow_unfused=allow_unfused
-                )
-            finally:
-                progress.close()
-            typer.echo(export_summary(result))
-            if modes:
-                variants += make_variants(result.onnx_path, modes, progress=progress, report=False)
-        if modes or (out / "quantization.json").exists():
-            from edgeseq.quant_report import write_report
-
-            progress.step("measuring every variant for quantization.json")
-            write_report(out)
-        for variant in variants:
-            typer.echo(variant_summary(variant))
-
-
-@app.command("quantize")
-def quantize_command(
-    model: Path = typer.Option(
-        DEFAULT_SENSOR_MODEL, "--model", metavar="FILE", help="An fp32 ONNX file exported by edgeseq."
-    ),
-    mode: str = typer.Option(
-        ..., "--mode", metavar="MODES", help="dynamic-int8, static-int8 or fp16 (comma-separate several)."
-    ),
-    calibration_method: str = typer.Option(
-        "MinMax", "--calibration-method", metavar="METHOD", help="static-int8: MinMax, Entropy, Percentile."
-    ),
-    calibration_windows: int = typer.Option(
-        1000, "--calibration-windows", min=1, metavar="N", help="static-int8: real training windows to calibrate on."
-    ),
-) -> None:
-    """Write smaller variants of an exported model and report what each costs in accuracy.
-
-    Each variant is written as <name>.<mode>.onnx beside the fp32 file and listed in its manifest with its
-    sha256, size and figures: dynamic-int8 (weights int8, LSTMs as DynamicQuantizeLSTM), static-int8 (QDQ,
-    calibrated on real training windows, never random data), fp16 (float32 inputs and outputs kept). Then
-    every variant in the directory is measured from its file (task accuracy, difference from fp32, latency)
-    into quantization.json. Needs the training extra.
-    """
-    progress = RichProgress()
-    with user_errors():
-        from edgeseq.quantize import QuantizeConfig, parse_modes
-        from edgeseq.quantize import quantize as make_variants
-
-        try:
-            modes = parse_modes(mode)
-        except EdgeseqError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--mode") from None
-        config = QuantizeConfig(calibration_method, calibration_windows)
-        try:
-            variants = make_variants(model, modes, config, progress=progress)
-        finally:
-            progress.close()
-        for variant in variants:
-            typer.echo(variant_summary(variant))
 
 
 class BenchModel(str, Enum):

@@ -154,13 +154,14 @@ def test_info_shows_the_fusion_audit():
 
 
 def test_export_refuses_an_unfused_model_with_exit_1_and_allow_unfused_warns(tmp_path: Path, monkeypatch):
-    from edgeseq import rnn_fusion
+    from tests.helpers import force_unfused
 
-    monkeypatch.setattr(rnn_fusion, "plan", lambda model: (None, ["forced by the test"]))
+    force_unfused(monkeypatch)
     (tmp_path / LETTER_KERAS.name).write_bytes(LETTER_KERAS.read_bytes())
     refused = invoke("export", "--model", "letter_rnn", "--out", tmp_path)
     assert refused.exit_code == 1
-    assert "recurrent layers were not all fused" in refused.stderr and "--allow-unfused" in refused.stderr
+    assert "cannot write every recurrent layer as a fused ONNX op (rnn: forced by the test)" in refused.stderr
+    assert "--allow-unfused" in refused.stderr
     allowed = invoke("export", "--model", "letter_rnn", "--out", tmp_path, "--allow-unfused")
     assert allowed.exit_code == 0
     assert "warning: letter_rnn: recurrent layers were not all fused" in allowed.stderr

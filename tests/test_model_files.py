@@ -136,8 +136,8 @@ def test_a_forecast_that_is_not_finite_is_reported_and_counted_never_written(tmp
     result = _run_bare(tmp_path, value)
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
-    assert f"line {T + 1}: the forecast is {value!r}; not written" in result.stderr
-    assert f"0 predictions, 0 rows skipped, {50 - T} forecasts not finite (not written)" in result.stderr
+    assert f"line {T + 1}: the prediction is {value!r}; not written" in result.stderr
+    assert f"0 predictions, 0 rows skipped, {50 - T} predictions not finite (not written)" in result.stderr
 
 
 def test_a_finite_constant_model_is_written_as_json(tmp_path: Path):

@@ -6,14 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseq import export as export_module
 from edgeseq.convert import keras_unchanged, parity_figures
 from edgeseq.data import letter_arrays
 from edgeseq.errors import ConversionError, ParityError
+from edgeseq.export import artifacts as export_module
 from edgeseq.export import export_letter_rnn
 from edgeseq.train import LetterConfig, train_letter_rnn
 from edgeseq_device.manifest import sha256_of
 from tests.conftest import LETTER_KERAS
+from tests.helpers import force_unfused
 
 
 def test_training_reaches_100_percent_and_is_reproducible():
@@ -52,12 +53,12 @@ def test_export_fails_with_numbers_and_writes_nothing_when_onnx_disagrees(tmp_pa
     real_convert = export_module.convert
 
     def skewed_convert(*args, **kwargs):
-        proto = real_convert(*args, **kwargs)
-        for init in proto.graph.initializer:  # nudge every weight: a wrong graph that still runs
+        converted = real_convert(*args, **kwargs)
+        for init in converted.proto.graph.initializer:  # nudge every weight: a wrong graph that still runs
             array = onnx.numpy_helper.to_array(init)
             if array.dtype == np.float32 and array.size > 1:
                 init.CopyFrom(onnx.numpy_helper.from_array(array * 1.5, init.name))
-        return proto
+        return converted
 
     monkeypatch.setattr(export_module, "convert", skewed_convert)
     (tmp_path / LETTER_KERAS.name).write_bytes(LETTER_KERAS.read_bytes())
@@ -88,13 +89,15 @@ def test_opset_below_17_is_refused(tmp_path: Path):
 
 
 def test_an_unfused_recurrent_layer_fails_export_unless_allowed(tmp_path: Path, monkeypatch):
-    from edgeseq import rnn_fusion
-
-    monkeypatch.setattr(rnn_fusion, "plan", lambda model: (None, ["forced to stay a Loop by the test"]))
+    force_unfused(monkeypatch)
     (tmp_path / LETTER_KERAS.name).write_bytes(LETTER_KERAS.read_bytes())
-    with pytest.raises(ConversionError, match=r"expected RNN x1, the graph has RNN x0, Loop x1 .*--allow-unfused"):
+    with pytest.raises(
+        ConversionError, match=r"cannot write every recurrent layer .*forced by the test.*--allow-unfused"
+    ):
         export_letter_rnn(tmp_path)
     assert not (tmp_path / "letter_rnn.onnx").exists()
     result = export_letter_rnn(tmp_path, allow_unfused=True)
-    assert result.manifest["fusion"]["fused"] is False and result.manifest["fusion"]["allowed_unfused"] is True
+    fusion = result.manifest["fusion"]
+    assert fusion["fused"] is False and fusion["allowed_unfused"] is True
+    assert fusion["found_fused"] == {} and fusion["unfused_ops"] == {"Loop": 1}
     assert result.manifest["parity"]["all_sequences"]["max_abs_diff"] <= 1e-5

@@ -63,6 +63,12 @@ class ForecastSpec:
     def input_shape(self) -> tuple[int, int, int]:
         return (1, self.window, len(self.features))
 
+    record_fields = ("prediction",)
+
+    def record_values(self, output: np.ndarray, rows: np.ndarray) -> tuple[float]:
+        """The model's output [1, 1] and the window's raw rows -> (forecast in the target's units,)."""
+        return (float(self.to_target_units(output[0, 0], rows[-1, self.target_index])),)
+
     def model_input(
         self, rows: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None
     ) -> np.ndarray:

@@ -1,31 +1,41 @@
-"""Forecasts to output records: JSON lines or CSV, one per window, each flushed as it is made."""
+"""Predictions to output records: JSON lines or CSV, one per window, each flushed as it is made."""
 
 from __future__ import annotations
 
 import json
-from typing import TextIO
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+
+def _csv_field(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n\r') else text
 
 
 class Writer:
     """One record per line, flushed at once so a pipe downstream sees each as it is made.
 
-    `prediction` is always finite here: the runner reports a non-finite forecast instead of writing it, since
-    `inf` and `NaN` are not JSON.
+    Records are `row`, `time` (when the stream has a time column) and the task's fields: `prediction` for a
+    forecaster. Numbers are always finite here: the runner reports a non-finite value instead of writing it,
+    since `inf` and `NaN` are not JSON.
     """
 
-    def __init__(self, sink: TextIO, fmt: str, has_time: bool) -> None:
+    def __init__(self, sink: TextIO, fmt: str, has_time: bool, fields: Sequence[str] = ("prediction",)) -> None:
         self.sink, self.fmt, self.has_time = sink, fmt, has_time
+        self.keys = [json.dumps(name) for name in fields]
         if fmt == "csv":
-            sink.write("row,time,prediction\n" if has_time else "row,prediction\n")
+            sink.write(",".join(["row", *(["time"] if has_time else []), *map(_csv_field, fields)]) + "\n")
             sink.flush()
 
-    def write(self, row: int, when: str | None, prediction: float) -> None:
+    def write(self, row: int, when: str | None, values: Sequence[Any]) -> None:
         if self.fmt == "jsonl":
             time_part = f', "time": {json.dumps(when)}' if self.has_time else ""
-            self.sink.write(f'{{"row": {row}{time_part}, "prediction": {prediction!r}}}\n')
-        elif self.has_time:
-            quoted = '"' + when.replace('"', '""') + '"' if when and ("," in when or '"' in when) else when
-            self.sink.write(f"{row},{quoted},{prediction!r}\n")
+            parts = "".join(
+                f", {key}: {json.dumps(value) if isinstance(value, str) else repr(value)}"
+                for key, value in zip(self.keys, values, strict=True)
+            )
+            self.sink.write(f'{{"row": {row}{time_part}{parts}}}\n')
         else:
-            self.sink.write(f"{row},{prediction!r}\n")
+            head = [str(row), *([_csv_field(when or "")] if self.has_time else [])]
+            self.sink.write(",".join([*head, *map(_csv_field, values)]) + "\n")
         self.sink.flush()

@@ -1,8 +1,9 @@
-"""The streaming runner: sensor rows in, one forecast per window out, bad rows survived and reported.
+"""The streaming runner: sensor rows in, one prediction per window out, bad rows survived and reported.
 
 The pipeline, one module a stage: `lines` (bytes to lines, following a file), `rows` (a line to values by
-column name), `window` (values to a forecast; no window spans a gap), `records` (a forecast to a JSON or CSV
-record). This module runs them over a stream and keeps the promises a user relies on:
+column name), `window` (values to a prediction; no window spans a gap), `records` (a prediction to a JSON or CSV
+record). The model is a forecaster (`forecast`) or a general sequence model (`sequence`), as its manifest
+says. This module runs them over a stream and keeps the promises a user relies on:
 
 - nothing computed is lost: a record is written and counted whole before a stop signal (SIGINT, SIGTERM) is
   acted on, and the summary's count is the number of records written;
@@ -34,8 +35,10 @@ from edgeseq_device.messages import Messages, point_at_devnull, shown
 from edgeseq_device.model import Model, load_model
 from edgeseq_device.records import Writer
 from edgeseq_device.rows import BadRowError, RowParser, is_header, split_line
+from edgeseq_device.sequence import KIND as SEQUENCE_KIND
+from edgeseq_device.sequence import SequenceSpec
 from edgeseq_device.signals import StopRequested, StopSignals
-from edgeseq_device.window import StreamRunner
+from edgeseq_device.window import StreamRunner, Task
 
 DEFAULT_MODEL = Path("exported/sensor_lstm.onnx")
 EXIT_OK, EXIT_BAD_ROW, EXIT_USAGE = 0, 1, 2  # and 128 + the signal after SIGINT (130) or SIGTERM (143)
@@ -87,8 +90,19 @@ _OPTION = {
 }
 
 
-def resolve_spec(model: Model, overrides: dict[str, Any]) -> ForecastSpec:
-    """The forecaster description: from the manifest when there is one, else from the options given.
+def _sequence_spec(model: Model, data: dict[str, Any], overrides: dict[str, Any]) -> SequenceSpec:
+    where = str(model.manifest.path) if model.manifest is not None else str(model.path)
+    if overrides:
+        given = ", ".join(_OPTION.get(key, "--" + key) for key in overrides)
+        raise ManifestError(f"{given}: these options describe a forecaster without a manifest; {where} has its own")
+    spec = SequenceSpec.from_json(data, where)
+    if model.outputs[0].shape != (1, spec.outputs):
+        raise SignatureError(f"{model.path} returns {model.outputs[0]}, but {where} describes {spec.outputs} outputs")
+    return spec
+
+
+def resolve_spec(model: Model, overrides: dict[str, Any]) -> Task:
+    """The task: from the manifest when there is one, else a forecaster from the options given.
 
     With a manifest, an option that contradicts it is refused. Without one, every task field must be given;
     the message lists what is missing.
@@ -100,8 +114,14 @@ def resolve_spec(model: Model, overrides: dict[str, Any]) -> ForecastSpec:
                 f"{model.path} is the letter model: `run` streams sensor rows into a forecaster; "
                 "for letters use `edgeseq letters` (one sequence per argument or stdin line)"
             )
+        if data.get("kind") == SEQUENCE_KIND:
+            spec: Task = _sequence_spec(model, data, overrides)
+            _check_input(model, spec)
+            return spec
         if data.get("kind") != "forecaster":
-            raise ManifestError(f"{model.path} is not a forecaster (kind {shown(str(data.get('kind')))})")
+            raise ManifestError(
+                f"{model.path} is neither a forecaster nor a sequence model (kind {shown(str(data.get('kind')))})"
+            )
         spec = ForecastSpec.from_json(data, str(model.manifest.path))
         for key, value in overrides.items():
             recorded = getattr(spec, key)
@@ -129,12 +149,16 @@ def resolve_spec(model: Model, overrides: dict[str, Any]) -> ForecastSpec:
             )
         except ValueError as exc:
             raise ManifestError(f"the options do not describe a forecaster ({FORMULATION}): {exc}") from None
+    _check_input(model, spec)
+    return spec
+
+
+def _check_input(model: Model, spec: Task) -> None:
     if model.inputs[0].shape != spec.input_shape:
         raise SignatureError(
             f"{model.path} takes {model.inputs[0]}, but the task needs shape {list(spec.input_shape)} "
             f"({spec.window} rows of {len(spec.features)} features)"
         )
-    return spec
 
 
 @dataclass
@@ -153,7 +177,7 @@ class Stats:
         rate = self.rows / elapsed if elapsed > 0 else 0.0
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(self.skipped.items()))
         skipped = sum(self.skipped.values())
-        extra = f", {self.not_finite} forecasts not finite (not written)" if self.not_finite else ""
+        extra = f", {self.not_finite} predictions not finite (not written)" if self.not_finite else ""
         extra += f", input reopened {self.reopened} times" if self.reopened else ""
         return (
             f"{prog}: {'done' if final else 'progress'}: {self.rows} rows read, {self.predictions} predictions, "
@@ -282,7 +306,7 @@ def _stream(
         if sink is stdout and hasattr(stdout, "reconfigure"):
             # a time text the terminal's encoding cannot show (PYTHONIOENCODING=ascii) is escaped, not fatal
             stdout.reconfigure(errors="backslashreplace")
-        writer = Writer(sink, options.format, spec.time_column is not None)
+        writer = Writer(sink, options.format, spec.time_column is not None, spec.record_fields)
         progress_every = options.progress_seconds
         next_progress = time.monotonic() + progress_every if progress_every > 0 else math.inf
         line_number, after_reopen = 1, False
@@ -327,12 +351,13 @@ def _stream(
                 say(f"{prog}: skipped line {line_number}: {exc}")
                 continue
             if due:
-                value = runner.forecast()
-                if not math.isfinite(value):  # inf and NaN are not JSON: reported, never written
+                values = runner.predict()
+                bad = [v for v in values if v.__class__ is float and not math.isfinite(v)]
+                if bad:  # inf and NaN are not JSON: reported, never written
                     stats.not_finite += 1
-                    say(f"{prog}: line {line_number}: the forecast is {value!r}; not written")
+                    say(f"{prog}: line {line_number}: the prediction is {', '.join(map(repr, values))}; not written")
                 else:
-                    writer.write(stats.rows, when, value)
+                    writer.write(stats.rows, when, values)
                     stats.predictions += 1
             if time.monotonic() >= next_progress:
                 say(stats.line(prog, final=False))

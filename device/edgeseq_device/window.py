@@ -1,10 +1,13 @@
-"""Rows to forecasts: the last T good rows in a ring buffer, turned into the model's input and run.
+"""Rows to predictions: the last T good rows in a ring buffer, turned into the model's input and run.
 
 A skipped (bad) row is a gap, and a window never spans a gap: after one, the buffer refills with T good rows
-before the next forecast. A forecast is due once the buffer is full and then every `stride` good rows.
+before the next prediction. A prediction is due once the buffer is full and then every `stride` good rows.
+The task (a ForecastSpec or a SequenceSpec) says how rows become the input and the output a record.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -13,6 +16,7 @@ from edgeseq_device.errors import InputError
 from edgeseq_device.forecast import ForecastSpec
 from edgeseq_device.model import Model
 from edgeseq_device.rows import BadRowError, RowParser
+from edgeseq_device.sequence import SequenceSpec
 
 
 class WindowBuffer:
@@ -38,11 +42,14 @@ class WindowBuffer:
         return self._data[self._next : self._next + self.window]
 
 
-class StreamRunner:
-    """Turns rows into forecasts with preallocated buffers: per row, a parse and two row writes; per forecast,
-    one input fill and one session.run."""
+Task = ForecastSpec | SequenceSpec
 
-    def __init__(self, model: Model, spec: ForecastSpec, stride: int = 1) -> None:
+
+class StreamRunner:
+    """Turns rows into predictions with preallocated buffers: per row, a parse and two row writes; per
+    prediction, one input fill and one session.run."""
+
+    def __init__(self, model: Model, spec: Task, stride: int = 1) -> None:
         if stride < 1:
             raise InputError(f"stride must be >= 1, got {stride}")
         self.model, self.spec, self.stride = model, spec, stride
@@ -57,7 +64,6 @@ class StreamRunner:
         self._binding = model.session.io_binding()
         self._binding.bind_ortvalue_input(model.inputs[0].name, self._values[0])
         self._binding.bind_ortvalue_output(model.outputs[0].name, self._values[1])
-        self._target = spec.target_index
 
     def push(self, parser: RowParser, fields: list[str]) -> tuple[bool, str | None]:
         """Parse one row into the window; return (forecast due, time text). Raises BadRowError (and then
@@ -75,8 +81,9 @@ class StreamRunner:
         """The stream broke (a line that is not a row, a reopened file): the next window starts afresh."""
         self.buffer.reset()
 
-    def forecast(self) -> float:
+    def predict(self) -> tuple[Any, ...]:
+        """Run the model on the buffered window; the record's values, in the order of spec.record_fields."""
         window = self.buffer.view()
         self.spec.model_input(window, out=self._input, scratch=self._scratch)
         self.model.session.run_with_iobinding(self._binding)
-        return float(self.spec.to_target_units(self._output[0, 0], window[-1, self._target]))
+        return self.spec.record_values(self._output, window)

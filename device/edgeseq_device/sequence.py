@@ -1,0 +1,144 @@
+"""A general sequence model's pre/post-processing (manifest kind "sequence"): the models users bring.
+
+Input: the last T rows of the manifest's feature columns, in that order, optionally normalised per feature,
+    input[t, f] = (x[t, f] - mean[f]) / std[f]
+Output [1, K], read one of two ways:
+- a classifier (`labels`, K of them): the record gives `label`, the label of the largest output, and
+  `probability`, that output's value (a probability when the model ends in softmax);
+- a regressor (`targets`, K names): the record gives `prediction` when K = 1, else one field per target.
+This is the one definition: export checks parity on windows built by `model_inputs`, and the runner calls
+`model_input` and `record_values`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from edgeseq_device.errors import ManifestError
+from edgeseq_device.forecast import MAX_WINDOW, SCALE_RANGE
+
+KIND = "sequence"
+RESERVED_FIELDS = ("row", "time")
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    """What a general sequence model reads and what its outputs mean. Stored in the manifest."""
+
+    features: tuple[str, ...]
+    window: int
+    labels: tuple[str, ...] | None = None
+    targets: tuple[str, ...] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    time_column: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.features or len(set(self.features)) != len(self.features):
+            raise ValueError(f"features must be distinct column names, got {list(self.features)}")
+        if not 1 <= self.window <= MAX_WINDOW:
+            raise ValueError(f"window must be 1 to {MAX_WINDOW:,}, got {self.window}")
+        if (self.labels is None) == (self.targets is None):
+            raise ValueError("give either labels (a classifier) or targets (a regressor)")
+        names = self.labels if self.labels is not None else self.targets
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"labels and targets must be distinct names, got {list(names or ())}")
+        if self.targets is not None and len(self.targets) > 1:
+            clash = [name for name in self.targets if name in RESERVED_FIELDS]
+            if clash:
+                raise ValueError(f"target names {clash} clash with the record's own fields {list(RESERVED_FIELDS)}")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("normalization needs both mean and std")
+        if self.mean is not None and self.std is not None:
+            if len(self.mean) != len(self.features) or len(self.std) != len(self.features):
+                raise ValueError(f"mean and std need one value per feature ({len(self.features)})")
+            if not all(np.isfinite(self.mean)):
+                raise ValueError(f"mean must be finite, got {list(self.mean)}")
+            low, high = SCALE_RANGE
+            for name, value in zip(self.features, self.std, strict=True):
+                if not low <= value <= high:  # also false for NaN
+                    raise ValueError(f"std of {name} is {value!r}: it must be finite and {low:.3g} to {high:.3g}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (1, self.window, len(self.features))
+
+    @property
+    def outputs(self) -> int:
+        return len(self.labels if self.labels is not None else self.targets or ())
+
+    @property
+    def record_fields(self) -> tuple[str, ...]:
+        if self.labels is not None:
+            return ("label", "probability")
+        return ("prediction",) if self.outputs == 1 else tuple(self.targets or ())
+
+    @cached_property
+    def _mean(self) -> np.ndarray:
+        return np.asarray(self.mean if self.mean is not None else [0.0] * len(self.features), dtype=np.float64)
+
+    @cached_property
+    def _std(self) -> np.ndarray:
+        return np.asarray(self.std if self.std is not None else [1.0] * len(self.features), dtype=np.float64)
+
+    def model_input(
+        self, rows: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None
+    ) -> np.ndarray:
+        """One window of raw rows [T, F] (oldest first) -> model input [1, T, F] float32, written into `out`."""
+        if out is None:
+            out = np.empty(self.input_shape, dtype=np.float32)
+        centred = np.subtract(rows, self._mean, out=scratch)
+        np.divide(centred, self._std, out=out[0], casting="same_kind")
+        return out
+
+    def model_inputs(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Windows of `values` [N, F] ending at rows `ends` -> [len(ends), T, F] float32, as model_input."""
+        windows = sliding_window_view(values, self.window, axis=0)[np.asarray(ends) - self.window + 1]
+        return ((windows.transpose(0, 2, 1) - self._mean) / self._std).astype(np.float32)
+
+    def record_values(self, output: np.ndarray, rows: np.ndarray | None = None) -> tuple[Any, ...]:
+        """The model's output [1, K] -> the record's values, in the order of `record_fields`."""
+        values = output.reshape(-1)
+        if self.labels is not None:
+            best = int(values.argmax())
+            return (self.labels[best], float(values[best]))
+        return tuple(float(v) for v in values)
+
+    def to_json(self) -> dict[str, Any]:
+        task: dict[str, Any] = (
+            {"type": "classifier", "labels": list(self.labels), "record": "label (largest output), probability"}
+            if self.labels is not None
+            else {"type": "regressor", "targets": list(self.targets or ()), "record": ", ".join(self.record_fields)}
+        )
+        return {
+            "features": list(self.features),
+            "window": self.window,
+            "time_column": self.time_column,
+            "normalization": None
+            if self.mean is None
+            else {"formula": "input = (x - mean) / std", "mean": list(self.mean), "std": list(self.std or ())},
+            "task": task,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str = "manifest") -> SequenceSpec:
+        try:
+            task = data["task"]
+            normalization = data.get("normalization")
+            return cls(
+                features=tuple(str(f) for f in data["features"]),
+                window=int(data["window"]),
+                labels=tuple(str(x) for x in task["labels"]) if task["type"] == "classifier" else None,
+                targets=tuple(str(x) for x in task["targets"]) if task["type"] == "regressor" else None,
+                mean=None if normalization is None else tuple(float(m) for m in normalization["mean"]),
+                std=None if normalization is None else tuple(float(s) for s in normalization["std"]),
+                time_column=None if data.get("time_column") is None else str(data["time_column"]),
+            )
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise ManifestError(f"{where}: not a usable sequence-model description ({exc})") from None

@@ -1,0 +1,118 @@
+"""Which Keras wrote a model file, and loading it with that Keras: tf_keras for tf.keras 2 files, Keras 3 for
+Keras 3 files. Neither can load the other's files, so the choice is made from the file, not by the user.
+
+- `.keras` (a zip): metadata.json's keras_version, 2.x or 3.x;
+- `.h5` / `.hdf5` (HDF5): the root attribute keras_version; a file without model_config holds weights only;
+- a directory: a SavedModel with keras_metadata.pb was written by tf.keras 2; without it, it is a plain
+  TensorFlow SavedModel (Keras 3's model.export, tf.saved_model.save), which has no Keras layers to read.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeseq import frameworks
+from edgeseq.convert.flavours import KERAS2, KERAS3
+from edgeseq.errors import BadInputError
+
+SUPPORTED = (
+    "a Keras 3 .keras file, a tf.keras 2 / tf_keras .keras or .h5 file, or a SavedModel directory written by "
+    "tf.keras (model.save)"
+)
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+class ModelFileError(BadInputError):
+    """A model file edgeseq cannot read: what it is, and what is supported."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Any
+    flavour: str
+    keras_version: str
+    file_format: str
+
+
+def _flavour(version: str, path: Path) -> str:
+    major = version.split(".", 1)[0]
+    if major == "2":
+        return KERAS2
+    if major == "3":
+        return KERAS3
+    raise ModelFileError(f"{path} was written by Keras {version}; edgeseq reads Keras 2 and 3 files")
+
+
+def detect(path: Path) -> tuple[str, str, str]:
+    """(flavour, Keras version, file format) of `path`; ModelFileError when it is none of SUPPORTED."""
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise ModelFileError(
+                f"{path} is a directory but not a SavedModel (no saved_model.pb); expected {SUPPORTED}"
+            )
+        if not (path / "keras_metadata.pb").is_file():
+            raise ModelFileError(
+                f"{path} is a TensorFlow SavedModel without Keras metadata (written by model.export or "
+                f"tf.saved_model.save), so it has no Keras layers to convert; save the model with "
+                f"model.save('model.keras') instead. Expected {SUPPORTED}"
+            )
+        return KERAS2, "2", "SavedModel"
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such file or directory")
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                metadata = json.loads(archive.read("metadata.json"))
+            version = str(metadata["keras_version"])
+        except (KeyError, ValueError, TypeError, zipfile.BadZipFile, OSError):
+            raise ModelFileError(
+                f"{path} is a zip file but not a .keras model (no metadata.json with keras_version)"
+            ) from None
+        return _flavour(version, path), version, ".keras"
+    if head == HDF5_SIGNATURE:
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as h5:
+                version = h5.attrs.get("keras_version")
+                has_config = "model_config" in h5.attrs
+        except OSError as exc:
+            raise ModelFileError(f"{path}: unreadable HDF5 file ({exc})") from None
+        if not has_config:
+            raise ModelFileError(
+                f"{path} holds weights only (no model_config): save the whole model; expected {SUPPORTED}"
+            )
+        version = version.decode() if isinstance(version, bytes) else str(version or "2")
+        return _flavour(version, path), version, ".h5"
+    if path.suffix == ".tflite" or head[4:8] == b"TFL3":
+        raise ModelFileError(f"{path} is a TensorFlow Lite model; edgeseq converts from Keras: expected {SUPPORTED}")
+    if path.suffix == ".onnx":
+        raise ModelFileError(f"{path} is already an ONNX file; expected {SUPPORTED}")
+    raise ModelFileError(f"{path} is not a Keras model file; expected {SUPPORTED}")
+
+
+def load(path: Path) -> LoadedModel:
+    """Load `path` with the Keras that wrote it (no compile); ModelFileError with one line when it cannot."""
+    path = Path(path)
+    flavour, version, file_format = detect(path)
+    _, tf_keras = frameworks.tensorflow()
+    if flavour == KERAS3:
+        import keras
+    else:
+        keras = tf_keras
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many untyped errors for files it cannot rebuild
+        message = " ".join(str(exc).split())[:500]
+        raise ModelFileError(
+            f"{path} ({file_format}, Keras {version}) could not be loaded: {type(exc).__name__}: {message}"
+        ) from None
+    if not hasattr(model, "layers") or not hasattr(model, "inputs"):
+        raise ModelFileError(f"{path} loaded as {type(model).__name__}, not a Keras model with layers")
+    return LoadedModel(model, flavour, version, file_format)

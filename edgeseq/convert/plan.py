@@ -1,0 +1,98 @@
+"""The fusion plan: which layers edgeseq writes itself, which go to tf2onnx, and what is refused and why.
+
+edgeseq writes recurrent layers itself when the model's layers form a single chain (Sequential, or a
+functional model without branches): each recurrent layer becomes one fused node and each run of other
+layers between them one tf2onnx segment. Anything else goes to tf2onnx whole, and a recurrent layer in it is
+"not fused" with a reason, which the export refuses unless --allow-unfused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edgeseq.convert import recurrent
+
+
+@dataclass(frozen=True)
+class Plan:
+    """`chain`: the layers in order when edgeseq stitches the graph itself (else None: tf2onnx converts the
+    whole model). `recurrent`: every recurrent layer (a Bidirectional wrapper counts once). `unfusable`:
+    layer name -> why it cannot be fused. `refused`: reasons no option lifts (a stateful layer)."""
+
+    chain: list[Any] | None
+    recurrent: list[Any]
+    unfusable: dict[str, str]
+    refused: list[str]
+
+
+def _layers(model: Any) -> list[Any]:
+    return [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+
+
+def _parents(tensor: Any) -> tuple[Any, list[Any]]:
+    """The layer that made `tensor` in the model's graph, and the tensors that layer call read."""
+    layer, node_index, _ = tensor._keras_history
+    node = layer._inbound_nodes[node_index]
+    inputs = node.keras_inputs if hasattr(node, "keras_inputs") else node.input_tensors  # tf_keras, Keras 3
+    return layer, list(inputs)
+
+
+def layer_chain(model: Any) -> list[Any] | None:
+    """The layers from the model's input to its output if each reads only the one before it, else None.
+
+    A Sequential model is a chain by construction. A functional model is walked back from its output, through
+    the call that made each tensor (a loaded Keras 3 model keeps several calls per layer, so counting a
+    layer's calls proves nothing).
+    """
+    if any(cls.__name__ == "Sequential" for cls in type(model).__mro__):
+        return _layers(model)
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        return None
+    chain, tensor = [], model.outputs[0]
+    while tensor is not model.inputs[0]:
+        layer, parents = _parents(tensor)
+        if type(layer).__name__ == "InputLayer" or len(parents) != 1:
+            return None
+        chain.append(layer)
+        tensor = parents[0]
+    return chain[::-1]
+
+
+def _nested_recurrent(model: Any, path: str) -> list[tuple[str, Any]]:
+    found = []
+    for layer in _layers(model):
+        if recurrent.is_recurrent(layer):
+            found.append((path, layer))
+        elif hasattr(layer, "layers") and hasattr(layer, "inputs"):
+            found += _nested_recurrent(layer, f"{path}{layer.name}/")
+    return found
+
+
+def make_plan(model: Any) -> Plan:
+    layers = _layers(model)
+    found = _nested_recurrent(model, "")
+    chain = layer_chain(model)
+    unfusable: dict[str, str] = {}
+    refused: list[str] = []
+    masking = any(type(layer).__name__ == "Masking" for layer in layers)
+    for path, layer in found:
+        name = f"{path}{layer.name}"
+        if recurrent.stateful(layer):
+            refused.append(
+                f"{name} ({recurrent.keras_class(layer)}) is stateful: its state would be frozen into the ONNX file "
+                "as a constant; edgeseq does not export stateful layers (rebuild the layer with stateful=False, "
+                "copy the weights, and export that)"
+            )
+            continue
+        if path:
+            reason = f"it is inside the nested model {path.rstrip('/')!r}; edgeseq fuses the top model's layers only"
+        elif masking:
+            reason = "the model has a Masking layer: Keras skips masked steps, which no ONNX recurrent op can"
+        elif chain is None:
+            reason = "the model's layers branch or merge; edgeseq fuses layers of a single chain only"
+        else:
+            reason = recurrent.refusal(layer)
+        if reason:
+            unfusable[name] = reason
+    return Plan(chain, [layer for _, layer in found], unfusable, refused)

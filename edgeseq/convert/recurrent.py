@@ -1,0 +1,165 @@
+"""The table of recurrent writers, and the one function that writes a recurrent layer as one fused ONNX node.
+
+`WRITERS` maps a Keras recurrent layer class to the module that turns its weights into one direction of the
+ONNX op (lstm.py, gru.py, simple_rnn.py). A `Bidirectional` wrapper over any of them becomes one node with
+direction="bidirectional": ONNX's reverse direction reads the sequence backwards and returns its outputs in
+forward time order, which is what Keras's backward layer gives the wrapper once it has re-reversed them.
+
+The node works time-major (onnxruntime's CPU kernels do not support layout=1), so a Transpose goes in front
+of it and the outputs are brought back to Keras's [batch, T, units] or [batch, units], with the two
+directions merged as the wrapper's merge_mode says.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgeseq.convert import gru, lstm, simple_rnn
+from edgeseq.convert.gates import Direction, Unfusable
+
+WRITERS = {"LSTM": lstm, "GRU": gru, "SimpleRNN": simple_rnn}
+WRAPPER = "Bidirectional"
+MERGE_MODES = ("concat", "sum", "ave", "mul")
+
+
+def keras_class(layer: Any) -> str:
+    """The Keras class a layer is (a user's subclass of LSTM counts as an LSTM)."""
+    for cls in type(layer).__mro__:
+        if cls.__name__ in WRITERS or cls.__name__ == WRAPPER:
+            return cls.__name__
+    return type(layer).__name__
+
+
+def is_recurrent(layer: Any) -> bool:
+    return keras_class(layer) in WRITERS or keras_class(layer) == WRAPPER
+
+
+def fused_op(layer: Any) -> tuple[str, str]:
+    """(ONNX op, direction) the layer becomes."""
+    if keras_class(layer) == WRAPPER:
+        return WRITERS[keras_class(layer.forward_layer)].OP, "bidirectional"
+    return WRITERS[keras_class(layer)].OP, "forward"
+
+
+def stateful(layer: Any) -> bool:
+    inner = [layer.forward_layer, layer.backward_layer] if keras_class(layer) == WRAPPER else [layer]
+    return any(getattr(each, "stateful", False) for each in inner)
+
+
+def _common_refusal(layer: Any, backward: bool = False) -> str | None:
+    if getattr(layer, "return_state", False):
+        return "return_state=True (the states are extra outputs; export the model without them)"
+    if getattr(layer, "time_major", False):
+        return "time_major=True"
+    if getattr(layer, "go_backwards", False) and not backward:
+        return (
+            "go_backwards=True on its own (its outputs come out in reversed time order, which no ONNX "
+            "recurrent op gives); Bidirectional is supported"
+        )
+    return None
+
+
+def directions(layer: Any) -> list[Direction]:
+    """The layer's directions in ONNX form; raises Unfusable with the reason when it has none."""
+    if keras_class(layer) == WRAPPER:
+        forward, backward = layer.forward_layer, layer.backward_layer
+        if layer.merge_mode not in MERGE_MODES:
+            raise Unfusable(f"merge_mode={layer.merge_mode!r} (supported: {', '.join(MERGE_MODES)})")
+        if keras_class(forward) not in WRITERS or keras_class(backward) != keras_class(forward):
+            raise Unfusable(f"wraps {type(forward).__name__} and {type(backward).__name__}")
+        for inner, is_backward in ((forward, False), (backward, True)):
+            reason = _common_refusal(inner, backward=is_backward)
+            if reason:
+                raise Unfusable(reason)
+        pair = [WRITERS[keras_class(forward)].direction(forward), WRITERS[keras_class(backward)].direction(backward)]
+        if pair[0].units != pair[1].units or pair[0].attributes != pair[1].attributes:
+            raise Unfusable("its two directions differ in units or in reset_after")
+        return pair
+    reason = _common_refusal(layer)
+    if reason:
+        raise Unfusable(reason)
+    return [WRITERS[keras_class(layer)].direction(layer)]
+
+
+def refusal(layer: Any) -> str | None:
+    """None if the layer can be written as one fused node, else why not."""
+    try:
+        directions(layer)
+    except Unfusable as exc:
+        return str(exc)
+    return None
+
+
+def _return_sequences(layer: Any) -> bool:
+    inner = layer.forward_layer if keras_class(layer) == WRAPPER else layer
+    return bool(inner.return_sequences)
+
+
+def output_shape(layer: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    batch, steps = input_shape[0], input_shape[1]
+    pair = directions(layer)
+    width = pair[0].units * (2 if len(pair) == 2 and layer.merge_mode == "concat" else 1)
+    return (batch, steps, width) if _return_sequences(layer) else (batch, width)
+
+
+def write(layer: Any, source: str, input_shape: tuple[int, ...], target: str, prefix: str) -> tuple[list, list]:
+    """ONNX nodes and initializers computing `layer` from `source` [batch, T, F] into `target`."""
+    from onnx import helper, numpy_helper
+
+    pair = directions(layer)
+    first = pair[0]
+    count = len(pair)
+    attrs: dict[str, Any] = {
+        "hidden_size": first.units,
+        "direction": "bidirectional" if count == 2 else "forward",
+        "activations": [name for d in pair for name, _, _ in d.activations],
+        **first.attributes,
+    }
+    alphas = [(a, b) for d in pair for _, a, b in d.activations]
+    if any(a is not None or b is not None for a, b in alphas):
+        # one entry per activation that takes alpha/beta, in order; the others take none
+        attrs["activation_alpha"] = [a for a, _ in alphas if a is not None]
+        betas = [b for _, b in alphas if b is not None]
+        if betas:
+            attrs["activation_beta"] = betas
+
+    def stacked(name: str, part: str) -> Any:
+        return numpy_helper.from_array(np.stack([getattr(d, part) for d in pair]).astype(np.float32), prefix + name)
+
+    inits = [stacked("W", "W"), stacked("R", "R"), stacked("B", "B")]
+    nodes: list[Any] = []
+
+    def node(op: str, inputs: list[str], outputs: list[str], name: str, **kwargs: Any) -> None:
+        nodes.append(helper.make_node(op, inputs, outputs, name=prefix + name, **kwargs))
+
+    node("Transpose", [source], [prefix + "x_tbf"], "to_time_major", perm=[1, 0, 2])
+    inputs = [prefix + "x_tbf", prefix + "W", prefix + "R", prefix + "B"]
+    batch, steps = input_shape[0], input_shape[1]
+    if _return_sequences(layer):  # Y [T, D, batch, H] -> [batch, T, D, H]
+        node(first.op, inputs, [prefix + "Y"], first.op.lower(), **attrs)
+        node("Transpose", [prefix + "Y"], [prefix + "y"], "to_batch", perm=[2, 0, 1, 3])
+        axis, merged_shape = 2, [batch, steps, first.units * count]
+    else:  # Y_h [D, batch, H] -> [batch, D, H]
+        node(first.op, inputs, ["", prefix + "Y_h"], first.op.lower(), **attrs)
+        node("Transpose", [prefix + "Y_h"], [prefix + "y"], "to_batch", perm=[1, 0, 2])
+        axis, merged_shape = 1, [batch, first.units * count]
+    mode = layer.merge_mode if count == 2 else "concat"
+    if mode == "concat":  # forward units then backward units, as Keras concatenates them
+        inits.append(numpy_helper.from_array(np.array(merged_shape, dtype=np.int64), prefix + "shape"))
+        node("Reshape", [prefix + "y", prefix + "shape"], [target], "merge")
+        return nodes, inits
+    for index in (0, 1):
+        inits.append(numpy_helper.from_array(np.array(index, dtype=np.int64), f"{prefix}d{index}"))
+        node("Gather", [prefix + "y", f"{prefix}d{index}"], [f"{prefix}y{index}"], f"direction{index}", axis=axis)
+    pair_names = [prefix + "y0", prefix + "y1"]
+    if mode == "mul":
+        node("Mul", pair_names, [target], "merge")
+    elif mode == "sum":
+        node("Add", pair_names, [target], "merge")
+    else:  # ave
+        inits.append(numpy_helper.from_array(np.array(0.5, dtype=np.float32), prefix + "half"))
+        node("Add", pair_names, [prefix + "sum"], "sum")
+        node("Mul", [prefix + "sum", prefix + "half"], [target], "merge")
+    return nodes, inits

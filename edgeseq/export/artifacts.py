@@ -1,0 +1,147 @@
+"""What every export recipe shares: staging, convert-and-stage, the manifest, ONNX metadata, file entries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import edgeseq
+from edgeseq import frameworks
+from edgeseq.convert import Converted, convert, producer_versions
+from edgeseq.progress import Progress
+from edgeseq_device.manifest import MANIFEST_FORMAT, FileEntry, TensorSpec, sha256_of
+from edgeseq_device.model import Model, load_model
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What `export_*` wrote and the figures it verified."""
+
+    onnx_path: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+    seconds: float
+
+
+def file_entry(path: Path) -> FileEntry:
+    content = path.read_bytes()
+    return FileEntry(sha256_of(content), len(content))
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def remove_stale_variants(out_dir: Path, name: str) -> list[Path]:
+    """A new export replaces <name>.onnx and its manifest; variants of the old file no longer match it."""
+    stale = sorted(out_dir.glob(f"{name}.*.onnx"))
+    for path in stale:
+        path.unlink()
+    return stale
+
+
+class Staging:
+    """A scratch directory inside `out_dir`; files move into `out_dir` only once everything checked out."""
+
+    def __init__(self, out_dir: Path) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir = out_dir
+        self.dir = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def commit(self) -> None:
+        for item in self.dir.iterdir():
+            item.replace(self.out_dir / item.name)
+
+
+def _previous_training_record(manifest_path: Path) -> dict[str, Any]:
+    """The training record of the manifest being replaced, when the Keras model is reused as it is."""
+    try:
+        return dict(json.loads(manifest_path.read_text(encoding="utf-8"))["training"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"note": "Keras model reused; no earlier training record"}
+
+
+def run_onnx(model: Any, x: np.ndarray) -> np.ndarray:
+    """Run a batch-1 ONNX model over each row of `x` and stack the outputs."""
+    return np.concatenate([model.run(x[i : i + 1]) for i in range(len(x))])
+
+
+def keras_model(
+    keras_path: Path, staging: Staging, retrain: bool, train: Any, progress: Progress, name: str
+) -> tuple[Any, dict[str, Any], Path]:
+    """Train (no model yet, or `retrain`) and save into staging, or load the existing model as it is."""
+    if retrain or not keras_path.exists():
+        progress.step(f"training {name}")
+        model, training = train()
+        model.save(staging.dir / keras_path.name)
+        return model, training, staging.dir / keras_path.name
+    progress.step(f"loading {keras_path} (use --retrain to train again)")
+    _, keras = frameworks.tensorflow()
+    return keras.models.load_model(keras_path), _previous_training_record(keras_path.with_suffix(".json")), keras_path
+
+
+def base_manifest(
+    name: str, kind: str, converted: Converted, specs: tuple[TensorSpec, TensorSpec], files: list[Path], opset: int
+) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT,
+        "name": name,
+        "kind": kind,
+        "edgeseq_version": edgeseq.__version__,
+        "inputs": [specs[0].to_json()],
+        "outputs": [specs[1].to_json()],
+        "opset": opset,
+        "op_types": converted.op_types,
+        "files": {path.name: asdict(file_entry(path)) for path in files},
+        "producers": producer_versions(),
+    }
+
+
+def _metadata(name: str, kind: str, facts: dict[str, Any]) -> dict[str, str]:
+    """ONNX metadata_props: the key facts as strings (lists and dicts as JSON), plus versions."""
+    props = {"kind": kind, "name": name, "edgeseq_version": edgeseq.__version__}
+    for key, value in facts.items():
+        props[key] = value if isinstance(value, str) else json.dumps(value)
+    props.update({f"producer.{k}": v for k, v in producer_versions().items()})
+    return props
+
+
+def convert_and_stage(
+    model: Any,
+    specs: tuple[TensorSpec, TensorSpec],
+    name: str,
+    kind: str,
+    facts: dict[str, Any],
+    training: dict[str, Any],
+    source_files: list[Path],
+    staging: Staging,
+    opset: int,
+    allow_unfused: bool,
+    progress: Progress,
+) -> tuple[dict[str, Any], Model]:
+    """Convert (edgeseq.convert: fused recurrent nodes, onnx.checker, fusion audit), write <name>.onnx and
+    its manifest into staging, and load the file back through the device runtime, as a user would: its
+    sha256 and signature are checked first."""
+    import onnx
+
+    converted = convert(model, *specs, opset=opset, metadata=_metadata(name, kind, facts), allow_unfused=allow_unfused)
+    if converted.warning:
+        progress.step(f"warning: {converted.warning}")
+    onnx_file = staging.dir / f"{name}.onnx"
+    onnx.save(converted.proto, onnx_file)
+    manifest = base_manifest(name, kind, converted, specs, [onnx_file, *source_files], opset)
+    manifest.update(facts, fusion=converted.audit, training=training)
+    write_json(staging.dir / f"{name}.json", manifest)
+    return manifest, load_model(onnx_file, require_manifest=True)

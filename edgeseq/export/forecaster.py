@@ -1,0 +1,147 @@
+"""The LSTM forecaster's export recipe: train if needed, evaluate, convert, check parity, plot, write."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from edgeseq import frameworks
+from edgeseq.convert import DEFAULT_OPSET, PARITY_ATOL, keras_unchanged, parity_figures
+from edgeseq.errors import ConversionError
+from edgeseq.export.artifacts import (
+    ExportResult,
+    Staging,
+    convert_and_stage,
+    file_entry,
+    keras_model,
+    remove_stale_variants,
+    run_onnx,
+    write_json,
+)
+from edgeseq.progress import Progress, Silent
+from edgeseq_device.manifest import TensorSpec
+
+SENSOR_SAMPLE = "sensor.csv"
+
+
+def _write_test_sample(config: Any, first_row: int, path: Path) -> int:
+    """Copy the header and the data lines from `first_row` on (the test period) to `path`, each line as it
+    is but for its line break, split by the device runtime's LineSource as training split it."""
+    from edgeseq.data import open_binary
+    from edgeseq_device.lines import LineSource
+
+    count = 0
+    with open_binary(Path(config.data)) as source, path.open("w", encoding="utf-8", newline="") as sink:
+        lines = iter(LineSource.from_reader(source.read, str(config.data)))
+        sink.write(f"{next(lines)}\n")
+        for row, line in enumerate(lines):
+            if row >= first_row:
+                sink.write(f"{line}\n")
+                count += 1
+    return count
+
+
+def export_forecaster(
+    out_dir: Path = Path("exported"),
+    *,
+    name: str = "sensor_lstm",
+    retrain: bool = False,
+    config: Any = None,
+    opset: int = DEFAULT_OPSET,
+    progress: Progress = Silent(),
+    sample: str | None = SENSOR_SAMPLE,
+    allow_unfused: bool = False,
+) -> ExportResult:
+    """Train (if needed), evaluate, convert, verify, plot and write <name>.{keras,onnx,json} to `out_dir`.
+
+    Fails with ConversionError unless both LSTM layers become fused ONNX LSTM nodes (or `allow_unfused`), and
+    with ParityError unless onnxruntime matches Keras within 1e-5 (model output space) on every test window.
+    With `sample`, also writes the test period of the data file, verbatim, for `edgeseq run --stream`.
+    """
+    frameworks.require_training()
+
+    from edgeseq.evaluate import forecasts, persistence, score_on_test
+    from edgeseq.plots import plot_forecast, plot_loss
+    from edgeseq.train import ForecasterConfig, prepare_forecast_data, train_forecaster
+
+    config = config or ForecasterConfig()
+    started = time.perf_counter()
+    kind, out_dir = "forecaster", Path(out_dir)
+    keras_path, onnx_path, manifest_path = (out_dir / f"{name}{ext}" for ext in (".keras", ".onnx", ".json"))
+
+    with Staging(out_dir) as staging:
+        progress.step(f"reading {config.data}")
+        data = prepare_forecast_data(config)
+        spec = data.spec
+        model, training, keras_file = keras_model(
+            keras_path, staging, retrain, lambda: train_forecaster(config, progress, data)[:2], progress, name
+        )
+        if tuple(model.input_shape[1:]) != (spec.window, len(spec.features)):
+            raise ConversionError(
+                f"{keras_path} takes windows of shape {list(model.input_shape[1:])}, but the task needs "
+                f"[{spec.window}, {len(spec.features)}]: pass --retrain"
+            )
+        x_test = data.inputs("test")
+        keras_test = model(x_test, training=False).numpy()
+
+        progress.step("converting to ONNX")
+        specs = (
+            TensorSpec("window", spec.input_shape, "float32"),
+            TensorSpec("forecast", (1, 1), "float32"),
+        )
+        facts = spec.to_json()
+        manifest, device_model = convert_and_stage(
+            model, specs, name, kind, facts, training, [keras_file], staging, opset, allow_unfused, progress
+        )
+        progress.step(f"checking parity on all {len(x_test)} test windows")
+        onnx_test = run_onnx(device_model, x_test)
+        manifest["parity"] = {
+            "test_windows": parity_figures(
+                keras_test,
+                onnx_test,
+                atol=PARITY_ATOL,
+                output="forecast",
+                what=f"{len(x_test)} test windows",
+                argmax=False,
+            )
+        }
+        manifest["parity"]["test_windows"]["space"] = "model output (scaled change over the horizon)"
+        keras_unchanged(keras_test, model(x_test, training=False).numpy(), name)
+        manifest["parity"]["keras_unchanged_after_conversion"] = True
+
+        progress.step("evaluating on the test split against persistence and ridge")
+        model_forecast = forecasts(lambda x: onnx_test, data, "test")
+        manifest["metrics"] = score_on_test(model_forecast, data)
+        manifest["metrics"]["evaluated_with"] = f"{onnx_path.name} through onnxruntime"
+        manifest["split"] = {
+            part: {"rows": list(rows), "windows": len(data.ends[part])} for part, rows in data.split.parts().items()
+        }
+        manifest["data"] = {"file": Path(config.data).name, **asdict(file_entry(Path(config.data)))}
+
+        progress.step("plotting")
+        history = training.get("history")
+        if history:
+            plot_loss(history, training["best_epoch"], staging.dir / f"{name}.loss.png", f"{name}: loss per epoch")
+        stretch = slice(0, min(len(model_forecast), 6 * 24 * 4))  # the first four days of the test split
+        target_rows = data.ends["test"][stretch] + spec.horizon  # plotted at the time being forecast
+        times = [data.table.times[i] for i in target_rows] if data.table.times else None
+        plot_forecast(
+            times,
+            data.actual("test")[stretch],
+            model_forecast[stretch],
+            persistence(data, "test")[stretch],
+            staging.dir / f"{name}.forecast.png",
+            f"{name}: {spec.target} forecast {spec.horizon} rows ahead vs actual and persistence (test split)",
+            spec.target,
+        )
+        if sample:
+            rows = _write_test_sample(config, data.split.test[0], staging.dir / sample)
+            manifest["sample"] = {"file": sample, "rows": rows, "first_data_row": data.split.test[0] + 1}
+        write_json(staging.dir / manifest_path.name, manifest)
+        staging.commit()
+    for path in remove_stale_variants(out_dir, name):
+        progress.step(f"removed {path.name}: made from the previous export (re-create with --quantize)")
+
+    return ExportResult(onnx_path, manifest_path, manifest, time.perf_counter() - started)

@@ -1,0 +1,199 @@
+"""A user's own Keras file to a verified ONNX file the runner streams (`edgeseq export --keras`).
+
+The file is loaded with the Keras that wrote it (edgeseq.convert.loading), converted by the same converter as
+the built-in models, and checked against that Keras on real windows from --sample or on random ones, before
+anything is written. The manifest's kind is "sequence" (edgeseq_device.sequence): the columns, the window,
+an optional normalisation, and what the outputs are (labels of a classifier or targets of a regressor).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseq import frameworks
+from edgeseq.convert import DEFAULT_OPSET, PARITY_ATOL, keras_unchanged, parity_figures
+from edgeseq.convert.loading import LoadedModel, ModelFileError, load
+from edgeseq.errors import BadInputError, DataError
+from edgeseq.export.artifacts import (
+    ExportResult,
+    Staging,
+    convert_and_stage,
+    file_entry,
+    remove_stale_variants,
+    run_onnx,
+    write_json,
+)
+from edgeseq.progress import Progress, Silent
+from edgeseq_device.manifest import TensorSpec
+from edgeseq_device.sequence import KIND, SequenceSpec
+
+RANDOM_WINDOWS = 500
+MAX_SAMPLE_WINDOWS = 2000
+RANDOM_DISTRIBUTION = "standard normal N(0, 1) in the model's input space (after normalization), seed 0"
+PARITY_BAR = "max abs diff <= 1e-5 x max(1, max |Keras output|)"
+
+
+def _model_name(path: Path) -> str:
+    stem = path.name[: -len(path.suffix)] if path.suffix and not path.is_dir() else path.name
+    # the manifest is found as <name before the first dot>.json, so the name has no dot
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_") or "model"
+
+
+def signature(loaded: LoadedModel, features: tuple[str, ...], window: int | None, label: str) -> tuple[int, int]:
+    """(T, K): the fixed window and the number of outputs; BadInputError when the model cannot be fed
+    [1, T, F] windows or does not return one [1, K] output. `label` names the model in messages."""
+    model = loaded.model
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise BadInputError(
+            f"{label} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+            "edgeseq exports models with one input [batch, T, F] and one output [batch, K]"
+        )
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 3:
+        raise BadInputError(f"{label} takes input of shape {list(shape)}; expected [batch, T, F] (3 axes)")
+    _, steps, width = shape
+    if width is None:
+        raise BadInputError(f"{label} has no fixed feature axis (input {list(shape)})")
+    if int(width) != len(features):
+        raise BadInputError(
+            f"{label} takes {width} features per row, but --features names {len(features)}: {', '.join(features)}"
+        )
+    if steps is None and window is None:
+        raise BadInputError(f"{label} takes windows of any length (input {list(shape)}): give --window T")
+    if steps is not None and window is not None and int(steps) != window:
+        raise BadInputError(f"{label} takes windows of {steps} rows; --window {window} contradicts it")
+    steps = int(steps if steps is not None else window)
+    out = np.asarray(model(np.zeros((1, steps, int(width)), np.float32), training=False))
+    if out.ndim != 2:
+        raise BadInputError(
+            f"{label} returns shape {list(out.shape)} for one window; edgeseq streams one record per window "
+            "and needs an output [batch, K] (a model returning a sequence needs return_sequences=False at the end)"
+        )
+    return steps, int(out.shape[1])
+
+
+def _spec(
+    features: tuple[str, ...],
+    window: int,
+    outputs: int,
+    labels: tuple[str, ...] | None,
+    targets: tuple[str, ...] | None,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+    time_column: str | None,
+) -> SequenceSpec:
+    if labels is not None and targets is not None:
+        raise BadInputError("give --labels (a classifier) or --target (a regressor), not both")
+    if labels is None and targets is None:
+        targets = ("output",) if outputs == 1 else tuple(f"output_{i}" for i in range(outputs))
+    names, option = (labels, "--labels") if labels is not None else (targets, "--target")
+    if len(names or ()) != outputs:
+        raise BadInputError(f"the model has {outputs} outputs, but {option} names {len(names or ())}")
+    try:
+        return SequenceSpec(features, window, labels, targets, mean, std, time_column)
+    except ValueError as exc:
+        raise BadInputError(str(exc)) from None
+
+
+def parity_windows(spec: SequenceSpec, sample: Path | None) -> tuple[np.ndarray, str]:
+    """Model inputs to check on, and what they are: every window of --sample (evenly spaced, at most 2,000),
+    normalised by the runtime's own SequenceSpec, or 500 random windows."""
+    if sample is None:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((RANDOM_WINDOWS, spec.window, len(spec.features))).astype(np.float32)
+        return x, f"{RANDOM_WINDOWS} random windows, {RANDOM_DISTRIBUTION}"
+    from edgeseq.data import load_sensor_csv
+
+    table = load_sensor_csv(sample, spec.features, spec.time_column)
+    rows = len(table.values)
+    if rows < spec.window:
+        raise DataError(f"{sample} has {rows} data rows, fewer than one window of {spec.window}")
+    count = rows - spec.window + 1
+    ends = np.unique(np.linspace(spec.window - 1, rows - 1, min(count, MAX_SAMPLE_WINDOWS)).astype(int))
+    return spec.model_inputs(table.values, ends), f"{len(ends)} windows of {sample.name}"
+
+
+def _keras_outputs(model: Any, x: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.asarray(model(x[i : i + 256], training=False)) for i in range(0, len(x), 256)])
+
+
+def export_keras(
+    keras_file: Path,
+    *,
+    features: tuple[str, ...],
+    window: int | None = None,
+    name: str | None = None,
+    out_dir: Path = Path("exported"),
+    sample: Path | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    labels: tuple[str, ...] | None = None,
+    targets: tuple[str, ...] | None = None,
+    time_column: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    allow_unfused: bool = False,
+    progress: Progress = Silent(),
+) -> ExportResult:
+    """Load `keras_file` with the Keras that wrote it, convert, verify and write <name>.onnx and <name>.json.
+
+    Raises ModelFileError (a file edgeseq cannot load), BadInputError (options that do not fit the model),
+    ConversionError (a layer that cannot be fused, unless `allow_unfused`; a stateful layer) and ParityError
+    (onnxruntime differs from Keras beyond the bar on the parity windows). Nothing is written unless all pass.
+    """
+    frameworks.require_training()
+    started = time.perf_counter()
+    keras_file, out_dir = Path(keras_file), Path(out_dir)
+    progress.step(f"loading {keras_file}")
+    loaded = load(keras_file)
+    name = name or _model_name(keras_file)
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise BadInputError(f"--name {name!r}: use letters, digits, '_' and '-' only")
+    steps, outputs = signature(loaded, features, window, keras_file.name)
+    spec = _spec(features, steps, outputs, labels, targets, mean, std, time_column)
+    x, what = parity_windows(spec, sample)
+    model = loaded.model
+    keras_out = _keras_outputs(model, x)
+    if not np.all(np.isfinite(keras_out)):
+        raise BadInputError(f"{keras_file.name} gives outputs that are not finite on {what}")
+    specs = (TensorSpec("window", spec.input_shape, "float32"), TensorSpec("output", (1, outputs), "float32"))
+    source = {
+        "file": keras_file.name,
+        "format": loaded.file_format,
+        "keras": loaded.flavour,
+        "keras_version": loaded.keras_version,
+        **({} if keras_file.is_dir() else asdict(file_entry(keras_file))),
+    }
+    facts = {**spec.to_json(), "source": source}
+    onnx_path, manifest_path = out_dir / f"{name}.onnx", out_dir / f"{name}.json"
+    with Staging(out_dir) as staging:
+        progress.step(f"converting {model.name} ({loaded.flavour}) to ONNX")
+        training = {"note": f"trained outside edgeseq; loaded from {keras_file.name} with {loaded.flavour}"}
+        manifest, device_model = convert_and_stage(
+            model, specs, name, KIND, facts, training, [], staging, opset, allow_unfused, progress
+        )
+        progress.step(f"checking parity on {what}")
+        onnx_out = run_onnx(device_model, x)
+        atol = PARITY_ATOL * max(1.0, float(np.abs(keras_out).max()))
+        figures = parity_figures(keras_out, onnx_out, atol=atol, output="output", what=what, argmax=labels is not None)
+        manifest["parity"] = {
+            "windows": {**figures, "bar": PARITY_BAR, "keras": loaded.flavour},
+            "keras_unchanged_after_conversion": False,
+        }
+        if sample is not None:
+            manifest["parity"]["windows"]["sample"] = {"file": sample.name, **asdict(file_entry(sample))}
+        keras_unchanged(keras_out, _keras_outputs(model, x), name)
+        manifest["parity"]["keras_unchanged_after_conversion"] = True
+        write_json(staging.dir / manifest_path.name, manifest)
+        staging.commit()
+    for path in remove_stale_variants(out_dir, name):
+        progress.step(f"removed {path.name}: made from the previous export (re-create with --quantize)")
+    return ExportResult(onnx_path, manifest_path, manifest, time.perf_counter() - started)
+
+
+__all__ = ["ModelFileError", "export_keras", "parity_windows"]
