@@ -51,9 +51,7 @@ def detect(path: Path) -> tuple[str, str, str]:
     """(flavour, Keras version, file format) of `path`; ModelFileError when it is none of SUPPORTED."""
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
-            raise ModelFileError(
-                f"{path} is a directory but not a SavedModel (no saved_model.pb); expected {SUPPORTED}"
-            )
+            raise ModelFileError(f"{path} is a directory, not a SavedModel (no saved_model.pb); expected {SUPPORTED}")
         if not (path / "keras_metadata.pb").is_file():
             raise ModelFileError(
                 f"{path} is a TensorFlow SavedModel without Keras metadata (written by model.export or "
@@ -72,7 +70,7 @@ def detect(path: Path) -> tuple[str, str, str]:
             version = str(metadata["keras_version"])
         except (KeyError, ValueError, TypeError, zipfile.BadZipFile, OSError):
             raise ModelFileError(
-                f"{path} is a zip file but not a .keras model (no metadata.json with keras_version)"
+                f"{path} is a zip file, not a .keras model (no metadata.json with keras_version)"
             ) from None
         return _flavour(version, path), version, ".keras"
     if head == HDF5_SIGNATURE:

@@ -1,0 +1,98 @@
+"""What the converter refuses, and says why: layers no fused ONNX op computes, stateful layers, models that
+are not a chain. With allow_unfused, tf2onnx's Loop is kept, slow but right, with a warning."""
+
+import numpy as np
+import pytest
+
+from edgeseq.convert import convert, op_type_counts
+from edgeseq.convert.plan import layer_chain
+from edgeseq.errors import ConversionError
+from edgeseq_device.manifest import TensorSpec
+from tests.test_convert_zoo import converted, kerases, max_diff
+from tests.zoo import F, T
+
+FLAVOURS = ["keras3", "tf_keras"]
+
+
+def chain_model(keras, *layers):
+    inputs = keras.Input(shape=(T, F), name="x")
+    x = inputs
+    for layer in layers:
+        x = layer(x)
+    return keras.Model(inputs, x, name="m")
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_an_activation_without_onnx_equivalent_is_refused_by_name_unless_allowed(flavour):
+    keras = kerases()[flavour]
+    model = chain_model(keras, keras.layers.SimpleRNN(3, activation="selu", name="odd"), keras.layers.Dense(2))
+    with pytest.raises(
+        ConversionError, match=r"odd: activation 'selu' has no ONNX SimpleRNN equivalent.*--allow-unfused"
+    ):
+        converted(model)
+    out = TensorSpec("y", (1, 2), "float32")
+    result = convert(model, TensorSpec("x", (1, T, F), "float32"), out, allow_unfused=True)
+    assert op_type_counts(result.proto.graph)["Loop"] == 1 and result.audit["fused"] is False
+    assert "recurrent layers were not all fused" in result.warning and "selu" in result.warning
+    assert max_diff(model, result.proto) <= 1e-5  # tf2onnx's Loop is slow, not wrong
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_go_backwards_on_its_own_is_refused(flavour):
+    keras = kerases()[flavour]
+    model = chain_model(keras, keras.layers.LSTM(3, go_backwards=True, name="back"))
+    with pytest.raises(ConversionError, match=r"back: go_backwards=True on its own"):
+        converted(model)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_bidirectional_layer_without_merge_is_refused(flavour):
+    keras = kerases()[flavour]
+    inputs = keras.Input(shape=(T, F))
+    forward, backward = keras.layers.Bidirectional(keras.layers.GRU(2), merge_mode=None, name="bi")(inputs)
+    model = keras.Model(inputs, keras.layers.Concatenate()([forward, backward]))
+    with pytest.raises(ConversionError, match=r"bi: .*branch or merge|bi: merge_mode=None"):
+        converted(model)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_stateful_layer_is_refused_even_with_allow_unfused(flavour):
+    keras = kerases()[flavour]
+    inputs = keras.Input(batch_shape=(1, T, F))
+    model = keras.Model(inputs, keras.layers.LSTM(3, stateful=True, name="memory")(inputs))
+    model(np.ones((1, T, F), np.float32))  # the state is now not zero: tf2onnx would freeze it
+    for allow in (False, True):
+        with pytest.raises(ConversionError, match=r"memory \(LSTM\) is stateful: its state would be frozen"):
+            convert(
+                model, TensorSpec("x", (1, T, F), "float32"), TensorSpec("y", (1, 3), "float32"), allow_unfused=allow
+            )
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_masking_is_refused(flavour):
+    keras = kerases()[flavour]
+    model = chain_model(keras, keras.layers.Masking(0.0), keras.layers.GRU(3, name="g"))
+    with pytest.raises(ConversionError, match=r"g: the model has a Masking layer"):
+        converted(model)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_recurrent_layer_in_a_branching_model_is_refused_and_a_side_branch_is_not_a_chain(flavour):
+    keras = kerases()[flavour]
+    inputs = keras.Input(shape=(T, F))
+    branch = keras.layers.SimpleRNN(3, name="r")(inputs)
+    model = keras.Model(inputs, keras.layers.Concatenate()([branch, keras.layers.Flatten()(inputs)]))
+    assert layer_chain(model) is None
+    with pytest.raises(ConversionError, match=r"r: the model's layers branch or merge"):
+        converted(model)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_model_without_recurrent_layers_goes_through_tf2onnx_whole(flavour):
+    keras = kerases()[flavour]
+    inputs = keras.Input(shape=(T, F))
+    a = keras.layers.Dense(4)(inputs)
+    model = keras.Model(inputs, keras.layers.Flatten()(keras.layers.Add()([a, keras.layers.Dense(4)(inputs)])))
+    result = converted(model)
+    assert result.audit["fused"] is True and result.audit["recurrent_layers"] == []
+    assert max_diff(model, result.proto) <= 1e-5
