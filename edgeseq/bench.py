@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgeseq import frameworks
-from edgeseq.errors import EdgeseqError, MissingExtraError
+from edgeseq.errors import BadInputError, MissingExtraError
 
 Run = Callable[[np.ndarray], np.ndarray]
 
@@ -87,6 +87,10 @@ def real_windows(manifest: dict[str, Any], count: int) -> np.ndarray:
 
         codec = LetterCodec(manifest["vocabulary"], int(manifest["window"]))
         x = codec.encode_batch(codec.all_sequences())
+    elif manifest["kind"] == "sequence":
+        from edgeseq.export.keras_file import recorded_windows
+
+        x, _ = recorded_windows(manifest)
     else:
         from edgeseq.quant_report import forecast_data
 
@@ -136,14 +140,44 @@ def _onnx_runner(path: Path, threads: int) -> Run:
     return load_model(path, threads=threads).run
 
 
-def build_paths(config: BenchConfig, manifest: dict[str, Any], tmp: Path, x: np.ndarray) -> list[PathResult]:
+def _litert_paths(model: Any, config: BenchConfig, tmp: Path, x: np.ndarray, failed: dict[str, str]) -> list:
+    """LiteRT fp32 and dynamic-range, each probed on one window; a path LiteRT cannot convert or run goes to
+    `failed` with the reason (LiteRT fails on some Keras 3 recurrent graphs) instead of stopping the bench."""
+    try:
+        converted = tflite_models(model, x.shape[1:], tmp)
+    except Exception as exc:  # the TFLite converter raises many untyped errors
+        for name in ("LiteRT fp32", "LiteRT dynamic-range"):
+            failed[name] = f"conversion failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        return []
+    paths = []
+    for name, path in converted.items():
+        try:
+            run, load_s = _timed(lambda p=path: _litert_runner(p, config.threads))
+            run(x[0])
+        except Exception as exc:  # LiteRT raises RuntimeError with its kernel's message
+            failed[f"LiteRT {name}"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            continue
+        precision = "fp32" if name == "fp32" else "int8"
+        paths.append(PathResult(f"LiteRT {name}", "LiteRT", precision, path.stat().st_size, load_s, run))
+    return paths
+
+
+def build_paths(
+    config: BenchConfig, manifest: dict[str, Any], tmp: Path, x: np.ndarray, failed: dict[str, str]
+) -> list[PathResult]:
     tf, keras = frameworks.tensorflow()
     tf.config.threading.set_intra_op_parallelism_threads(config.threads)
     tf.config.threading.set_inter_op_parallelism_threads(config.threads)
     base = config.exported / config.model
-    keras_path = base.with_suffix(".keras")
-    model, load_s = _timed(lambda: keras.models.load_model(keras_path))
-    size = keras_path.stat().st_size
+    if manifest["kind"] == "sequence":  # a user's model: its own file, in the Keras that wrote it
+        from edgeseq.export.keras_file import source_keras
+
+        model, load_s = _timed(lambda: source_keras(manifest))
+        size = manifest["source"].get("size")
+    else:
+        keras_path = base.with_suffix(".keras")
+        model, load_s = _timed(lambda: keras.models.load_model(keras_path))
+        size = keras_path.stat().st_size
     compiled = tf.function(lambda t: model(t, training=False), input_signature=[tf.TensorSpec(x.shape[1:], tf.float32)])
     paths = [
         PathResult("Keras predict", "Keras", "fp32", size, load_s, lambda t: model.predict(t, verbose=0)),
@@ -154,10 +188,7 @@ def build_paths(config: BenchConfig, manifest: dict[str, Any], tmp: Path, x: np.
         import ai_edge_litert  # noqa: F401
     except ImportError:
         raise MissingExtraError("edgeseq bench needs ai-edge-litert: pip install 'edgeseq[bench]'") from None
-    for name, path in tflite_models(model, x.shape[1:], tmp).items():
-        run, load_s = _timed(lambda p=path: _litert_runner(p, config.threads))
-        precision = "fp32" if name == "fp32" else "int8"
-        paths.append(PathResult(f"LiteRT {name}", "LiteRT", precision, path.stat().st_size, load_s, run))
+    paths += _litert_paths(model, config, tmp, x, failed)
     variants = {"fp32": base.with_suffix(".onnx")}
     variants.update(
         {mode: base.with_name(f"{config.model}.{mode}.onnx") for mode in ("dynamic-int8", "static-int8", "fp16")}
@@ -268,21 +299,25 @@ def bench(config: BenchConfig, progress: Any = None) -> dict[str, Any]:
     frameworks.require_training()
     manifest_path = config.exported / f"{config.model}.json"
     if not manifest_path.exists():
-        raise EdgeseqError(f"no exported model {manifest_path}: run `edgeseq export` first")
+        names = sorted(p.stem for p in config.exported.glob("*.json") if p.with_suffix(".onnx").exists())
+        raise BadInputError(
+            f"no exported model {manifest_path}: run `edgeseq export` first"
+            + (f" (models in {config.exported}: {', '.join(names)})" if names else "")
+        )
     manifest = Manifest.load(manifest_path).data
     say = progress.step if progress is not None else (lambda _m: None)
     x = real_windows(manifest, config.windows)
     with tempfile.TemporaryDirectory() as tmp:
         say("loading Keras, converting to LiteRT, loading onnxruntime")
-        paths = build_paths(config, manifest, Path(tmp), x)
+        failed: dict[str, str] = {}
+        paths = build_paths(config, manifest, Path(tmp), x, failed)
         say(f"timing {len(paths)} paths x {len(x)} windows x {config.rounds} rounds, paths alternating per round")
         measure(paths, x, config)
         say("peak RSS of minimal processes, end-to-end runner")
         tflite = Path(tmp) / "model.fp32.tflite"
-        rss = {
-            "onnxruntime fp32": peak_rss_mb(_RSS_ONNX, config.exported / f"{config.model}.onnx", config),
-            "LiteRT fp32": peak_rss_mb(_RSS_LITERT, tflite, config),
-        }
+        rss = {"onnxruntime fp32": peak_rss_mb(_RSS_ONNX, config.exported / f"{config.model}.onnx", config)}
+        if "LiteRT fp32" not in failed:
+            rss["LiteRT fp32"] = peak_rss_mb(_RSS_LITERT, tflite, config)
     results = [p.summary() for p in paths]
     by_name = {r["path"]: r for r in results}
     ratios = {}
@@ -301,6 +336,7 @@ def bench(config: BenchConfig, progress: Any = None) -> dict[str, Any]:
         "windows": len(x),
         "rounds": config.rounds,
         "paths": results,
+        "failed_paths": failed,
         "bars": ratios,
         "runner": runner_rows_per_s(config),
         "peak_rss_mb": rss,
@@ -321,6 +357,8 @@ def render_markdown(result: dict[str, Any], command: str) -> str:
             f"{row['max_abs_diff_vs_keras']:.2g}{agrees} |"
         )
     out = "\n".join(lines)
+    for name, reason in result.get("failed_paths", {}).items():
+        out += f"\n\n{name} did not run: {reason}"
     if result["bars"]:
         out += "\n\n| bar | speedup | required | met |\n|---|---|---|---|\n"
         out += "\n".join(

@@ -54,14 +54,14 @@ def _root(
     """Keras sequence models to small, fast, verified ONNX files, run on edge devices."""
 
 
-class BenchModel(str, Enum):
-    sensor_lstm = "sensor_lstm"
-    letter_rnn = "letter_rnn"
-
-
 @app.command()
 def bench(
-    model: BenchModel = typer.Option(BenchModel.sensor_lstm, "--model", help="Which exported model to measure."),
+    model: str = typer.Option(
+        "sensor_lstm",
+        "--model",
+        metavar="NAME",
+        help="Which exported model to measure: its name in --exported (letter_rnn, sensor_lstm, or your own).",
+    ),
     threads: int = typer.Option(
         1, "--threads", min=1, metavar="N", help="Threads for every runtime (Keras, LiteRT, ORT)."
     ),
@@ -93,7 +93,7 @@ def bench(
         from edgeseq.bench import bench as run_bench
 
         config = BenchConfig(
-            model=model.value,
+            model=model,
             exported=exported,
             threads=threads,
             windows=5 if quick else windows,

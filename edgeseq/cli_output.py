@@ -107,11 +107,12 @@ def variant_summary(variant: Path) -> str:
 
     manifest = Manifest.load(manifest_path_for(variant)).data
     row = next(v for v in manifest["variants"].values() if v["file"] == variant.name)
-    metric = (
-        f"test RMSE {row['test_rmse']:.4g} {row['units']}"
-        if "test_rmse" in row
-        else f"{row['accuracy_5_patterns']:.0%} on the 5 patterns"
-    )
+    if "test_rmse" in row:
+        metric = f"test RMSE {row['test_rmse']:.4g} {row['units']}"
+    elif "accuracy_5_patterns" in row:
+        metric = f"{row['accuracy_5_patterns']:.0%} on the 5 patterns"
+    else:
+        metric = f"max abs diff {row['max_abs_diff_vs_fp32']:.2g} from fp32 on {row['compared_on']}"
     return f"{variant} ({row['size']:,} bytes, {row['size_ratio']:.0%} of fp32), {metric}"
 
 
@@ -135,6 +136,8 @@ def print_bench(result: dict[str, Any]) -> None:
         )
     console = Console()
     console.print(table)
+    for name, reason in result.get("failed_paths", {}).items():
+        console.print(f"{name} did not run: {reason}", markup=False)
     for label, bar in result["bars"].items():
         console.print(f"{label}: {bar['speedup']:.2f}x (bar {bar['bar']:g}x: {'met' if bar['met'] else 'NOT met'})")
     if result["runner"]:

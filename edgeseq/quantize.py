@@ -239,6 +239,11 @@ def _calibration_windows(manifest: dict[str, Any]) -> tuple[np.ndarray, str]:
 
         x, _ = letter_arrays(LetterCodec(manifest["vocabulary"], int(manifest["window"])))
         return x, "the 5 training patterns"
+    if manifest["kind"] == "sequence":
+        from edgeseq.export.keras_file import recorded_windows
+
+        x, what = recorded_windows(manifest, require_sample=True)
+        return x, f"{what} (the export's --sample)"
     from edgeseq.quant_report import forecast_data
 
     return forecast_data(manifest).inputs("train"), "training split windows, evenly spaced"

@@ -15,6 +15,11 @@ from edgeseq.errors import ConversionError
 from edgeseq_device.manifest import TensorSpec
 
 DEFAULT_OPSET = 17
+# Layers that compute nothing at inference: they are left out of the graph, not converted to an Identity.
+INFERENCE_IDENTITY = {
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+    "ActivityRegularization",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ def _stitched(model: Any, plan: Plan, input_spec: TensorSpec, output_name: str, 
     """Nodes and initializers of the chain: a fused node per recurrent layer, a tf2onnx segment per run of
     other layers, each reading the previous one's output."""
     runs: list[list[Any]] = []
-    for layer in plan.chain or []:
+    for layer in [layer for layer in plan.chain or [] if type(layer).__name__ not in INFERENCE_IDENTITY]:
         if _fused_here(layer, plan) or not runs or _fused_here(runs[-1][-1], plan):
             runs.append([layer])
         else:
@@ -71,6 +76,10 @@ def _stitched(model: Any, plan: Plan, input_spec: TensorSpec, output_name: str, 
     nodes: list[Any] = []
     inits: list[Any] = []
     current = input_spec
+    if not runs:  # nothing but dropout
+        from onnx import helper
+
+        return [helper.make_node("Identity", [input_spec.name], [output_name], name="identity")], [], current.shape
     for index, run in enumerate(runs):
         prefix = f"s{index}_"
         target = output_name if index == len(runs) - 1 else f"{prefix}out"

@@ -164,6 +164,7 @@ def export_keras(
     specs = (TensorSpec("window", spec.input_shape, "float32"), TensorSpec("output", (1, outputs), "float32"))
     source = {
         "file": keras_file.name,
+        "path": str(keras_file.resolve()),
         "format": loaded.file_format,
         "keras": loaded.flavour,
         "keras_version": loaded.keras_version,
@@ -186,7 +187,11 @@ def export_keras(
             "keras_unchanged_after_conversion": False,
         }
         if sample is not None:
-            manifest["parity"]["windows"]["sample"] = {"file": sample.name, **asdict(file_entry(sample))}
+            manifest["parity"]["windows"]["sample"] = {
+                "file": sample.name,
+                "path": str(sample.resolve()),
+                **asdict(file_entry(sample)),
+            }
         keras_unchanged(keras_out, _keras_outputs(model, x), name)
         manifest["parity"]["keras_unchanged_after_conversion"] = True
         write_json(staging.dir / manifest_path.name, manifest)
@@ -196,4 +201,34 @@ def export_keras(
     return ExportResult(onnx_path, manifest_path, manifest, time.perf_counter() - started)
 
 
-__all__ = ["ModelFileError", "export_keras", "parity_windows"]
+def _recorded(entry: dict[str, Any], what: str) -> Path:
+    """The file a manifest entry recorded, if it is still there unchanged; DataError saying why not."""
+    path = Path(entry["path"])
+    if not path.exists():
+        raise DataError(f"{what} {path} is needed and is not there any more")
+    if "sha256" in entry and file_entry(path).sha256 != entry["sha256"]:
+        raise DataError(f"{what} {path} changed since export (its sha256 differs)")
+    return path
+
+
+def recorded_windows(manifest: dict[str, Any], require_sample: bool = False) -> tuple[np.ndarray, str]:
+    """The windows export checked parity on, built again: the --sample's (still there, unchanged) or the same
+    random ones. With `require_sample`, real windows or DataError (static-int8 calibrates on real data)."""
+    spec = SequenceSpec.from_json(manifest)
+    sample = manifest["parity"]["windows"].get("sample")
+    if sample is None:
+        if require_sample:
+            raise DataError(
+                f"{manifest['name']} was exported without --sample: static-int8 calibrates on real windows only; "
+                "export again with --sample FILE, or use dynamic-int8 or fp16"
+            )
+        return parity_windows(spec, None)
+    return parity_windows(spec, _recorded(sample, "the sample"))
+
+
+def source_keras(manifest: dict[str, Any]) -> Any:
+    """The Keras model the file was exported from, loaded with the Keras that wrote it (for bench)."""
+    return load(_recorded(manifest["source"], "the Keras model")).model
+
+
+__all__ = ["ModelFileError", "export_keras", "parity_windows", "recorded_windows", "source_keras"]
