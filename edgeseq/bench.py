@@ -166,8 +166,11 @@ def build_paths(
     config: BenchConfig, manifest: dict[str, Any], tmp: Path, x: np.ndarray, failed: dict[str, str]
 ) -> list[PathResult]:
     tf, keras = frameworks.tensorflow()
-    tf.config.threading.set_intra_op_parallelism_threads(config.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(config.threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(config.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(config.threads)
+    except RuntimeError:  # TensorFlow already ran in this process (a test, a notebook): its pools stay as they are
+        pass
     base = config.exported / config.model
     if manifest["kind"] == "sequence":  # a user's model: its own file, in the Keras that wrote it
         from edgeseq.export.keras_file import source_keras

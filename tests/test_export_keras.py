@@ -258,3 +258,34 @@ def test_a_model_with_two_inputs_or_a_sequence_output_is_refused(tmp_path):
     assert first.exit_code == 2 and "has 2 inputs and 1 outputs" in first.stderr
     second = invoke("export", "--keras", tmp_path / "seq.keras", "--features", FEATURES, "--out", tmp_path / "o")
     assert second.exit_code == 2 and "returns shape [1, 12, 2] for one window" in second.stderr
+
+
+def test_quantize_info_and_bench_work_on_an_exported_user_model(files, tmp_path):
+    exported = invoke(
+        "export", "--keras", files["tf_keras .keras"], "--features", FEATURES, "--labels", "walk,run,sit",
+        "--sample", files["sample"], "--out", tmp_path, "--quantize", "dynamic-int8,static-int8,fp16",
+    )  # fmt: skip
+    assert exported.exit_code == 0, exported.output
+    assert "k2.static-int8.onnx" in exported.stdout and "from fp32 on 69 windows of sample.csv" in exported.stdout
+    report = json.loads((tmp_path / "quantization.json").read_text())["models"]["k2"]
+    assert report["kind"] == "sequence" and set(report["variants"]) == {"fp32", "dynamic-int8", "static-int8", "fp16"}
+    assert (
+        report["variants"]["static-int8"]["calibration"]["source"] == "69 windows of sample.csv (the export's --sample)"
+    )
+    # the figures depend on the CPU's kernels (int8 above all): that they were measured is what is asserted
+    assert all("argmax_agreement" in row and "latency_ms_p50" in row for row in report["variants"].values())
+    info = invoke("info", tmp_path / "k2.onnx")
+    assert info.exit_code == 0 and "kind = sequence" in info.stdout
+    assert "fusion      all fused" in info.stdout and "GRU (bidirectional) x1" in info.stdout
+    bench = invoke("bench", "--model", "k2", "--exported", tmp_path, "--quick")
+    assert bench.exit_code == 0, bench.output
+    assert "onnxruntime fp32" in bench.stdout and "onnxruntime dynamic-int8" in bench.stdout
+    missing = invoke("bench", "--model", "nope", "--exported", tmp_path, "--quick")
+    assert missing.exit_code == 2 and "(models in" in missing.stderr and "k2" in missing.stderr
+
+
+def test_static_int8_of_a_model_exported_without_a_sample_is_refused_with_the_way_out(files, tmp_path):
+    export_keras(files["keras3 .keras"], features=tuple(FEATURES.split(",")), out_dir=tmp_path, labels=("a", "b", "c"))
+    result = invoke("quantize", "--model", tmp_path / "k3.onnx", "--mode", "static-int8")
+    assert result.exit_code == 2
+    assert "exported without --sample: static-int8 calibrates on real windows only" in result.stderr
