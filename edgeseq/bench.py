@@ -308,6 +308,8 @@ def bench(config: BenchConfig, progress: Any = None) -> dict[str, Any]:
             + (f" (models in {config.exported}: {', '.join(names)})" if names else "")
         )
     manifest = Manifest.load(manifest_path).data
+    if manifest.get("stateful"):
+        raise BadInputError(f"{config.model} is a stateful model: bench times one window per call without state")
     say = progress.step if progress is not None else (lambda _m: None)
     x = real_windows(manifest, config.windows)
     with tempfile.TemporaryDirectory() as tmp:

@@ -214,6 +214,8 @@ def quantize(
     if "." in model_path.stem:
         raise BadInputError(f"{model_path} is already a variant: quantize the fp32 file")
     manifest = Manifest.load(manifest_path)
+    if manifest.data.get("stateful"):
+        raise BadInputError(f"{model_path} is a stateful model: quantize does not carry state between calls yet")
     calibration = _calibration_windows(manifest.data) if "static-int8" in modes else None
     written = []
     with tempfile.TemporaryDirectory() as scratch:

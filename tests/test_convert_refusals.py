@@ -56,13 +56,13 @@ def test_a_bidirectional_layer_without_merge_is_refused(flavour):
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-def test_a_stateful_layer_is_refused_even_with_allow_unfused(flavour):
+def test_a_stateful_layer_that_cannot_be_fused_is_refused_even_with_allow_unfused(flavour):
     keras = kerases()[flavour]
     inputs = keras.Input(batch_shape=(1, T, F))
-    model = keras.Model(inputs, keras.layers.LSTM(3, stateful=True, name="memory")(inputs))
+    model = keras.Model(inputs, keras.layers.SimpleRNN(3, stateful=True, activation="selu", name="memory")(inputs))
     model(np.ones((1, T, F), np.float32))  # the state is now not zero: tf2onnx would freeze it
     for allow in (False, True):
-        with pytest.raises(ConversionError, match=r"memory \(LSTM\) is stateful: its state would be frozen"):
+        with pytest.raises(ConversionError, match=r"memory \(SimpleRNN\) is stateful and cannot be fused: activation"):
             convert(
                 model, TensorSpec("x", (1, T, F), "float32"), TensorSpec("y", (1, 3), "float32"), allow_unfused=allow
             )

@@ -1,5 +1,6 @@
 """The docs match the code: commands documented, the README's commands are the ones CI runs, lint clean."""
 
+import json
 import re
 import subprocess
 import sys
@@ -53,12 +54,42 @@ def test_changelog_has_an_unreleased_section():
     assert "## Unreleased" in (REPO / "CHANGELOG.md").read_text()
 
 
-def test_the_readme_python_snippets_run():
-    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+def _in_a_fresh_directory(tmp_path):
+    """An empty directory where `exported/` is the repository's (read-only use): snippets write only here."""
+    (tmp_path / "exported").symlink_to(REPO / "exported")
+    return tmp_path
+
+
+def test_the_readme_python_snippets_run(tmp_path):
+    before, walk_through = README.split("## Your own Keras model", 1)
+    after = walk_through.split("\n## ", 1)[1]  # the walk-through has its own test
+    blocks = re.findall(r"```python\n(.*?)```", before + after, flags=re.S)
     assert blocks
+    cwd = _in_a_fresh_directory(tmp_path)
     for block in blocks:
-        proc = subprocess.run([sys.executable, "-c", block], cwd=REPO, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run([sys.executable, "-c", block], cwd=cwd, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, block + proc.stderr
+
+
+def test_the_your_own_keras_model_walk_through_runs_as_written(tmp_path):
+    section = README.split("## Your own Keras model", 1)[1].split("\n## ", 1)[0]
+    (script,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    commands = [c.strip() for block in re.findall(r"```sh\n(.*?)```", section, flags=re.S) for c in block.splitlines()]
+    assert [c.split()[:2] for c in commands] == [["edgeseq", "export"], ["edgeseq", "run"]]
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for command in commands:
+        args = [sys.executable, "-m", "edgeseq", *command.split()[1:]]
+        proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, command + proc.stderr
+    records = [json.loads(line) for line in (tmp_path / "activity.jsonl").read_text().splitlines()]
+    assert len(records) == 300 - 32 + 1 == int(re.search(r"\b(\d+) records, one per window", section).group(1))
+    assert records[0] == {**records[0], "row": 32, "time": "1.24"}
+    manifest = json.loads((tmp_path / "exported" / "activity.json").read_text())
+    assert manifest["fusion"]["found_fused"] == {"GRU (bidirectional)": 1, "LSTM": 1}
+    # the recording is 100 rows still, 100 walking, 100 running: the stretches well inside each are named right
+    labels = {r["row"]: r["label"] for r in records}
+    assert [labels[90], labels[190], labels[290]] == ["still", "walk", "run"]
 
 
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_|,.\-\[\]]*$")

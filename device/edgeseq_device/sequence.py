@@ -6,6 +6,9 @@ Output [1, K], read one of two ways:
 - a classifier (`labels`, K of them): the record gives `label`, the label of the largest output, and
   `probability`, that output's value (a probability when the model ends in softmax);
 - a regressor (`targets`, K names): the record gives `prediction` when K = 1, else one field per target.
+A stateful model (`states`) carries its recurrent state from one call to the next through extra inputs and
+outputs: it reads T new rows per call (T is often 1: one update per row), starts from zero, and starts from
+zero again after every gap, as a window would.
 This is the one definition: export checks parity on windows built by `model_inputs`, and the runner calls
 `model_input` and `record_values`.
 """
@@ -38,6 +41,7 @@ class SequenceSpec:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     time_column: str | None = None
+    states: tuple[tuple[str, str], ...] = ()  # (input, output) names of each carried state
 
     def __post_init__(self) -> None:
         if not self.features or len(set(self.features)) != len(self.features):
@@ -124,6 +128,17 @@ class SequenceSpec:
             if self.mean is None
             else {"formula": "input = (x - mean) / std", "mean": list(self.mean), "std": list(self.std or ())},
             "task": task,
+            **(
+                {
+                    "stateful": {
+                        "states": [{"input": i, "output": o} for i, o in self.states],
+                        "rows_per_call": self.window,
+                        "reset": "to zero at the start and after every gap",
+                    }
+                }
+                if self.states
+                else {}
+            ),
         }
 
     @classmethod
@@ -139,6 +154,10 @@ class SequenceSpec:
                 mean=None if normalization is None else tuple(float(m) for m in normalization["mean"]),
                 std=None if normalization is None else tuple(float(s) for s in normalization["std"]),
                 time_column=None if data.get("time_column") is None else str(data["time_column"]),
+                states=tuple(
+                    (str(state["input"]), str(state["output"]))
+                    for state in (data.get("stateful") or {}).get("states", [])
+                ),
             )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ManifestError(f"{where}: not a usable sequence-model description ({exc})") from None

@@ -52,7 +52,13 @@ class StreamRunner:
     def __init__(self, model: Model, spec: Task, stride: int = 1) -> None:
         if stride < 1:
             raise InputError(f"stride must be >= 1, got {stride}")
-        self.model, self.spec, self.stride = model, spec, stride
+        states = getattr(spec, "states", ())
+        if states and stride not in (1, spec.window):
+            raise InputError(
+                f"a stateful model takes {spec.window} new row{'s' if spec.window != 1 else ''} per call and carries "
+                f"its state on: --stride must be {spec.window} (or left out), got {stride}"
+            )
+        self.model, self.spec, self.stride = model, spec, spec.window if states else stride
         self.buffer = WindowBuffer(spec.window, len(spec.features))
         self._row = np.zeros(len(spec.features), dtype=np.float64)
         self._input = np.zeros(spec.input_shape, dtype=np.float32)
@@ -64,6 +70,12 @@ class StreamRunner:
         self._binding = model.session.io_binding()
         self._binding.bind_ortvalue_input(model.inputs[0].name, self._values[0])
         self._binding.bind_ortvalue_output(model.outputs[0].name, self._values[1])
+        # A stateful model: each state output is copied into its input after every call, and zeroed at a gap.
+        shapes = {spec.name: spec.shape for spec in model.inputs}
+        self._states = [(np.zeros(shapes[i], np.float32), np.zeros(shapes[i], np.float32)) for i, _ in states]
+        for (name_in, name_out), (state_in, state_out) in zip(states, self._states, strict=True):
+            self._binding.bind_ortvalue_input(name_in, ort.OrtValue.ortvalue_from_numpy(state_in))
+            self._binding.bind_ortvalue_output(name_out, ort.OrtValue.ortvalue_from_numpy(state_out))
 
     def push(self, parser: RowParser, fields: list[str]) -> tuple[bool, str | None]:
         """Parse one row into the window; return (forecast due, time text). Raises BadRowError (and then
@@ -71,19 +83,23 @@ class StreamRunner:
         try:
             when = parser.parse(fields, self._row)
         except BadRowError:
-            self.buffer.reset()
+            self.gap()
             raise
         self.buffer.push(self._row)
         extra = self.buffer.filled - self.spec.window
         return extra >= 0 and extra % self.stride == 0, when
 
     def gap(self) -> None:
-        """The stream broke (a line that is not a row, a reopened file): the next window starts afresh."""
+        """The stream broke (a bad row, a reopened file): the next window, and a carried state, start afresh."""
         self.buffer.reset()
+        for state_in, _ in self._states:
+            state_in.fill(0.0)
 
     def predict(self) -> tuple[Any, ...]:
         """Run the model on the buffered window; the record's values, in the order of spec.record_fields."""
         window = self.buffer.view()
         self.spec.model_input(window, out=self._input, scratch=self._scratch)
         self.model.session.run_with_iobinding(self._binding)
+        for state_in, state_out in self._states:
+            np.copyto(state_in, state_out)
         return self.spec.record_values(self._output, window)

@@ -24,12 +24,25 @@ INFERENCE_IDENTITY = {
 
 @dataclass(frozen=True)
 class Converted:
-    """The ONNX model and what the checks found: the fusion audit, op-type counts and any warning."""
+    """The ONNX model and what the checks found: the fusion audit, op-type counts and any warning; for a
+    stateful model, the (input, output) pair of each carried state, in graph order after the main ones."""
 
     proto: Any
     audit: dict[str, Any]
     op_types: dict[str, int]
     warning: str | None
+    states: tuple[tuple[TensorSpec, TensorSpec], ...] = ()
+
+
+def state_specs(plan: Plan) -> tuple[tuple[TensorSpec, TensorSpec], ...]:
+    """The graph inputs and outputs that carry each stateful layer's h (and c) from one call to the next:
+    [num_directions 1, batch 1, units], float32, starting at zero."""
+    specs = []
+    for layer in plan.stateful:
+        shape = (1, 1, int(layer.units))
+        for state_in, state_out in recurrent.state_names(layer):
+            specs.append((TensorSpec(state_in, shape, "float32"), TensorSpec(state_out, shape, "float32")))
+    return tuple(specs)
 
 
 def producer_versions() -> dict[str, str]:
@@ -85,7 +98,8 @@ def _stitched(model: Any, plan: Plan, input_spec: TensorSpec, output_name: str, 
         target = output_name if index == len(runs) - 1 else f"{prefix}out"
         if _fused_here(run[0], plan):
             shape = recurrent.output_shape(run[0], current.shape)
-            run_nodes, run_inits = recurrent.write(run[0], current.name, current.shape, target, prefix)
+            carry = any(run[0] is layer for layer in plan.stateful)
+            run_nodes, run_inits = recurrent.write(run[0], current.name, current.shape, target, prefix, carry)
         else:
             shape = current.shape
             for layer in run:
@@ -109,11 +123,16 @@ def _build(model: Any, plan: Plan, input_spec: TensorSpec, output_spec: TensorSp
         nodes, inits = list(graph.node), list(graph.initializer)
         shape = tuple(d.dim_value for d in graph.output[0].type.tensor_type.shape.dim)
         producer = "tf2onnx"
+    states = state_specs(plan)
     graph = helper.make_graph(
         nodes,
         model.name,
-        [helper.make_tensor_value_info(input_spec.name, TensorProto.FLOAT, list(input_spec.shape))],
-        [helper.make_tensor_value_info(output_spec.name, TensorProto.FLOAT, list(shape))],
+        [
+            helper.make_tensor_value_info(spec.name, TensorProto.FLOAT, list(spec.shape))
+            for spec in (input_spec, *(state_in for state_in, _ in states))
+        ],
+        [helper.make_tensor_value_info(output_spec.name, TensorProto.FLOAT, list(shape))]
+        + [helper.make_tensor_value_info(s.name, TensorProto.FLOAT, list(s.shape)) for _, s in states],
         initializer=inits,
     )
     opsets = [helper.make_opsetid("", opset)]
@@ -134,7 +153,9 @@ def convert(
     """Convert `keras_model` under the fixed signature `input_spec` -> `output_spec` and check the result.
 
     Every recurrent layer of a single-chain model is written as one fused ONNX node; the rest goes through
-    tf2onnx. Raises ConversionError for a stateful layer, for a recurrent layer that cannot be fused (unless
+    tf2onnx. A stateful layer's state becomes a graph input and output (Converted.states), starting from zero
+    whatever state the Keras layer holds now. Raises ConversionError for a stateful layer that cannot be
+    fused, for a recurrent layer that cannot be fused (unless
     `allow_unfused`, which keeps tf2onnx's Loop and returns a warning), for a signature other than the one
     asked for, and for a graph onnx.checker rejects.
     """
@@ -158,11 +179,14 @@ def convert(
     except Exception as exc:  # tf2onnx and Keras raise a variety of untyped errors
         raise ConversionError(f"could not convert {keras_model.name}: {type(exc).__name__}: {exc}") from exc
 
+    states = state_specs(plan)
+    expected_inputs = (input_spec, *(state_in for state_in, _ in states))
+    expected_outputs = (output_spec, *(state_out for _, state_out in states))
     inputs, outputs = _tensor_specs(proto.graph.input), _tensor_specs(proto.graph.output)
-    if inputs != (input_spec,) or outputs != (output_spec,):
+    if inputs != expected_inputs or outputs != expected_outputs:
         raise ConversionError(
             f"converted signature is {', '.join(map(str, inputs))} -> {', '.join(map(str, outputs))}; "
-            f"expected {input_spec} -> {output_spec}"
+            f"expected {', '.join(map(str, expected_inputs))} -> {', '.join(map(str, expected_outputs))}"
         )
     if metadata:
         onnx.helper.set_model_props(proto, metadata)
@@ -174,4 +198,4 @@ def convert(
     warning = require_fused(audit, keras_model.name, allow_unfused)
     if warning:
         audit["allowed_unfused"] = True
-    return Converted(proto, audit, dict(sorted(op_type_counts(proto.graph).items())), warning)
+    return Converted(proto, audit, dict(sorted(op_type_counts(proto.graph).items())), warning, states)

@@ -17,13 +17,16 @@ from edgeseq.convert import recurrent
 @dataclass(frozen=True)
 class Plan:
     """`chain`: the layers in order when edgeseq stitches the graph itself (else None: tf2onnx converts the
-    whole model). `recurrent`: every recurrent layer (a Bidirectional wrapper counts once). `unfusable`:
-    layer name -> why it cannot be fused. `refused`: reasons no option lifts (a stateful layer)."""
+    whole model); a recurrent layer in `unfusable` goes to a tf2onnx segment (a Loop). `recurrent`: every
+    recurrent layer (a Bidirectional wrapper counts once). `unfusable`: layer name -> why it cannot be fused.
+    `refused`: reasons no option lifts (a stateful layer that cannot be fused: tf2onnx would freeze its
+    state). `stateful`: the stateful layers, whose state becomes an input and an output of the graph."""
 
     chain: list[Any] | None
     recurrent: list[Any]
     unfusable: dict[str, str]
     refused: list[str]
+    stateful: list[Any]
 
 
 def _layers(model: Any) -> list[Any]:
@@ -76,15 +79,9 @@ def make_plan(model: Any) -> Plan:
     unfusable: dict[str, str] = {}
     refused: list[str] = []
     masking = any(type(layer).__name__ == "Masking" for layer in layers)
+    stateful: list[Any] = []
     for path, layer in found:
         name = f"{path}{layer.name}"
-        if recurrent.stateful(layer):
-            refused.append(
-                f"{name} ({recurrent.keras_class(layer)}) is stateful: its state would be frozen into the ONNX file "
-                "as a constant; edgeseq does not export stateful layers (rebuild the layer with stateful=False, "
-                "copy the weights, and export that)"
-            )
-            continue
         if path:
             reason = f"it is inside the nested model {path.rstrip('/')!r}; edgeseq fuses the top model's layers only"
         elif masking:
@@ -93,6 +90,14 @@ def make_plan(model: Any) -> Plan:
             reason = "the model's layers branch or merge; edgeseq fuses layers of a single chain only"
         else:
             reason = recurrent.refusal(layer)
+        if recurrent.stateful(layer):
+            if recurrent.keras_class(layer) == recurrent.WRAPPER:
+                reason = "a stateful Bidirectional layer's backward direction would need rows not read yet"
+            if reason:  # tf2onnx would freeze the layer's current state into the file: never a way out
+                refused.append(f"{name} ({recurrent.keras_class(layer)}) is stateful and cannot be fused: {reason}")
+            else:
+                stateful.append(layer)
+            continue
         if reason:
             unfusable[name] = reason
-    return Plan(chain, [layer for _, layer in found], unfusable, refused)
+    return Plan(chain, [layer for _, layer in found], unfusable, refused, stateful)

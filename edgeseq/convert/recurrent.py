@@ -104,8 +104,19 @@ def output_shape(layer: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
     return (batch, steps, width) if _return_sequences(layer) else (batch, width)
 
 
-def write(layer: Any, source: str, input_shape: tuple[int, ...], target: str, prefix: str) -> tuple[list, list]:
-    """ONNX nodes and initializers computing `layer` from `source` [batch, T, F] into `target`."""
+def state_names(layer: Any) -> list[tuple[str, str]]:
+    """(graph input, graph output) names of a stateful layer's states: h, and c for an LSTM."""
+    parts = ["h", "c"] if fused_op(layer)[0] == "LSTM" else ["h"]
+    return [(f"state_in.{layer.name}.{part}", f"state_out.{layer.name}.{part}") for part in parts]
+
+
+def write(
+    layer: Any, source: str, input_shape: tuple[int, ...], target: str, prefix: str, carry_state: bool = False
+) -> tuple[list, list]:
+    """ONNX nodes and initializers computing `layer` from `source` [batch, T, F] into `target`.
+
+    With `carry_state`, the node starts from the graph inputs `state_names(layer)` (initial_h, initial_c) and
+    its last states are the matching graph outputs: the caller carries them from one call to the next."""
     from onnx import helper, numpy_helper
 
     pair = directions(layer)
@@ -136,13 +147,21 @@ def write(layer: Any, source: str, input_shape: tuple[int, ...], target: str, pr
 
     node("Transpose", [source], [prefix + "x_tbf"], "to_time_major", perm=[1, 0, 2])
     inputs = [prefix + "x_tbf", prefix + "W", prefix + "R", prefix + "B"]
+    states = state_names(layer) if carry_state else []
+    if states:  # sequence_lens is left out: every call is a full window
+        inputs += ["", *(state_in for state_in, _ in states)]
     batch, steps = input_shape[0], input_shape[1]
-    if _return_sequences(layer):  # Y [T, D, batch, H] -> [batch, T, D, H]
-        node(first.op, inputs, [prefix + "Y"], first.op.lower(), **attrs)
+    sequences = _return_sequences(layer)
+    outputs = [prefix + "Y" if sequences else "", prefix + "Y_h"]
+    if len(states) == 2:
+        outputs.append(prefix + "Y_c")
+    node(first.op, inputs, outputs, first.op.lower(), **attrs)
+    for (_, state_out), produced in zip(states, outputs[1:], strict=True):
+        node("Identity", [produced], [state_out], f"{state_out}_identity")
+    if sequences:  # Y [T, D, batch, H] -> [batch, T, D, H]
         node("Transpose", [prefix + "Y"], [prefix + "y"], "to_batch", perm=[2, 0, 1, 3])
         axis, merged_shape = 2, [batch, steps, first.units * count]
     else:  # Y_h [D, batch, H] -> [batch, D, H]
-        node(first.op, inputs, ["", prefix + "Y_h"], first.op.lower(), **attrs)
         node("Transpose", [prefix + "Y_h"], [prefix + "y"], "to_batch", perm=[1, 0, 2])
         axis, merged_shape = 1, [batch, first.units * count]
     mode = layer.merge_mode if count == 2 else "concat"

@@ -19,7 +19,7 @@ import numpy as np
 from edgeseq import frameworks
 from edgeseq.convert import DEFAULT_OPSET, PARITY_ATOL, keras_unchanged, parity_figures
 from edgeseq.convert.loading import LoadedModel, ModelFileError, load
-from edgeseq.errors import BadInputError, DataError
+from edgeseq.errors import BadInputError, ConversionError, DataError
 from edgeseq.export.artifacts import (
     ExportResult,
     Staging,
@@ -70,6 +70,7 @@ def signature(loaded: LoadedModel, features: tuple[str, ...], window: int | None
         raise BadInputError(f"{label} takes windows of {steps} rows; --window {window} contradicts it")
     steps = int(steps if steps is not None else window)
     out = np.asarray(model(np.zeros((1, steps, int(width)), np.float32), training=False))
+    reset_states(model)  # that call moved a stateful layer's state
     if out.ndim != 2:
         raise BadInputError(
             f"{label} returns shape {list(out.shape)} for one window; edgeseq streams one record per window "
@@ -87,6 +88,7 @@ def _spec(
     mean: tuple[float, ...] | None,
     std: tuple[float, ...] | None,
     time_column: str | None,
+    states: tuple[tuple[str, str], ...],
 ) -> SequenceSpec:
     if labels is not None and targets is not None:
         raise BadInputError("give --labels (a classifier) or --target (a regressor), not both")
@@ -96,17 +98,20 @@ def _spec(
     if len(names or ()) != outputs:
         raise BadInputError(f"the model has {outputs} outputs, but {option} names {len(names or ())}")
     try:
-        return SequenceSpec(features, window, labels, targets, mean, std, time_column)
+        return SequenceSpec(features, window, labels, targets, mean, std, time_column, states)
     except ValueError as exc:
         raise BadInputError(str(exc)) from None
 
 
 def parity_windows(spec: SequenceSpec, sample: Path | None) -> tuple[np.ndarray, str]:
     """Model inputs to check on, and what they are: every window of --sample (evenly spaced, at most 2,000),
-    normalised by the runtime's own SequenceSpec, or 500 random windows."""
+    normalised by the runtime's own SequenceSpec, or 500 random windows. For a stateful model, consecutive
+    chunks of T rows from the start, in order, as the runner feeds them: the state runs through all."""
     if sample is None:
         rng = np.random.default_rng(0)
         x = rng.standard_normal((RANDOM_WINDOWS, spec.window, len(spec.features))).astype(np.float32)
+        if spec.states:
+            return x, f"{RANDOM_WINDOWS} consecutive random chunks of {spec.window} rows, {RANDOM_DISTRIBUTION}"
         return x, f"{RANDOM_WINDOWS} random windows, {RANDOM_DISTRIBUTION}"
     from edgeseq.data import load_sensor_csv
 
@@ -114,13 +119,54 @@ def parity_windows(spec: SequenceSpec, sample: Path | None) -> tuple[np.ndarray,
     rows = len(table.values)
     if rows < spec.window:
         raise DataError(f"{sample} has {rows} data rows, fewer than one window of {spec.window}")
+    if spec.states:
+        ends = np.arange(spec.window - 1, rows, spec.window)[:MAX_SAMPLE_WINDOWS]
+        return spec.model_inputs(table.values, ends), f"{len(ends)} consecutive chunks of {sample.name}"
     count = rows - spec.window + 1
     ends = np.unique(np.linspace(spec.window - 1, rows - 1, min(count, MAX_SAMPLE_WINDOWS)).astype(int))
     return spec.model_inputs(table.values, ends), f"{len(ends)} windows of {sample.name}"
 
 
-def _keras_outputs(model: Any, x: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.asarray(model(x[i : i + 256], training=False)) for i in range(0, len(x), 256)])
+def reset_states(model: Any) -> None:
+    """Zero every stateful layer's state (Keras 3 has no Model.reset_states; its RNN layers do)."""
+    for layer in model.layers:
+        if getattr(layer, "stateful", False) and hasattr(layer, "reset_states"):
+            layer.reset_states()
+
+
+def _keras_outputs(model: Any, x: np.ndarray, stateful: bool = False) -> np.ndarray:
+    if not stateful:
+        return np.concatenate([np.asarray(model(x[i : i + 256], training=False)) for i in range(0, len(x), 256)])
+    reset_states(model)  # from zero, as the ONNX file starts; then chunk after chunk, the state running on
+    try:
+        return np.concatenate([np.asarray(model(x[i : i + 1], training=False)) for i in range(len(x))])
+    finally:
+        reset_states(model)
+
+
+def _onnx_stateful(model: Any, x: np.ndarray, states: tuple[tuple[str, str], ...]) -> np.ndarray:
+    """Run the exported file chunk after chunk, each state output fed back as the next call's input."""
+    shapes = {spec.name: spec.shape for spec in model.inputs}
+    carried = {name_in: np.zeros(shapes[name_in], np.float32) for name_in, _ in states}
+    names = [model.outputs[0].name, *(name_out for _, name_out in states)]
+    out = []
+    for i in range(len(x)):
+        first, *new_states = model.session.run(names, {model.inputs[0].name: x[i : i + 1], **carried})
+        out.append(first)
+        carried = {name_in: value for (name_in, _), value in zip(states, new_states, strict=True)}
+    return np.concatenate(out)
+
+
+def _state_names(model: Any) -> tuple[tuple[str, str], ...]:
+    """The carried states of a stateful model; ConversionError at once for what no option lets through
+    (before Keras runs the parity windows, which a stateful layer would take one at a time)."""
+    from edgeseq.convert.converter import state_specs
+    from edgeseq.convert.plan import make_plan
+
+    plan = make_plan(model)
+    if plan.refused:
+        raise ConversionError("; ".join(plan.refused))
+    return tuple((state_in.name, state_out.name) for state_in, state_out in state_specs(plan))
 
 
 def export_keras(
@@ -155,10 +201,11 @@ def export_keras(
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise BadInputError(f"--name {name!r}: use letters, digits, '_' and '-' only")
     steps, outputs = signature(loaded, features, window, keras_file.name)
-    spec = _spec(features, steps, outputs, labels, targets, mean, std, time_column)
-    x, what = parity_windows(spec, sample)
     model = loaded.model
-    keras_out = _keras_outputs(model, x)
+    states = _state_names(model)
+    spec = _spec(features, steps, outputs, labels, targets, mean, std, time_column, states)
+    x, what = parity_windows(spec, sample)
+    keras_out = _keras_outputs(model, x, stateful=bool(states))
     if not np.all(np.isfinite(keras_out)):
         raise BadInputError(f"{keras_file.name} gives outputs that are not finite on {what}")
     specs = (TensorSpec("window", spec.input_shape, "float32"), TensorSpec("output", (1, outputs), "float32"))
@@ -179,7 +226,7 @@ def export_keras(
             model, specs, name, KIND, facts, training, [], staging, opset, allow_unfused, progress
         )
         progress.step(f"checking parity on {what}")
-        onnx_out = run_onnx(device_model, x)
+        onnx_out = _onnx_stateful(device_model, x, states) if states else run_onnx(device_model, x)
         atol = PARITY_ATOL * max(1.0, float(np.abs(keras_out).max()))
         figures = parity_figures(keras_out, onnx_out, atol=atol, output="output", what=what, argmax=labels is not None)
         manifest["parity"] = {
@@ -192,7 +239,7 @@ def export_keras(
                 "path": str(sample.resolve()),
                 **asdict(file_entry(sample)),
             }
-        keras_unchanged(keras_out, _keras_outputs(model, x), name)
+        keras_unchanged(keras_out, _keras_outputs(model, x, stateful=bool(states)), name)
         manifest["parity"]["keras_unchanged_after_conversion"] = True
         write_json(staging.dir / manifest_path.name, manifest)
         staging.commit()
