@@ -156,7 +156,7 @@ def write(
     if len(states) == 2:
         outputs.append(prefix + "Y_c")
     node(first.op, inputs, outputs, first.op.lower(), **attrs)
-    for (_, state_out), produced in zip(states, outputs[1:], strict=True):
+    for (_, state_out), produced in zip(states, outputs[1 : 1 + len(states)], strict=True):
         node("Identity", [produced], [state_out], f"{state_out}_identity")
     if sequences:  # Y [T, D, batch, H] -> [batch, T, D, H]
         node("Transpose", [prefix + "Y"], [prefix + "y"], "to_batch", perm=[2, 0, 1, 3])
