@@ -89,8 +89,9 @@ def bench(
     """
     progress = RichProgress()
     with user_errors():
-        from edgeseq.bench import BenchConfig, plot, render_markdown, save_json
+        from edgeseq.bench import BenchConfig
         from edgeseq.bench import bench as run_bench
+        from edgeseq.bench_report import plot, render_markdown, save_json
 
         config = BenchConfig(
             model=model,
