@@ -130,6 +130,13 @@ def export(
                 raise BadInputError("--model and --retrain are for the built-in models, not with --keras")
             if not features:
                 raise BadInputError("--keras needs --features: the CSV columns the model reads, in its order")
+            for option, value in (("--labels", labels), ("--target", target), ("--features", features)):
+                if value is not None and not names(value):
+                    raise BadInputError(f"{option} is empty: give comma-separated names")
+            if "static-int8" in modes and sample is None:
+                raise BadInputError(
+                    "--quantize static-int8 calibrates on real windows: give --sample FILE, or use dynamic-int8 or fp16"
+                )
             from edgeseq.export import export_keras
 
             try:
@@ -151,7 +158,9 @@ def export(
             from edgeseq.quant_report import write_report
 
             progress.step("measuring every variant for quantization.json")
-            write_report(out)
+            report = write_report(out)
+            for model_name, reason in report.get("not_measured", {}).items():
+                progress.step(f"warning: {model_name} not measured again: {reason}")
         for variant in variants:
             typer.echo(variant_summary(variant))
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseq.errors import EdgeseqError
 from edgeseq_device.manifest import Manifest
 from edgeseq_device.model import Model, load_model
 
@@ -124,6 +125,8 @@ def build_report(directory: Path, rounds: int = 5) -> dict[str, Any]:
 
     measured_on = describe_cpu()
     report: dict[str, Any] = {"measured_on": measured_on, "models": {}}
+    report_path = Path(directory) / "quantization.json"
+    previous = json.loads(report_path.read_text(encoding="utf-8")).get("models", {}) if report_path.exists() else {}
     for manifest_path in sorted(Path(directory).glob("*.json")):
         try:
             manifest = Manifest.load(manifest_path).data
@@ -133,7 +136,13 @@ def build_report(directory: Path, rounds: int = 5) -> dict[str, Any]:
         if not variants:
             continue
         fp32_path = manifest_path.with_suffix(".onnx")
-        inputs = _task_inputs(manifest)
+        try:
+            inputs = _task_inputs(manifest)
+        except EdgeseqError as exc:  # its data is gone: the other models are still measured
+            report.setdefault("not_measured", {})[manifest["name"]] = str(exc)
+            if manifest["name"] in previous:
+                report["models"][manifest["name"]] = {**previous[manifest["name"]], "stale": str(exc)}
+            continue
         models = {"fp32": load_model(fp32_path, threads=1)}
         models.update({mode: load_model(directory / v["file"], threads=1) for mode, v in variants.items()})
         fp32_out = _run_all(models["fp32"], inputs["x"])
@@ -172,6 +181,8 @@ def write_report(directory: Path) -> dict[str, Any]:
     report = build_report(directory)
     write_json(Path(directory) / "quantization.json", report)
     for name, entry in report["models"].items():
+        if "stale" in entry:  # not measured this time: its manifest keeps what it had
+            continue
         manifest_path = Path(directory) / f"{name}.json"
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         for mode, row in entry["variants"].items():

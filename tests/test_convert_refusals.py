@@ -37,6 +37,14 @@ def test_an_activation_without_onnx_equivalent_is_refused_by_name_unless_allowed
     assert max_diff(model, result.proto) <= 1e-5  # tf2onnx's Loop is slow, not wrong
 
 
+def test_softplus_is_refused_since_onnxruntime_overflows_where_keras_does_not():
+    # SimpleRNN(1, softplus) with a large weight: Keras gives 155.75, onnxruntime's RNN Softplus gave inf
+    keras = kerases()["keras3"]
+    model = chain_model(keras, keras.layers.SimpleRNN(1, activation="softplus", name="sp"))
+    with pytest.raises(ConversionError, match=r"sp: activation 'softplus': onnxruntime's recurrent Softplus"):
+        converted(model)
+
+
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_go_backwards_on_its_own_is_refused(flavour):
     keras = kerases()[flavour]

@@ -61,7 +61,7 @@ ZOO = {
             k.layers.LSTM(4, activation="relu", recurrent_activation="hard_sigmoid", return_sequences=True),
             k.layers.GRU(4, activation="softsign", recurrent_activation="hard_sigmoid", return_sequences=True),
             k.layers.SimpleRNN(3, activation="elu", return_sequences=True),
-            k.layers.LSTM(3, activation="linear", recurrent_activation="softplus"),
+            k.layers.LSTM(3, activation="linear", recurrent_activation="sigmoid"),
         ],
         {"LSTM": 2, "GRU": 1, "RNN": 1},
     ),

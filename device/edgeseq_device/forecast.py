@@ -18,6 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from edgeseq_device.errors import ManifestError
+from edgeseq_device.manifest import json_count, json_names
 
 FORMULATION = "window-relative-delta"
 # Scales are divisors and multipliers of float32 model values: outside float32's normal range a forecast
@@ -132,10 +133,10 @@ class ForecastSpec:
                     f"{where}: formulation {scaling['formulation']!r} is not one this runtime knows ({FORMULATION})"
                 )
             return cls(
-                features=tuple(str(f) for f in data["features"]),
+                features=json_names(data["features"], "features"),
                 target=str(data["target"]),
-                window=int(data["window"]),
-                horizon=int(data["horizon"]),
+                window=json_count(data["window"], "window"),
+                horizon=json_count(data["horizon"], "horizon"),
                 input_scale=tuple(float(s) for s in scaling["input_scale"]),
                 target_scale=float(scaling["target_scale"]),
                 time_column=None if data.get("time_column") is None else str(data["time_column"]),

@@ -21,6 +21,20 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def json_names(value: Any, what: str) -> tuple[str, ...]:
+    """A manifest's list of names, or ValueError: a string is not a list ("abc" must not become a, b, c)."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{what} must be a list of names, got {shown(repr(value))}")
+    return tuple(value)
+
+
+def json_count(value: Any, what: str) -> int:
+    """A manifest's whole number, or ValueError (4.9 must not become 4, nor true 1)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be a whole number, got {shown(repr(value))}")
+    return value
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """Name, fixed shape and numpy dtype name of one model input or output."""

@@ -69,7 +69,9 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
+    # FATAL only: a kernel that fails on one input (an index out of range) is raised to the caller, which
+    # reports it in one line; onnxruntime's own ERROR log would add a second, coloured one
+    opts.log_severity_level = 4
     return opts
 
 

@@ -38,7 +38,7 @@ from edgeseq_device.rows import BadRowError, RowParser, is_header, split_line
 from edgeseq_device.sequence import KIND as SEQUENCE_KIND
 from edgeseq_device.sequence import SequenceSpec
 from edgeseq_device.signals import StopRequested, StopSignals
-from edgeseq_device.window import StreamRunner, Task
+from edgeseq_device.window import PredictionError, StreamRunner, Task
 
 DEFAULT_MODEL = Path("exported/sensor_lstm.onnx")
 EXIT_OK, EXIT_BAD_ROW, EXIT_USAGE = 0, 1, 2  # and 128 + the signal after SIGINT (130) or SIGTERM (143)
@@ -154,6 +154,9 @@ def resolve_spec(model: Model, overrides: dict[str, Any]) -> Task:
 
 
 def _check_input(model: Model, spec: Task) -> None:
+    for role, tensor in (("takes", model.inputs[0]), ("returns", model.outputs[0])):
+        if tensor.dtype != "float32":
+            raise SignatureError(f"{model.path} {role} {tensor}; the runner feeds and reads float32 only")
     if model.inputs[0].shape != spec.input_shape:
         raise SignatureError(
             f"{model.path} takes {model.inputs[0]}, but the task needs shape {list(spec.input_shape)} "
@@ -167,6 +170,7 @@ class Stats:
     predictions: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     not_finite: int = 0
+    model_failed: int = 0
     reopened: int = 0
     first_row_at: float | None = None
     finished_at: float | None = None
@@ -178,6 +182,7 @@ class Stats:
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(self.skipped.items()))
         skipped = sum(self.skipped.values())
         extra = f", {self.not_finite} predictions not finite (not written)" if self.not_finite else ""
+        extra += f", the model failed on {self.model_failed} windows (not written)" if self.model_failed else ""
         extra += f", input reopened {self.reopened} times" if self.reopened else ""
         return (
             f"{prog}: {'done' if final else 'progress'}: {self.rows} rows read, {self.predictions} predictions, "
@@ -351,7 +356,17 @@ def _stream(
                 say(f"{prog}: skipped line {line_number}: {exc}")
                 continue
             if due:
-                values = runner.predict()
+                try:
+                    values = runner.predict()
+                except PredictionError as exc:
+                    stats.model_failed += 1
+                    if options.on_bad_row == "fail":
+                        say(f"{prog}: error: line {line_number}: {exc}; stopping (--on-bad-row fail)")
+                        stats.finished_at = time.monotonic()
+                        say(stats.line(prog, final=True))
+                        return EXIT_BAD_ROW
+                    say(f"{prog}: line {line_number}: {exc}; not written")
+                    continue
                 bad = [v for v in values if v.__class__ is float and not math.isfinite(v)]
                 if bad:  # inf and NaN are not JSON: reported, never written
                     stats.not_finite += 1

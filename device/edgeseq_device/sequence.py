@@ -4,7 +4,9 @@ Input: the last T rows of the manifest's feature columns, in that order, optiona
     input[t, f] = (x[t, f] - mean[f]) / std[f]
 Output [1, K], read one of two ways:
 - a classifier (`labels`, K of them): the record gives `label`, the label of the largest output, and
-  `probability`, that output's value (a probability when the model ends in softmax);
+  `probability`, that output's value (a probability when the model ends in softmax); a binary classifier
+  with one (sigmoid) output p has two labels: the second when p >= 0.5 with probability p, else the first
+  with probability 1 - p;
 - a regressor (`targets`, K names): the record gives `prediction` when K = 1, else one field per target.
 A stateful model (`states`) carries its recurrent state from one call to the next through extra inputs and
 outputs: it reads T new rows per call (T is often 1: one update per row), starts from zero, and starts from
@@ -25,6 +27,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from edgeseq_device.errors import ManifestError
 from edgeseq_device.forecast import MAX_WINDOW, SCALE_RANGE
+from edgeseq_device.manifest import json_count, json_names
+from edgeseq_device.messages import shown
 
 KIND = "sequence"
 RESERVED_FIELDS = ("row", "time")
@@ -42,6 +46,7 @@ class SequenceSpec:
     std: tuple[float, ...] | None = None
     time_column: str | None = None
     states: tuple[tuple[str, str], ...] = ()  # (input, output) names of each carried state
+    binary: bool = False  # one sigmoid output, two labels
 
     def __post_init__(self) -> None:
         if not self.features or len(set(self.features)) != len(self.features):
@@ -57,6 +62,10 @@ class SequenceSpec:
             clash = [name for name in self.targets if name in RESERVED_FIELDS]
             if clash:
                 raise ValueError(f"target names {clash} clash with the record's own fields {list(RESERVED_FIELDS)}")
+        if self.labels is not None and len(self.labels) < 2:
+            raise ValueError(f"a classifier needs at least two labels, got {list(self.labels)}")
+        if self.binary and (self.labels is None or len(self.labels) != 2):
+            raise ValueError("a binary classifier (one output) has exactly two labels")
         if (self.mean is None) != (self.std is None):
             raise ValueError("normalization needs both mean and std")
         if self.mean is not None and self.std is not None:
@@ -75,6 +84,8 @@ class SequenceSpec:
 
     @property
     def outputs(self) -> int:
+        if self.binary:
+            return 1
         return len(self.labels if self.labels is not None else self.targets or ())
 
     @property
@@ -109,6 +120,9 @@ class SequenceSpec:
     def record_values(self, output: np.ndarray, rows: np.ndarray | None = None) -> tuple[Any, ...]:
         """The model's output [1, K] -> the record's values, in the order of `record_fields`."""
         values = output.reshape(-1)
+        if self.binary and self.labels is not None:
+            p = float(values[0])
+            return (self.labels[1], p) if p >= 0.5 else (self.labels[0], 1.0 - p)
         if self.labels is not None:
             best = int(values.argmax())
             return (self.labels[best], float(values[best]))
@@ -116,7 +130,14 @@ class SequenceSpec:
 
     def to_json(self) -> dict[str, Any]:
         task: dict[str, Any] = (
-            {"type": "classifier", "labels": list(self.labels), "record": "label (largest output), probability"}
+            {
+                "type": "classifier",
+                "labels": list(self.labels),
+                "binary": self.binary,
+                "record": f"label ({self.labels[1]} when the output >= 0.5, else {self.labels[0]}), probability"
+                if self.binary
+                else "label (largest output), probability",
+            }
             if self.labels is not None
             else {"type": "regressor", "targets": list(self.targets or ()), "record": ", ".join(self.record_fields)}
         )
@@ -146,14 +167,17 @@ class SequenceSpec:
         try:
             task = data["task"]
             normalization = data.get("normalization")
+            if task["type"] not in ("classifier", "regressor"):
+                raise ValueError(f"task type {shown(repr(task['type']))} is not classifier or regressor")
             return cls(
-                features=tuple(str(f) for f in data["features"]),
-                window=int(data["window"]),
-                labels=tuple(str(x) for x in task["labels"]) if task["type"] == "classifier" else None,
-                targets=tuple(str(x) for x in task["targets"]) if task["type"] == "regressor" else None,
+                features=json_names(data["features"], "features"),
+                window=json_count(data["window"], "window"),
+                labels=json_names(task["labels"], "labels") if task["type"] == "classifier" else None,
+                targets=json_names(task["targets"], "targets") if task["type"] == "regressor" else None,
                 mean=None if normalization is None else tuple(float(m) for m in normalization["mean"]),
                 std=None if normalization is None else tuple(float(s) for s in normalization["std"]),
                 time_column=None if data.get("time_column") is None else str(data["time_column"]),
+                binary=task.get("binary") is True,
                 states=tuple(
                     (str(state["input"]), str(state["output"]))
                     for state in (data.get("stateful") or {}).get("states", [])

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from edgeseq_device.errors import InputError
 from edgeseq_device.forecast import ForecastSpec
@@ -43,6 +44,14 @@ class WindowBuffer:
 
 
 Task = ForecastSpec | SequenceSpec
+
+
+# What onnxruntime raises when a model fails on one input (an Embedding index out of range, say).
+_RUN_ERRORS = (RuntimeError, ort_state.Fail, ort_state.InvalidArgument, ort_state.RuntimeException)
+
+
+class PredictionError(InputError):
+    """The model failed on this window's values; the stream goes on."""
 
 
 class StreamRunner:
@@ -99,7 +108,13 @@ class StreamRunner:
         """Run the model on the buffered window; the record's values, in the order of spec.record_fields."""
         window = self.buffer.view()
         self.spec.model_input(window, out=self._input, scratch=self._scratch)
-        self.model.session.run_with_iobinding(self._binding)
+        try:
+            self.model.session.run_with_iobinding(self._binding)
+        except _RUN_ERRORS as exc:
+            for state_in, _ in self._states:  # a carried state after a failed call is not trustworthy
+                state_in.fill(0.0)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PredictionError(f"the model failed on this window: {first[:300]}") from None
         for state_in, state_out in self._states:
             np.copyto(state_in, state_out)
         return self.spec.record_values(self._output, window)

@@ -21,8 +21,12 @@ _COMMON: dict[str, tuple[str, float | None, float | None]] = {
     "sigmoid": ("Sigmoid", None, None),
     "linear": ("Affine", 1.0, 0.0),
     "softsign": ("Softsign", None, None),
-    "softplus": ("Softplus", None, None),
     "elu": ("Elu", 1.0, None),
+}
+# Activations ONNX recurrent ops name but edgeseq does not map, and why (the refusal says so).
+NOT_MAPPED = {
+    "softplus": "onnxruntime's recurrent Softplus computes log(1 + exp(x)) and becomes inf above x = 88, where "
+    "Keras stays finite",
 }
 ACTIVATIONS = {
     KERAS2: {**_COMMON, "hard_sigmoid": ("HardSigmoid", 0.2, 0.5)},

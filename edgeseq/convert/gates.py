@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.convert.flavours import activation_name, flavour_of, onnx_activation, supported_activations
+from edgeseq.convert.flavours import NOT_MAPPED, activation_name, flavour_of, onnx_activation, supported_activations
 
 
 class Unfusable(Exception):
@@ -46,10 +46,9 @@ def activations(layer: Any, *attributes: str) -> list[tuple[str, float | None, f
         function = getattr(layer, attribute)
         onnx = onnx_activation(function, flavour)
         if onnx is None:
-            raise Unfusable(
-                f"{attribute} {activation_name(function)!r} has no ONNX {type(layer).__name__} equivalent "
-                f"(supported: {supported_activations(flavour)})"
-            )
+            name = activation_name(function)
+            why = NOT_MAPPED.get(name, f"no ONNX {type(layer).__name__} equivalent")
+            raise Unfusable(f"{attribute} {name!r}: {why} (supported: {supported_activations(flavour)})")
         found.append(onnx)
     return found
 

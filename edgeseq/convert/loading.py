@@ -9,6 +9,7 @@ Keras 3 files. Neither can load the other's files, so the choice is made from th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zipfile
 from dataclasses import dataclass
@@ -59,15 +60,19 @@ def detect(path: Path) -> tuple[str, str, str]:
                 f"model.save('model.keras') instead. Expected {SUPPORTED}"
             )
         return KERAS2, "2", "SavedModel"
-    if not path.is_file():
+    if not path.exists():
         raise ModelFileError(f"{path}: no such file or directory")
+    if not path.is_file():
+        raise ModelFileError(f"{path} is not a regular file (a FIFO or a device); expected {SUPPORTED}")
     with path.open("rb") as handle:
         head = handle.read(8)
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as archive:
                 metadata = json.loads(archive.read("metadata.json"))
-            version = str(metadata["keras_version"])
+            version = metadata["keras_version"]
+            if not isinstance(version, str):
+                raise TypeError(version)
         except (KeyError, ValueError, TypeError, zipfile.BadZipFile, OSError):
             raise ModelFileError(
                 f"{path} is a zip file, not a .keras model (no metadata.json with keras_version)"
@@ -95,8 +100,22 @@ def detect(path: Path) -> tuple[str, str, str]:
     raise ModelFileError(f"{path} is not a Keras model file; expected {SUPPORTED}")
 
 
+def _safe_mode(flavour: str) -> Any:
+    """Keras's safe mode for the whole load: a Lambda layer's Python code is refused, never run.
+
+    Keras 3 applies it to every format it reads; tf_keras applies it to .keras files only unless the scope
+    is set, and an .h5 file or a SavedModel with a Lambda layer ran the layer's code on export.
+    """
+    if flavour == KERAS3:
+        return contextlib.nullcontext()
+    from tf_keras.src.saving.serialization_lib import SafeModeScope
+
+    return SafeModeScope(True)
+
+
 def load(path: Path) -> LoadedModel:
-    """Load `path` with the Keras that wrote it (no compile); ModelFileError with one line when it cannot."""
+    """Load `path` with the Keras that wrote it (no compile, safe mode); ModelFileError with one line when
+    it cannot."""
     path = Path(path)
     flavour, version, file_format = detect(path)
     _, tf_keras = frameworks.tensorflow()
@@ -105,12 +124,22 @@ def load(path: Path) -> LoadedModel:
     else:
         keras = tf_keras
     try:
-        model = keras.models.load_model(path, compile=False)
+        with _safe_mode(flavour):
+            model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many untyped errors for files it cannot rebuild
-        message = " ".join(str(exc).split())[:500]
+        message = " ".join(str(exc).split())
+        if "Lambda" in message and "safe_mode" in message:
+            raise ModelFileError(
+                f"{path} has a Lambda layer, whose Python code would run when the file is loaded; edgeseq loads "
+                "models in Keras's safe mode and refuses it: replace the Lambda with built-in layers"
+            ) from None
         raise ModelFileError(
-            f"{path} ({file_format}, Keras {version}) could not be loaded: {type(exc).__name__}: {message}"
+            f"{path} ({file_format}, Keras {version}) could not be loaded: {type(exc).__name__}: {message[:500]}"
         ) from None
-    if not hasattr(model, "layers") or not hasattr(model, "inputs"):
-        raise ModelFileError(f"{path} loaded as {type(model).__name__}, not a Keras model with layers")
+    if not hasattr(model, "layers") or not getattr(model, "inputs", None):
+        raise ModelFileError(
+            f"{path} holds a {type(model).__name__} without a defined input (a subclassed model, or a Sequential "
+            "never built): edgeseq needs a Sequential or functional model with an Input; build it with "
+            "keras.Input(shape=...) and save it again"
+        )
     return LoadedModel(model, flavour, version, file_format)

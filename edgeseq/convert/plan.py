@@ -72,20 +72,45 @@ def _nested_recurrent(model: Any, path: str) -> list[tuple[str, Any]]:
     return found
 
 
+# tf_keras wraps TensorFlow calls made between layers (x * 2.0, x[:, -1], tf.reduce_mean) in these layers;
+# Keras 3 records them as operations that are not layers at all.
+_OP_LAYERS = {"TFOpLambda", "SlicingOpLambda", "ClassMethod", "InstanceMethod", "InstanceProperty"}
+
+
+def _is_plain_layer(layer: Any) -> bool:
+    names = {cls.__name__ for cls in type(layer).__mro__}
+    return "Layer" in names and type(layer).__name__ not in _OP_LAYERS
+
+
+def _masks(layer: Any) -> bool:
+    return type(layer).__name__ == "Masking" or bool(getattr(layer, "mask_zero", False))
+
+
 def make_plan(model: Any) -> Plan:
     layers = _layers(model)
     found = _nested_recurrent(model, "")
     chain = layer_chain(model)
+    operations = chain is not None and not all(_is_plain_layer(layer) for layer in chain)
+    if operations:  # replaying an operation needs its other arguments: tf2onnx converts the whole model
+        chain = None
     unfusable: dict[str, str] = {}
     refused: list[str] = []
-    masking = any(type(layer).__name__ == "Masking" for layer in layers)
+    masking = any(_masks(layer) for layer in layers)
     stateful: list[Any] = []
     for path, layer in found:
         name = f"{path}{layer.name}"
         if path:
             reason = f"it is inside the nested model {path.rstrip('/')!r}; edgeseq fuses the top model's layers only"
         elif masking:
-            reason = "the model has a Masking layer: Keras skips masked steps, which no ONNX recurrent op can"
+            reason = (
+                "the model masks steps (a Masking layer, or an Embedding with mask_zero=True): Keras skips masked "
+                "steps, which no ONNX recurrent op can"
+            )
+        elif operations:
+            reason = (
+                "the model applies operations between its layers (such as x * 2.0, slicing or ops.mean); edgeseq "
+                "fuses models made of Keras layers only (use layers such as Rescaling or GlobalAveragePooling1D)"
+            )
         elif chain is None:
             reason = "the model's layers branch or merge; edgeseq fuses layers of a single chain only"
         else:

@@ -32,14 +32,20 @@ def keras_class(layer: Any) -> str:
     return type(layer).__name__
 
 
+GENERIC = "RNN"  # keras.layers.RNN over a cell: recurrent, but not one of the layers written here
+CELL_OPS = {"LSTMCell": "LSTM", "GRUCell": "GRU", "SimpleRNNCell": "RNN"}
+
+
 def is_recurrent(layer: Any) -> bool:
-    return keras_class(layer) in WRITERS or keras_class(layer) == WRAPPER
+    return keras_class(layer) in (*WRITERS, WRAPPER, GENERIC)
 
 
 def fused_op(layer: Any) -> tuple[str, str]:
-    """(ONNX op, direction) the layer becomes."""
+    """(ONNX op, direction) the layer becomes, or would become if it could be written."""
     if keras_class(layer) == WRAPPER:
-        return WRITERS[keras_class(layer.forward_layer)].OP, "bidirectional"
+        return fused_op(layer.forward_layer)[0], "bidirectional"
+    if keras_class(layer) == GENERIC:
+        return CELL_OPS.get(type(getattr(layer, "cell", None)).__name__, "RNN"), "forward"
     return WRITERS[keras_class(layer)].OP, "forward"
 
 
@@ -63,6 +69,11 @@ def _common_refusal(layer: Any, backward: bool = False) -> str | None:
 
 def directions(layer: Any) -> list[Direction]:
     """The layer's directions in ONNX form; raises Unfusable with the reason when it has none."""
+    if keras_class(layer) == GENERIC:
+        raise Unfusable(
+            f"a generic RNN layer over a {type(getattr(layer, 'cell', None)).__name__}: edgeseq writes LSTM, GRU "
+            "and SimpleRNN layers (use keras.layers.LSTM(...) rather than RNN(LSTMCell(...)))"
+        )
     if keras_class(layer) == WRAPPER:
         forward, backward = layer.forward_layer, layer.backward_layer
         if layer.merge_mode not in MERGE_MODES:

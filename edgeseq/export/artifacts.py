@@ -14,6 +14,7 @@ import numpy as np
 import edgeseq
 from edgeseq import frameworks
 from edgeseq.convert import Converted, convert, producer_versions
+from edgeseq.errors import BadInputError
 from edgeseq.progress import Progress
 from edgeseq_device.manifest import MANIFEST_FORMAT, FileEntry, TensorSpec, sha256_of
 from edgeseq_device.model import Model, load_model
@@ -50,9 +51,12 @@ class Staging:
     """A scratch directory inside `out_dir`; files move into `out_dir` only once everything checked out."""
 
     def __init__(self, out_dir: Path) -> None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            self.dir = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
+        except OSError as exc:  # a file of that name, a read-only place, /proc
+            raise BadInputError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
         self.out_dir = out_dir
-        self.dir = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
 
     def __enter__(self) -> Staging:
         return self

@@ -30,6 +30,7 @@ from edgeseq.export.artifacts import (
     write_json,
 )
 from edgeseq.progress import Progress, Silent
+from edgeseq_device.forecast import MAX_WINDOW
 from edgeseq_device.manifest import TensorSpec
 from edgeseq_device.sequence import KIND, SequenceSpec
 
@@ -42,7 +43,7 @@ PARITY_BAR = "max abs diff <= 1e-5 x max(1, max |Keras output|)"
 def _model_name(path: Path) -> str:
     stem = path.name[: -len(path.suffix)] if path.suffix and not path.is_dir() else path.name
     # the manifest is found as <name before the first dot>.json, so the name has no dot
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_") or "model"
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_")[:100] or "model"
 
 
 def signature(loaded: LoadedModel, features: tuple[str, ...], window: int | None, label: str) -> tuple[int, int]:
@@ -69,7 +70,14 @@ def signature(loaded: LoadedModel, features: tuple[str, ...], window: int | None
     if steps is not None and window is not None and int(steps) != window:
         raise BadInputError(f"{label} takes windows of {steps} rows; --window {window} contradicts it")
     steps = int(steps if steps is not None else window)
-    out = np.asarray(model(np.zeros((1, steps, int(width)), np.float32), training=False))
+    if not 1 <= steps <= MAX_WINDOW:  # before Keras runs a window of that length
+        raise BadInputError(f"a window of {steps:,} rows: the window must be 1 to {MAX_WINDOW:,} rows")
+    result = model(np.zeros((1, steps, int(width)), np.float32), training=False)
+    if isinstance(result, (list, tuple, dict)):
+        raise BadInputError(
+            f"{label} returns {len(result)} outputs (a list or dict); edgeseq exports one output [batch, K]"
+        )
+    out = np.asarray(result)
     reset_states(model)  # that call moved a stateful layer's state
     if out.ndim != 2:
         raise BadInputError(
@@ -95,10 +103,16 @@ def _spec(
     if labels is None and targets is None:
         targets = ("output",) if outputs == 1 else tuple(f"output_{i}" for i in range(outputs))
     names, option = (labels, "--labels") if labels is not None else (targets, "--target")
-    if len(names or ()) != outputs:
+    binary = labels is not None and outputs == 1
+    if binary and len(labels or ()) != 2:
+        raise BadInputError(
+            f"the model has one output, a binary classifier's probability: --labels needs two names, the first for "
+            f"outputs below 0.5 (got {len(labels or ())})"
+        )
+    if not binary and len(names or ()) != outputs:
         raise BadInputError(f"the model has {outputs} outputs, but {option} names {len(names or ())}")
     try:
-        return SequenceSpec(features, window, labels, targets, mean, std, time_column, states)
+        return SequenceSpec(features, window, labels, targets, mean, std, time_column, states, binary)
     except ValueError as exc:
         raise BadInputError(str(exc)) from None
 
@@ -198,8 +212,8 @@ def export_keras(
     progress.step(f"loading {keras_file}")
     loaded = load(keras_file)
     name = name or _model_name(keras_file)
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
-        raise BadInputError(f"--name {name!r}: use letters, digits, '_' and '-' only")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", name):
+        raise BadInputError(f"--name {name[:120]!r}: use 1 to 100 letters, digits, '_' and '-'")
     steps, outputs = signature(loaded, features, window, keras_file.name)
     model = loaded.model
     states = _state_names(model)
