@@ -188,7 +188,7 @@ def test_a_parity_miss_raises_with_the_numbers_and_writes_nothing(files, tmp_pat
         (["--features", FEATURES, "--labels", "a,b,c", "--target", "x"], "give --labels (a classifier) or --target"),
         (["--features", FEATURES, "--mean", "0,0,0"], "normalization needs both mean and std"),
         (["--features", FEATURES, "--mean", "0,0,0", "--std", "1,0,1"], "std of ay is 0.0"),
-        (["--features", FEATURES, "--name", "a.b"], "--name 'a.b': use letters, digits"),
+        (["--features", FEATURES, "--name", "a.b"], "--name 'a.b': use 1 to 100 letters, digits"),
         (["--features", FEATURES, "--model", "letter_rnn"], "--model and --retrain are for the built-in models"),
         ([], "--keras needs --features"),
     ],
