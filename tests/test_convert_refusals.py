@@ -26,9 +26,7 @@ def chain_model(keras, *layers):
 def test_an_activation_without_onnx_equivalent_is_refused_by_name_unless_allowed(flavour):
     keras = kerases()[flavour]
     model = chain_model(keras, keras.layers.SimpleRNN(3, activation="selu", name="odd"), keras.layers.Dense(2))
-    with pytest.raises(
-        ConversionError, match=r"odd: activation 'selu': no ONNX SimpleRNN equivalent.*--allow-unfused"
-    ):
+    with pytest.raises(ConversionError, match=r"odd: activation 'selu': no ONNX SimpleRNN equivalent.*--allow-unfused"):
         converted(model)
     out = TensorSpec("y", (1, 2), "float32")
     result = convert(model, TensorSpec("x", (1, T, F), "float32"), out, allow_unfused=True)
