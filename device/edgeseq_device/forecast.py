@@ -56,7 +56,7 @@ class ForecastSpec:
             if not low <= value <= high:  # also false for NaN
                 raise ValueError(f"scale of {name} is {value!r}: scales must be finite and {low:.3g} to {high:.3g}")
 
-    @property
+    @cached_property
     def target_index(self) -> int:
         return self.features.index(self.target)
 

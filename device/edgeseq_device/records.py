@@ -22,19 +22,20 @@ class Writer:
 
     def __init__(self, sink: TextIO, fmt: str, has_time: bool, fields: Sequence[str] = ("prediction",)) -> None:
         self.sink, self.fmt, self.has_time = sink, fmt, has_time
-        self.keys = [json.dumps(name) for name in fields]
+        self.keys = [f", {json.dumps(name)}: " for name in fields]
         if fmt == "csv":
             sink.write(",".join(["row", *(["time"] if has_time else []), *map(_csv_field, fields)]) + "\n")
             sink.flush()
 
     def write(self, row: int, when: str | None, values: Sequence[Any]) -> None:
         if self.fmt == "jsonl":
-            time_part = f', "time": {json.dumps(when)}' if self.has_time else ""
-            parts = "".join(
-                f", {key}: {json.dumps(value) if isinstance(value, str) else repr(value)}"
-                for key, value in zip(self.keys, values, strict=True)
-            )
-            self.sink.write(f'{{"row": {row}{time_part}{parts}}}\n')
+            head = f'{{"row": {row}, "time": {json.dumps(when)}' if self.has_time else f'{{"row": {row}'
+            if len(values) == 1 and values[0].__class__ is float:  # a forecast: the per-row path, kept short
+                self.sink.write(f"{head}{self.keys[0]}{values[0]!r}}}\n")
+            else:
+                pairs = zip(self.keys, values, strict=True)
+                parts = [key + (json.dumps(v) if v.__class__ is str else repr(v)) for key, v in pairs]
+                self.sink.write(head + "".join(parts) + "}\n")
         else:
             head = [str(row), *([_csv_field(when or "")] if self.has_time else [])]
             self.sink.write(",".join([*head, *map(_csv_field, values)]) + "\n")
