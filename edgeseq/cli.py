@@ -15,6 +15,7 @@ from edgeseq.cli_export import export, quantize_command
 from edgeseq.cli_output import (
     EXPORTED,
     RichProgress,
+    floats,
     format_info,
     names,
     print_bench,
@@ -170,15 +171,6 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
-def _floats(text: str | None) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
-
-
 @app.command()
 def run(
     stream: str = typer.Option(..., "--stream", metavar="PATH|-", help="CSV file with a header row, or - for stdin."),
@@ -254,7 +246,7 @@ def run(
             window=window,
             horizon=horizon,
             time_column=time_column,
-            input_scale=_floats(input_scale),
+            input_scale=floats(input_scale, "--input-scale"),
             target_scale=target_scale,
         )
         code = run_stream(options, sys.stdout, sys.stderr)

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from edgeseq.cli_output import EXPORTED, RichProgress, export_summary, names, user_errors, variant_summary
+from edgeseq.cli_output import (
+    EXPORTED,
+    RichProgress,
+    export_summary,
+    floats,
+    names,
+    user_errors,
+    variant_summary,
+)
 from edgeseq.errors import BadInputError, EdgeseqError
 
 
@@ -15,15 +23,6 @@ class ModelChoice(str, Enum):
     all = "all"
     letter_rnn = "letter_rnn"
     sensor_lstm = "sensor_lstm"
-
-
-def floats(text: str | None, option: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from None
 
 
 def export(

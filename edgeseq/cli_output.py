@@ -47,6 +47,16 @@ def names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
+def floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    """Comma-separated numbers of an option, or a usage error naming it."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from None
+
+
 class RichProgress:
     """Progress on stderr: one line per stage, a bar over training epochs."""
 

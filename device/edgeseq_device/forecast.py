@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -65,6 +65,7 @@ class ForecastSpec:
         return (1, self.window, len(self.features))
 
     record_fields = ("prediction",)
+    states: ClassVar[tuple[tuple[str, str], ...]] = ()  # a forecaster carries no state between windows
 
     def record_values(self, output: np.ndarray, rows: np.ndarray) -> tuple[float]:
         """The model's output [1, 1] and the window's raw rows -> (forecast in the target's units,)."""

@@ -61,7 +61,7 @@ class StreamRunner:
     def __init__(self, model: Model, spec: Task, stride: int = 1) -> None:
         if stride < 1:
             raise InputError(f"stride must be >= 1, got {stride}")
-        states = getattr(spec, "states", ())
+        states = spec.states
         if states and stride not in (1, spec.window):
             raise InputError(
                 f"a stateful model takes {spec.window} new row{'s' if spec.window != 1 else ''} per call and carries "
