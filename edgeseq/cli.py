@@ -175,7 +175,10 @@ class OutputFormat(str, Enum):
 def run(
     stream: str = typer.Option(..., "--stream", metavar="PATH|-", help="CSV file with a header row, or - for stdin."),
     model: Path = typer.Option(
-        DEFAULT_SENSOR_MODEL, "--model", metavar="FILE", help="The forecaster's ONNX file (or a variant)."
+        DEFAULT_SENSOR_MODEL,
+        "--model",
+        metavar="FILE",
+        help="The model's ONNX file (or a variant), with its manifest beside it.",
     ),
     follow: bool = typer.Option(
         False, "--follow", help="Keep reading a growing file, like tail -F, until Ctrl-C or SIGTERM."
@@ -209,12 +212,14 @@ def run(
         None, "--target-scale", metavar="NUMBER", help="No manifest: the target scale."
     ),
 ) -> None:
-    """Stream sensor rows through the forecaster: one forecast per window, in the target's units.
+    """Stream sensor rows through an exported model: one record per window.
 
     Reads a CSV with a header from a file or stdin (-); columns are found by name (order and extra columns do
-    not matter). A ring buffer keeps the last T rows; a forecast of the target H rows ahead comes out once it
-    is full and then every --stride rows, as JSON lines {"row", "time", "prediction"} (or CSV), flushed one by
-    one.
+    not matter). A ring buffer keeps the last T rows; a record comes out once it is full and then every
+    --stride rows, as JSON lines (or CSV), flushed one by one. For the forecaster, {"row", "time",
+    "prediction"}: the target H rows ahead, in its units. For a model exported with `export --keras`, its
+    manifest's fields: "label" and "probability" for a classifier, "prediction" (or one field per target)
+    for a regressor; a stateful model takes T new rows per call and carries its state on.
 
     A bad row (empty, non-numeric, NaN/inf, more or fewer fields than the header, longer than 1 MiB) is
     reported on stderr with its line number and skipped, and the window refills after it: no window spans

@@ -1,7 +1,8 @@
 """python -m edgeseq_device run --stream PATH|- [options]
 
-Stream sensor rows (a CSV with a header, from a file or stdin) through an exported forecaster and write one
-forecast per window as JSON lines (or CSV), on a box with numpy and onnxruntime only. This is the same
+Stream sensor rows (a CSV with a header, from a file or stdin) through an exported model (the forecaster, or
+one exported with `edgeseq export --keras`) and write one record per window as JSON lines (or CSV), on a box
+with numpy and onnxruntime only. This is the same
 runner as `edgeseq run` (edgeseq_device.runner.run_stream).
 
 Columns are found by name. A bad row (empty, non-numeric, NaN/inf, more or fewer fields than the header,
@@ -45,12 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
         "run",
-        help="stream sensor rows through a forecaster",
+        help="stream sensor rows through an exported model",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--stream", required=True, metavar="PATH|-", help="CSV file with a header row, or - for stdin")
-    run.add_argument("--model", type=Path, default=DEFAULT_MODEL, metavar="FILE", help="the forecaster's ONNX file")
+    run.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_MODEL,
+        metavar="FILE",
+        help="the model's ONNX file, with its manifest beside it",
+    )
     run.add_argument("--follow", action="store_true", help="keep reading a growing file, like tail -F")
     run.add_argument("--stride", type=_positive, default=1, metavar="N", help="one forecast every N rows")
     run.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="record format (default jsonl)")
