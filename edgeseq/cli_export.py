@@ -144,6 +144,7 @@ def export(
                     mean=floats(mean, "--mean"), std=floats(std, "--std"),
                     labels=names(labels) if labels else None, targets=names(target) if target else None,
                     time_column=time_column, opset=opset, allow_unfused=allow_unfused, progress=progress,
+                    quantize=tuple(modes),
                 )  # fmt: skip
             finally:
                 progress.close()

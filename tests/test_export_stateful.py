@@ -66,7 +66,9 @@ def test_the_runner_carries_the_state_as_keras_steps_through_the_rows(flavour, r
 def test_a_gap_resets_the_state_as_a_fresh_start_would(tmp_path):
     model = stateful_model(kerases()["keras3"])
     model.save(tmp_path / "m.keras")
-    export_keras(tmp_path / "m.keras", features=("a", "b"), out_dir=tmp_path, targets=("y",))
+    export_keras(
+        tmp_path / "m.keras", features=("a", "b"), out_dir=tmp_path, targets=("y",), sample=stream_csv(tmp_path / "c")
+    )
     csv = stream_csv(tmp_path / "s.csv", bad_line=21)  # data row 21 (file line 22) is bad
     streamed = invoke("run", "--model", tmp_path / "m.onnx", "--stream", csv)
     assert streamed.exit_code == 0 and "skipped line 22" in streamed.stderr
@@ -84,7 +86,8 @@ def test_a_gap_resets_the_state_as_a_fresh_start_would(tmp_path):
 def test_stride_is_the_rows_per_call_and_the_manifest_has_the_state_tensors(tmp_path):
     model = stateful_model(kerases()["tf_keras"], 3)
     model.save(tmp_path / "m.keras")
-    export_keras(tmp_path / "m.keras", features=("a", "b"), out_dir=tmp_path, targets=("y",))
+    csv = stream_csv(tmp_path / "c.csv")
+    export_keras(tmp_path / "m.keras", features=("a", "b"), out_dir=tmp_path, targets=("y",), sample=csv)
     manifest = json.loads((tmp_path / "m.json").read_text())
     names = [i["name"] for i in manifest["inputs"]]
     assert names[0] == "window" and len(names) == 4  # and the states: h, c of the LSTM, h of the GRU
@@ -105,3 +108,62 @@ def test_a_stateful_layer_that_cannot_be_fused_is_refused_even_with_allow_unfuse
     for allow in (False, True):
         with pytest.raises(ConversionError, match=r"bi \(Bidirectional\) is stateful and cannot be fused"):
             export_keras(tmp_path / "bi.keras", features=("a", "b"), out_dir=tmp_path / "o", allow_unfused=allow)
+
+
+@pytest.fixture(scope="module")
+def exported_stateful(tmp_path_factory) -> Path:
+    """One stateful export (T = 2), checked on a sample; tests tamper with copies of it."""
+    root = tmp_path_factory.mktemp("stateful")
+    stateful_model(kerases()["keras3"], 2).save(root / "m.keras")
+    csv = stream_csv(root / "s.csv")
+    export_keras(root / "m.keras", features=("a", "b"), out_dir=root, targets=("y",), sample=csv)
+    return root
+
+
+def _tampered(tmp_path, edit, exported):
+    for name in ("m.onnx", "m.json"):
+        (tmp_path / name).write_bytes((exported / name).read_bytes())
+    manifest = json.loads((tmp_path / "m.json").read_text())
+    edit(manifest)
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    return invoke("run", "--model", tmp_path / "m.onnx", "--stream", stream_csv(tmp_path / "s.csv"))
+
+
+def _cross(manifest):  # the GRU's h fed from the LSTM's h: runs, and gives wrong predictions
+    states = manifest["stateful"]["states"]
+    states[0]["output"], states[2]["output"] = states[2]["output"], states[0]["output"]
+
+
+def _h_from_c(manifest):  # the LSTM's h fed from its c: the same shape, so only the pairing can tell
+    states = manifest["stateful"]["states"]
+    states[0]["output"], states[1]["output"] = states[1]["output"], states[0]["output"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_cross, "joins"),
+        (_h_from_c, "state state_out.lstm"),
+        (lambda m: m.pop("stateful"), "a stateful model runs with its manifest only"),
+        (lambda m: m["stateful"]["states"].pop(), "carries states from"),
+        (lambda m: m.update(stateful=["x"]), "stateful must be"),
+        (lambda m: m["stateful"]["states"][0].update(input=1), "state input must be a name"),
+        (lambda m: m.update(normalization={"mean": "12", "std": "34"}), "normalization mean must be a list of numbers"),
+        (lambda m: m["task"].update(targets=["\ud800"]), "is not valid text"),
+    ],
+)
+def test_a_stateful_manifest_that_does_not_match_the_model_is_refused_before_any_row(
+    tmp_path, edit, message, exported_stateful
+):
+    result = _tampered(tmp_path, edit, exported_stateful)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output and result.stdout == ""
+
+
+def test_quantizing_a_stateful_model_is_refused_before_the_export_writes_anything(tmp_path):
+    stateful_model(kerases()["tf_keras"]).save(tmp_path / "m.keras")
+    result = invoke(
+        "export", "--keras", tmp_path / "m.keras", "--features", "a,b", "--out", tmp_path / "o", "--quantize", "fp16"
+    )
+    assert result.exit_code == 2 and "is a stateful model: --quantize does not carry state" in result.stderr
+    assert not (tmp_path / "o").exists()

@@ -21,11 +21,29 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def json_name(value: Any, what: str) -> str:
+    """A manifest's name: text that can be written out (a lone surrogate cannot), or ValueError."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a name, got {shown(repr(value))}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {shown(value)} is not valid text") from None
+    return value
+
+
 def json_names(value: Any, what: str) -> tuple[str, ...]:
     """A manifest's list of names, or ValueError: a string is not a list ("abc" must not become a, b, c)."""
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+    if not isinstance(value, list):
         raise ValueError(f"{what} must be a list of names, got {shown(repr(value))}")
-    return tuple(value)
+    return tuple(json_name(item, what) for item in value)
+
+
+def json_numbers(value: Any, what: str) -> tuple[float, ...]:
+    """A manifest's list of numbers, or ValueError ("12" must not become 1, 2, nor true 1.0)."""
+    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"{what} must be a list of numbers, got {shown(repr(value))}")
+    return tuple(float(v) for v in value)
 
 
 def json_count(value: Any, what: str) -> int:

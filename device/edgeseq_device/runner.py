@@ -101,6 +101,29 @@ def _sequence_spec(model: Model, data: dict[str, Any], overrides: dict[str, Any]
     return spec
 
 
+def _check_states(model: Model, spec: Task, where: str) -> None:
+    """Every input and output beyond the first must be a carried state, paired by the manifest with the
+    same shape, each named once: a state fed from the wrong output runs, and gives wrong predictions."""
+    inputs = {tensor.name: tensor for tensor in model.inputs[1:]}
+    outputs = {tensor.name: tensor for tensor in model.outputs[1:]}
+    names_in = [name_in for name_in, _ in spec.states]
+    names_out = [name_out for _, name_out in spec.states]
+    if sorted(names_in) != sorted(inputs) or sorted(names_out) != sorted(outputs):
+        raise SignatureError(
+            f"{model.path} has extra inputs {sorted(inputs) or 'none'} and outputs {sorted(outputs) or 'none'}, "
+            f"but {where} carries states from {names_out or 'none'} to {names_in or 'none'}"
+            + ("" if spec.states or not inputs else ": a stateful model runs with its manifest only")
+        )
+    for name_in, name_out in spec.states:
+        # edgeseq names a state's pair state_in.<layer>.<h|c> and state_out.<layer>.<h|c>: an h fed from a c
+        # has the same shape and would still run
+        paired = name_in.startswith("state_in.") and name_out == "state_out." + name_in.removeprefix("state_in.")
+        if not paired or inputs[name_in].shape != outputs[name_out].shape or inputs[name_in].dtype != "float32":
+            raise SignatureError(
+                f"{where}: state {name_out} -> {name_in} joins {outputs[name_out]} to {inputs[name_in]}"
+            )
+
+
 def resolve_spec(model: Model, overrides: dict[str, Any]) -> Task:
     """The task: from the manifest when there is one, else a forecaster from the options given.
 
@@ -154,6 +177,7 @@ def resolve_spec(model: Model, overrides: dict[str, Any]) -> Task:
 
 
 def _check_input(model: Model, spec: Task) -> None:
+    _check_states(model, spec, str(model.manifest.path) if model.manifest is not None else "the options")
     for role, tensor in (("takes", model.inputs[0]), ("returns", model.outputs[0])):
         if tensor.dtype != "float32":
             raise SignatureError(f"{model.path} {role} {tensor}; the runner feeds and reads float32 only")

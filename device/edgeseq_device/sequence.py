@@ -27,11 +27,25 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from edgeseq_device.errors import ManifestError
 from edgeseq_device.forecast import MAX_WINDOW, SCALE_RANGE
-from edgeseq_device.manifest import json_count, json_names
+from edgeseq_device.manifest import json_count, json_name, json_names, json_numbers
 from edgeseq_device.messages import shown
 
 KIND = "sequence"
 RESERVED_FIELDS = ("row", "time")
+
+
+def _states(stateful: Any) -> tuple[tuple[str, str], ...]:
+    """The manifest's "stateful" block: absent, or {"states": [{"input": name, "output": name}, ...]}."""
+    if stateful is None:
+        return ()
+    if not isinstance(stateful, Mapping) or not isinstance(stateful.get("states"), list) or not stateful["states"]:
+        raise ValueError(f"stateful must be {{'states': [{{'input', 'output'}}, ...]}}, got {shown(repr(stateful))}")
+    pairs = []
+    for state in stateful["states"]:
+        if not isinstance(state, Mapping):
+            raise ValueError(f"each state must be {{'input', 'output'}}, got {shown(repr(state))}")
+        pairs.append((json_name(state["input"], "state input"), json_name(state["output"], "state output")))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,8 @@ class SequenceSpec:
     def __post_init__(self) -> None:
         if not self.features or len(set(self.features)) != len(self.features):
             raise ValueError(f"features must be distinct column names, got {list(self.features)}")
+        for name in (*self.features, *(self.labels or ()), *(self.targets or ())):
+            json_name(name, "a name")  # every name is written out in records: it must be valid text
         if not 1 <= self.window <= MAX_WINDOW:
             raise ValueError(f"window must be 1 to {MAX_WINDOW:,}, got {self.window}")
         if (self.labels is None) == (self.targets is None):
@@ -174,14 +190,11 @@ class SequenceSpec:
                 window=json_count(data["window"], "window"),
                 labels=json_names(task["labels"], "labels") if task["type"] == "classifier" else None,
                 targets=json_names(task["targets"], "targets") if task["type"] == "regressor" else None,
-                mean=None if normalization is None else tuple(float(m) for m in normalization["mean"]),
-                std=None if normalization is None else tuple(float(s) for s in normalization["std"]),
-                time_column=None if data.get("time_column") is None else str(data["time_column"]),
+                mean=None if normalization is None else json_numbers(normalization["mean"], "normalization mean"),
+                std=None if normalization is None else json_numbers(normalization["std"], "normalization std"),
+                time_column=None if data.get("time_column") is None else json_name(data["time_column"], "time_column"),
                 binary=task.get("binary") is True,
-                states=tuple(
-                    (str(state["input"]), str(state["output"]))
-                    for state in (data.get("stateful") or {}).get("states", [])
-                ),
+                states=_states(data.get("stateful")),
             )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ManifestError(f"{where}: not a usable sequence-model description ({exc})") from None

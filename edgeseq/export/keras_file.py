@@ -199,12 +199,14 @@ def export_keras(
     opset: int = DEFAULT_OPSET,
     allow_unfused: bool = False,
     progress: Progress = Silent(),
+    quantize: tuple[str, ...] = (),
 ) -> ExportResult:
     """Load `keras_file` with the Keras that wrote it, convert, verify and write <name>.onnx and <name>.json.
 
     Raises ModelFileError (a file edgeseq cannot load), BadInputError (options that do not fit the model),
-    ConversionError (a layer that cannot be fused, unless `allow_unfused`; a stateful layer) and ParityError
-    (onnxruntime differs from Keras beyond the bar on the parity windows). Nothing is written unless all pass.
+    ConversionError (a layer that cannot be fused, unless `allow_unfused`; a stateful layer that cannot be) and
+    ParityError (onnxruntime differs from Keras beyond the bar on the parity windows). Nothing is written unless
+    all pass. `quantize` names the variants the caller will make next: a stateful model refuses them at once.
     """
     frameworks.require_training()
     started = time.perf_counter()
@@ -217,6 +219,8 @@ def export_keras(
     steps, outputs = signature(loaded, features, window, keras_file.name)
     model = loaded.model
     states = _state_names(model)
+    if states and quantize:  # refused before anything is written, not after
+        raise BadInputError(f"{keras_file.name} is a stateful model: --quantize does not carry state between calls yet")
     spec = _spec(features, steps, outputs, labels, targets, mean, std, time_column, states)
     x, what = parity_windows(spec, sample)
     keras_out = _keras_outputs(model, x, stateful=bool(states))
