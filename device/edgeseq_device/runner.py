@@ -2,8 +2,8 @@
 
 The pipeline, one module a stage: `lines` (bytes to lines, following a file), `rows` (a line to values by
 column name), `window` (values to a prediction; no window spans a gap), `records` (a prediction to a JSON or CSV
-record). The model is a forecaster (`forecast`) or a general sequence model (`sequence`), as its manifest
-says. This module runs them over a stream and keeps the promises a user relies on:
+record); `task` says what the model is (a forecaster, or a general sequence model) and checks it against the
+model before any row. This module runs them over a stream and keeps the promises a user relies on:
 
 - nothing computed is lost: a record is written and counted whole before a stop signal (SIGINT, SIGTERM) is
   acted on, and the summary's count is the number of records written;
@@ -27,18 +27,16 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from edgeseq_device.errors import DeviceError, InputError, ManifestError, SignatureError
-from edgeseq_device.forecast import FORMULATION, ForecastSpec
+from edgeseq_device.errors import DeviceError, InputError
 from edgeseq_device.lines import MAX_LINE_BYTES, LineSource, Reopened, TooLong
 from edgeseq_device.manifest import manifest_path_for
-from edgeseq_device.messages import Messages, point_at_devnull, shown
-from edgeseq_device.model import Model, load_model
+from edgeseq_device.messages import Messages, point_at_devnull
+from edgeseq_device.model import load_model
 from edgeseq_device.records import Writer
 from edgeseq_device.rows import BadRowError, RowParser, is_header, split_line
-from edgeseq_device.sequence import KIND as SEQUENCE_KIND
-from edgeseq_device.sequence import SequenceSpec
 from edgeseq_device.signals import StopRequested, StopSignals
-from edgeseq_device.window import PredictionError, StreamRunner, Task
+from edgeseq_device.task import resolve_spec
+from edgeseq_device.window import PredictionError, StreamRunner
 
 DEFAULT_MODEL = Path("exported/sensor_lstm.onnx")
 EXIT_OK, EXIT_BAD_ROW, EXIT_USAGE = 0, 1, 2  # and 128 + the signal after SIGINT (130) or SIGTERM (143)
@@ -78,114 +76,6 @@ class RunOptions:
             "target_scale": self.target_scale,
         }
         return {k: v for k, v in given.items() if v is not None}
-
-
-_OPTION = {
-    "features": "--features",
-    "target": "--target",
-    "window": "--window",
-    "horizon": "--horizon",
-    "input_scale": "--input-scale",
-    "target_scale": "--target-scale",
-}
-
-
-def _sequence_spec(model: Model, data: dict[str, Any], overrides: dict[str, Any]) -> SequenceSpec:
-    where = str(model.manifest.path) if model.manifest is not None else str(model.path)
-    if overrides:
-        given = ", ".join(_OPTION.get(key, "--" + key) for key in overrides)
-        raise ManifestError(f"{given}: these options describe a forecaster without a manifest; {where} has its own")
-    spec = SequenceSpec.from_json(data, where)
-    if model.outputs[0].shape != (1, spec.outputs):
-        raise SignatureError(f"{model.path} returns {model.outputs[0]}, but {where} describes {spec.outputs} outputs")
-    return spec
-
-
-def _check_states(model: Model, spec: Task, where: str) -> None:
-    """Every input and output beyond the first must be a carried state, paired by the manifest with the
-    same shape, each named once: a state fed from the wrong output runs, and gives wrong predictions."""
-    inputs = {tensor.name: tensor for tensor in model.inputs[1:]}
-    outputs = {tensor.name: tensor for tensor in model.outputs[1:]}
-    names_in = [name_in for name_in, _ in spec.states]
-    names_out = [name_out for _, name_out in spec.states]
-    if sorted(names_in) != sorted(inputs) or sorted(names_out) != sorted(outputs):
-        raise SignatureError(
-            f"{model.path} has extra inputs {sorted(inputs) or 'none'} and outputs {sorted(outputs) or 'none'}, "
-            f"but {where} carries states from {names_out or 'none'} to {names_in or 'none'}"
-            + ("" if spec.states or not inputs else ": a stateful model runs with its manifest only")
-        )
-    for name_in, name_out in spec.states:
-        # edgeseq names a state's pair state_in.<layer>.<h|c> and state_out.<layer>.<h|c>: an h fed from a c
-        # has the same shape and would still run
-        paired = name_in.startswith("state_in.") and name_out == "state_out." + name_in.removeprefix("state_in.")
-        if not paired or inputs[name_in].shape != outputs[name_out].shape or inputs[name_in].dtype != "float32":
-            raise SignatureError(
-                f"{where}: state {name_out} -> {name_in} joins {outputs[name_out]} to {inputs[name_in]}"
-            )
-
-
-def resolve_spec(model: Model, overrides: dict[str, Any]) -> Task:
-    """The task: from the manifest when there is one, else a forecaster from the options given.
-
-    With a manifest, an option that contradicts it is refused. Without one, every task field must be given;
-    the message lists what is missing.
-    """
-    if model.manifest is not None:
-        data = dict(model.manifest.data)
-        if data.get("kind") == "letters":
-            raise ManifestError(
-                f"{model.path} is the letter model: `run` streams sensor rows into a forecaster; "
-                "for letters use `edgeseq letters` (one sequence per argument or stdin line)"
-            )
-        if data.get("kind") == SEQUENCE_KIND:
-            spec: Task = _sequence_spec(model, data, overrides)
-            _check_input(model, spec)
-            return spec
-        if data.get("kind") != "forecaster":
-            raise ManifestError(
-                f"{model.path} is neither a forecaster nor a sequence model (kind {shown(str(data.get('kind')))})"
-            )
-        spec = ForecastSpec.from_json(data, str(model.manifest.path))
-        for key, value in overrides.items():
-            recorded = getattr(spec, key)
-            if (tuple(value) if isinstance(value, (list, tuple)) else value) != recorded:
-                raise ManifestError(
-                    f"{_OPTION.get(key, '--' + key)} {shown(str(value))} contradicts {model.manifest.path}, "
-                    f"which says {shown(str(recorded))}"
-                )
-    else:
-        missing = [option for key, option in _OPTION.items() if key not in overrides]
-        if missing:
-            raise ManifestError(
-                f"{model.path} has no manifest beside it; to run it anyway give {', '.join(missing)} "
-                "(and --time-column if the stream has one)"
-            )
-        try:
-            spec = ForecastSpec(
-                features=tuple(overrides["features"]),
-                target=overrides["target"],
-                window=int(overrides["window"]),
-                horizon=int(overrides["horizon"]),
-                input_scale=tuple(float(s) for s in overrides["input_scale"]),
-                target_scale=float(overrides["target_scale"]),
-                time_column=overrides.get("time_column"),
-            )
-        except ValueError as exc:
-            raise ManifestError(f"the options do not describe a forecaster ({FORMULATION}): {exc}") from None
-    _check_input(model, spec)
-    return spec
-
-
-def _check_input(model: Model, spec: Task) -> None:
-    _check_states(model, spec, str(model.manifest.path) if model.manifest is not None else "the options")
-    for role, tensor in (("takes", model.inputs[0]), ("returns", model.outputs[0])):
-        if tensor.dtype != "float32":
-            raise SignatureError(f"{model.path} {role} {tensor}; the runner feeds and reads float32 only")
-    if model.inputs[0].shape != spec.input_shape:
-        raise SignatureError(
-            f"{model.path} takes {model.inputs[0]}, but the task needs shape {list(spec.input_shape)} "
-            f"({spec.window} rows of {len(spec.features)} features)"
-        )
 
 
 @dataclass
@@ -373,10 +263,7 @@ def _stream(
                     continue
                 stats.skipped[exc.reason] += 1
                 if options.on_bad_row == "fail":
-                    say(f"{prog}: error: line {line_number}: {exc}; stopping (--on-bad-row fail)")
-                    stats.finished_at = time.monotonic()
-                    say(stats.line(prog, final=True))
-                    return EXIT_BAD_ROW
+                    return _stopped(stats, say, prog, f"line {line_number}: {exc}")
                 say(f"{prog}: skipped line {line_number}: {exc}")
                 continue
             if due:
@@ -385,10 +272,7 @@ def _stream(
                 except PredictionError as exc:
                     stats.model_failed += 1
                     if options.on_bad_row == "fail":
-                        say(f"{prog}: error: line {line_number}: {exc}; stopping (--on-bad-row fail)")
-                        stats.finished_at = time.monotonic()
-                        say(stats.line(prog, final=True))
-                        return EXIT_BAD_ROW
+                        return _stopped(stats, say, prog, f"line {line_number}: {exc}")
                     say(f"{prog}: line {line_number}: {exc}; not written")
                     continue
                 bad = [v for v in values if v.__class__ is float and not math.isfinite(v)]
@@ -426,6 +310,14 @@ def _stream(
     stats.finished_at = time.monotonic()
     say(stats.line(prog, final=True))
     return EXIT_OK
+
+
+def _stopped(stats: Stats, say: Any, prog: str, what: str) -> int:
+    """--on-bad-row fail: say what stopped the run and the summary; exit 1."""
+    say(f"{prog}: error: {what}; stopping (--on-bad-row fail)")
+    stats.finished_at = time.monotonic()
+    say(stats.line(prog, final=True))
+    return EXIT_BAD_ROW
 
 
 def silence_stdout() -> None:
