@@ -100,7 +100,7 @@ def test_zeros_on_stdin_are_refused_as_not_text_at_once():
 @pytest.mark.parametrize(
     ("name", "content", "what"),
     [
-        ("s.csv.gz", gzip.compress(SENSOR_CSV.read_bytes()), "gzip-compressed"),
+        ("s.csv", gzip.compress(SENSOR_CSV.read_bytes()), "gzip-compressed"),
         ("s.csv", "\n".join(LINES[:50]).encode("utf-16"), "UTF-16 text"),
     ],
 )

@@ -1,6 +1,11 @@
-"""Bytes to lines: line breaks, a length limit, text checks, and following a file that grows, is truncated or
-rotated. Training and the runner read every CSV through this module, so a line means the same everywhere.
+"""Bytes to lines: decompression, line breaks, a length limit, text checks, and following a file that grows, is
+truncated or rotated. Training and the runner read every CSV through this module, so a line means the same
+everywhere.
 
+- A path ending in `.gz`, `.xz` or `.bz2` (any case) is read through the stdlib decompressor (gzip, lzma, bz2),
+  once its first bytes are found to be that format; lines are then split as in a plain file. A corrupt or
+  truncated file is an `InputError` where the damage is met: the lines before it have been read. Such a file
+  cannot be followed. Any other path, and stdin, is read as it is.
 - A line ends at `\\n`, `\\r\\n` or a lone `\\r` (universal newlines): a stray carriage return splits a line
   instead of ending the stream, and an old Mac file with `\\r` line ends reads row by row.
 - A line longer than `max_line` bytes is not kept in memory: it is reported once as `TooLong` and the rest of
@@ -14,6 +19,7 @@ rotated. Training and the runner read every CSV through this module, so a line m
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import sys
@@ -38,6 +44,9 @@ _SIGNATURES = {
     b"\xff\xfe": "UTF-16 text",
     b"\xfe\xff": "UTF-16 text",
 }
+
+# The compressed files read by their name's ending: the format's name and its first bytes.
+_COMPRESSED = {".gz": ("gzip", b"\x1f\x8b"), ".xz": ("xz", b"\xfd7zXZ\x00"), ".bz2": ("bzip2", b"BZh")}
 
 
 class NotTextError(InputError):
@@ -69,8 +78,82 @@ def check_text(first: bytes, name: str) -> None:
         raise NotTextError(f"{name} is not CSV text: its first line holds NUL bytes")
 
 
+def _compression_of(path: str | None) -> tuple[str, bytes] | None:
+    """The format (name, first bytes) a path's name says it is compressed with, or None."""
+    return None if path is None else _COMPRESSED.get(os.path.splitext(path)[1].lower())
+
+
+class _CompressedBytes:
+    """The raw bytes of a compressed file, as the stdlib decompressors read them (`read(size)`). The first read
+    checks that the file starts like its format, so that a misnamed file is one message, not a decompressor's
+    complaint about its first bytes."""
+
+    def __init__(self, fd: int, name: str, compression: tuple[str, bytes]) -> None:
+        self._fd, self._name, (self._format, self._magic) = fd, name, compression
+        self._head: bytes | None = None
+
+    def read(self, size: int) -> bytes:
+        if self._head is None:
+            head = b""
+            while len(head) < len(self._magic):  # a FIFO may deliver the first bytes in pieces
+                data = os.read(self._fd, CHUNK_BYTES)
+                if not data:
+                    break
+                head += data
+            # an empty file is an empty stream; a file cut inside the first bytes is the decompressor's EOFError
+            if not head.startswith(self._magic) and not self._magic.startswith(head):
+                raise InputError(f"{self._name} is not {self._format}-compressed: {_looks_like(head)}")
+            self._head = head
+        if self._head:
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return os.read(self._fd, size)
+
+
+def _open_decompressor(fmt: str, raw: _CompressedBytes) -> tuple[io.BufferedIOBase, tuple[type[BaseException], ...]]:
+    """The stdlib decompressor of `fmt` over `raw`, and what it raises for a damaged file."""
+    # imported here: a Python built without lzma or bz2 still reads plain files and the other formats
+    if fmt == "gzip":
+        import gzip
+        import zlib
+
+        return gzip.GzipFile(fileobj=raw, mode="rb"), (OSError, EOFError, zlib.error)
+    if fmt == "xz":
+        import lzma
+
+        return lzma.LZMAFile(raw), (lzma.LZMAError, EOFError)
+    import bz2
+
+    return bz2.BZ2File(raw), (OSError, EOFError)
+
+
+def _looks_like(head: bytes) -> str:
+    """What a file that is not the compressed file its name says seems to be, without echoing its bytes."""
+    for signature, what in _SIGNATURES.items():
+        if head.startswith(signature):
+            return f"it is {what}"
+    if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head[:64]):
+        return "it starts like plain text; give it a name without the compression suffix"
+    return "its first bytes are not the format's header"
+
+
+def _decompress_error(exc: BaseException, fmt: str) -> str:
+    """Why a compressed file could not be read, in a line; never the file's bytes."""
+    if isinstance(exc, EOFError):
+        return f"its {fmt} data ends before the end of the compressed stream (the file is truncated)"
+    message = str(exc)
+    if message.startswith("Not a gzipped file"):  # after a complete gzip member; the message holds the bytes
+        return "the data after its gzip stream is not gzip-compressed"
+    return f"its {fmt} data is corrupt: {message}"
+
+
 class LineSource:
-    """Iterate over the lines of a path (or `-` for stdin) as str, with `TooLong` and `Reopened` events."""
+    """Iterate over the lines of a path (or `-` for stdin) as str, with `TooLong` and `Reopened` events. A path
+    ending in .gz, .xz or .bz2 is decompressed."""
+
+    _compression: tuple[str, bytes] | None = None
+    _errors: tuple[type[BaseException], ...] = ()  # what the decompressor raises for a damaged file
+    _decompressor: io.BufferedIOBase | None = None
 
     def __init__(
         self,
@@ -86,6 +169,12 @@ class LineSource:
         self.follow, self.poll_seconds, self.max_line = follow, poll_seconds, max_line
         self.stop = stop or StopSignals()
         self._fd = -1
+        self._compression = _compression_of(self.path)
+        if self._compression is not None and follow:
+            raise InputError(  # a compressor writes blocks, not lines: a file being written reads as truncated
+                f"cannot follow a compressed file: {self.name} is {self._compression[0]}-compressed; "
+                "follow the uncompressed file, or read this one without --follow"
+            )
         self._open()
 
     @classmethod
@@ -121,9 +210,22 @@ class LineSource:
         self._regular, self._fifo = stat.S_ISREG(info.st_mode), stat.S_ISFIFO(info.st_mode)
         self._offset = 0
         fd = self._fd
-        self._read = lambda n: os.read(fd, n)
+        if self._compression is None:
+            self._read = lambda n: os.read(fd, n)
+            return
+        fmt, raw = self._compression[0], _CompressedBytes(fd, self.name, self._compression)
+        try:
+            self._decompressor, self._errors = _open_decompressor(fmt, raw)
+        except ImportError:
+            self.close()
+            raise InputError(f"cannot read {self.name}: this Python was built without {fmt} support") from None
+        # read1: what one read of the file gives, not a full chunk; a FIFO's rows come as they are written
+        self._read = self._decompressor.read1
 
     def close(self) -> None:
+        if self._decompressor is not None:
+            self._decompressor.close()  # leaves the descriptor to us
+            self._decompressor = None
         if self._fd >= 0 and self.path is not None:
             os.close(self._fd)
         self._fd = -1
@@ -132,11 +234,16 @@ class LineSource:
         try:
             with self.stop.waiting():
                 data = self._read(CHUNK_BYTES)
-        except OSError as exc:  # EIO, a vanished device: a stream error, not a write error
-            raise InputError(f"cannot read {self.name}: {exc.strerror or exc}") from None
+        except (OSError, *self._errors) as exc:  # EIO, a vanished device, a damaged compressed file
+            raise InputError(f"cannot read {self.name}: {self._why(exc)}") from None
         if self._fd >= 0:
             self._offset += len(data)
         return data
+
+    def _why(self, exc: BaseException) -> str:
+        if self._compression is None or (isinstance(exc, OSError) and exc.strerror):  # the file, not its content
+            return str(getattr(exc, "strerror", None) or exc)
+        return _decompress_error(exc, self._compression[0])
 
     def _after_end(self) -> str | None:
         """At end of input while following: why the input was reopened, or None (nothing new yet)."""
