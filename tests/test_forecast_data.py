@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeseq.data import DEFAULT_SENSOR_DATA, Split, load_sensor_csv, window_ends
+from edgeseq.data import DEFAULT_SENSOR_DATA, load_sensor_csv
+from edgeseq.data.series import Report, SeriesTable, runner_window_ends
+from edgeseq.data.split import SplitPlan, assign_parts
 from edgeseq.errors import DataError
 from edgeseq.train import ForecasterConfig, prepare_forecast_data
 from edgeseq_device.forecast import ForecastSpec
@@ -50,26 +52,60 @@ def test_a_file_shorter_than_a_window_per_split_is_a_clear_error(tmp_path: Path)
     config = ForecasterConfig(
         data=write_sensor_csv(tmp_path / "s.csv", rows=80), features=("temp", "hum"), target="temp", time_column=None
     )
-    with pytest.raises(DataError, match=r"has 80 rows, too few for a window of 36 rows and a horizon of 6"):
+    with pytest.raises(DataError, match=r"the validation and test parts get no window of 36 rows with a target 6"):
         prepare_forecast_data(config)
 
 
+def _table(lengths: list[int], part: list[int], observed: np.ndarray | None = None) -> SeriesTable:
+    segment = np.repeat(np.arange(len(lengths)), lengths)
+    n = len(segment)
+    return SeriesTable(
+        path=Path("x.csv"), features=("a",), rules=None, values=np.zeros((n, 1)), times=None, keys=None,
+        lines=np.arange(n), segment=segment, part=np.repeat(np.array(part, dtype=np.int8), lengths),
+        observed=np.ones((n, 1), bool) if observed is None else observed, line_parts=np.zeros(0), report=Report(),
+    )  # fmt: skip
+
+
 @given(
-    start=st.integers(0, 50),
-    length=st.integers(0, 200),
-    window=st.integers(2, 40),
-    horizon=st.integers(1, 20),
+    lengths=st.lists(st.integers(1, 60), min_size=1, max_size=8),
+    window=st.integers(2, 20),
+    horizon=st.integers(1, 10),
+    data=st.data(),
 )
-def test_windows_and_their_targets_stay_inside_their_part(start, length, window, horizon):
-    ends = window_ends((start, start + length), window, horizon)
-    assert np.all(ends - window + 1 >= start)
-    assert np.all(ends + horizon < start + length)
-    assert len(ends) == max(0, length - window - horizon + 1)
+def test_windows_and_their_targets_stay_inside_one_gap_free_segment_of_their_part(lengths, window, horizon, data):
+    part = sorted(data.draw(st.lists(st.integers(0, 2), min_size=len(lengths), max_size=len(lengths))))
+    table = _table(lengths, part)
+    for index, name in enumerate(("train", "validation", "test")):
+        ends = runner_window_ends(table, name, window, horizon, "a")
+        for t in ends:
+            span = table.segment[t - window + 1 : t + horizon + 1]
+            assert t - window + 1 >= 0 and (span == span[0]).all() and table.part[t] == index
+        # every segment of this part long enough gives exactly its length - window - horizon + 1 windows
+        expected = sum(max(0, n - window - horizon + 1) for n, p in zip(lengths, part, strict=True) if p == index)
+        assert len(ends) == expected
 
 
-def test_splits_are_time_ordered_and_cover_every_row():
-    split = Split.by_fractions(1000)
-    assert split.train == (0, 700) and split.validation == (700, 850) and split.test == (850, 1000)
+def test_a_filled_target_is_not_a_target():
+    observed = np.ones((10, 1), bool)
+    observed[7] = False
+    ends = runner_window_ends(_table([10], [0], observed), "train", 3, 2, "a")
+    assert ends.tolist() == [2, 3, 4, 6, 7]  # the window ending at 5 would be scored on a filled value
+
+
+def test_splits_are_by_time_across_keys_and_cover_every_line():
+    times = np.arange(1000, dtype=float)
+    parts = assign_parts(SplitPlan(), len(times), times)
+    assert np.bincount(parts).tolist() == [700, 150, 150]
+    # two keys one after the other: each gets its own train, validation and test periods
+    keyed = assign_parts(SplitPlan(), 2000, np.concatenate([times, times]))
+    assert np.bincount(keyed[:1000]).tolist() == np.bincount(keyed[1000:]).tolist() == [700, 150, 150]
+    # a line whose time could not be read goes with the line before
+    times[701] = np.nan
+    assert assign_parts(SplitPlan(), len(times), times)[701] == 1
+    # without times, each key's own lines are split by the fractions
+    keys = ["a", "b"] * 100
+    by_rows = assign_parts(SplitPlan(), len(keys), None, keys)
+    assert np.bincount(by_rows[0::2]).tolist() == np.bincount(by_rows[1::2]).tolist() == [70, 15, 15]
 
 
 def test_scaling_does_not_see_the_validation_or_test_part(tmp_path: Path):
@@ -77,7 +113,7 @@ def test_scaling_does_not_see_the_validation_or_test_part(tmp_path: Path):
     lines = clean.read_text().splitlines()
     # Rewrite every row after the training part with wild values: the scaling must not move.
     header, rows = lines[0], lines[1:]
-    train_rows = Split.by_fractions(len(rows)).train[1]
+    train_rows = int(len(rows) * 0.7)
     wild = [",".join(["1e6", r.split(",")[1], "-500", "99", "1e4"]) for r in rows[train_rows:]]
     changed = tmp_path / "b.csv"
     changed.write_text("\n".join([header, *rows[:train_rows], *wild]) + "\n")
@@ -125,7 +161,13 @@ def test_row_parser_finds_columns_by_name_in_any_order():
 
 @pytest.mark.parametrize(
     ("fields", "reason"),
-    [([], "empty"), ([""], "empty"), (["1"], "too few fields"), (["1", "x"], "non-numeric"), (["1", "nan"], "nan/inf")],
+    [
+        ([], "empty"),
+        ([""], "empty"),
+        (["1"], "too few fields"),
+        (["1", "x"], "non-numeric"),
+        (["1", "inf"], "infinite"),
+    ],
 )
 def test_row_parser_names_the_reason(fields, reason):
     with pytest.raises(BadRowError) as info:
@@ -145,9 +187,11 @@ def test_row_parser_never_raises_anything_but_bad_row(fields):
             "too few fields",
             "too many fields",
             "non-numeric",
-            "nan/inf",
+            "infinite",
             "out of range",
             "unparsable",
         }
     else:
-        assert np.isfinite(out).all()
+        missing = parser.missing or []
+        assert np.isnan(out[missing]).all()
+        assert np.isfinite(np.delete(out, missing)).all()

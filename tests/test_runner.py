@@ -46,8 +46,9 @@ def test_golden_runner_equals_evaluation_code_on_the_same_windows(full_run):
     model = load_model(SENSOR_ONNX)
     expected = forecasts(lambda x: np.concatenate([model.run(x[i : i + 1]) for i in range(len(x))]), data, "test")
     by_row = {r["row"]: r["prediction"] for r in recs}
-    first = MANIFEST["split"]["test"]["rows"][0]  # sensor.csv starts at this data row of the full file
-    actual = np.array([by_row[end - first + 1] for end in data.ends["test"]])
+    # sensor.csv holds the test lines of the full file: a window's last row is found by its file line
+    first = MANIFEST["split"]["test"]["lines"][0]
+    actual = np.array([by_row[data.table.lines[end] - first + 1] for end in data.ends["test"]])
     assert len(actual) == MANIFEST["metrics"]["windows"]
     np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=0)
 
@@ -106,8 +107,11 @@ def test_output_file(tmp_path: Path, full_run):
 BAD_ROWS = {
     "empty": ("", "empty"),
     "non-numeric": ("REPLACE_T2:warm", "non-numeric"),
-    "nan": ("REPLACE_T2:nan", "nan/inf"),
-    "inf": ("REPLACE_T2:-inf", "nan/inf"),
+    "nan": ("REPLACE_T2:nan", "missing value"),
+    "NA": ("REPLACE_T2:NA", "missing value"),
+    "nil": ("REPLACE_T2: nil ", "missing value"),
+    "empty field": ("REPLACE_T2:", "missing value"),
+    "inf": ("REPLACE_T2:-inf", "infinite"),
     "too few fields": ('"2016-05-07 09:00:00","60"', "too few fields"),
     "binary junk": ("\x00\x01\x02\ufffd\ufffd,\x7f", "too few fields"),
 }

@@ -1,15 +1,17 @@
 """python -m edgeseq_device run --stream PATH|- [options]
 
-Stream sensor rows (a CSV with a header, from a file or stdin) through an exported model (the forecaster, or
-one exported with `edgeseq export --keras`) and write one record per window as JSON lines (or CSV), on a box
-with numpy and onnxruntime only. This is the same
-runner as `edgeseq run` (edgeseq_device.runner.run_stream).
+Stream sensor rows (a CSV with a header, from a file, .gz, .xz or .bz2 too, or stdin) through an exported
+model (the forecaster, or one exported with `edgeseq export --keras`) and write one record per window as JSON
+lines (or CSV), on a box with numpy and onnxruntime only. This is the same runner as `edgeseq run`
+(edgeseq_device.runner.run_stream).
 
-Columns are found by name. A bad row (empty, non-numeric, NaN/inf, more or fewer fields than the header,
-longer than 1 MiB) is reported on stderr and skipped, and no window spans it. --follow reads a growing file
-like tail -F and reopens it when it is truncated or rotated. Ctrl-C (exit 130) and SIGTERM (exit 143) stop
-after the record in hand, with every forecast written and a summary on stderr. Exit codes: 0 done, 1 a bad
-row under --on-bad-row fail, 2 bad usage, model, manifest or header.
+Columns are found by name. A bad row (empty, non-numeric, inf, more or fewer fields than the header,
+longer than 1 MiB) is reported on stderr and skipped, and no window spans it; so is a missing value, a gap
+in time or a duplicated or backwards time, by the series rules in the model's manifest. With a key column
+(a model trained with --group-by) each key is its own series, and each record carries its "key".
+--follow reads a growing file like tail -F and reopens it when it is truncated or rotated. Ctrl-C (exit
+130) and SIGTERM (exit 143) stop after the record in hand, with every forecast written and a summary on
+stderr. Exit codes: 0 done, 1 a bad row under --on-bad-row fail, 2 bad usage, model, manifest or header.
 """
 
 from __future__ import annotations

@@ -160,13 +160,11 @@ def fit_scaling(
     input_scale = unit._relative(values, ends).reshape(-1, len(features)).std(axis=0)
     y = values[:, unit.target_index]
     deltas = y[ends + horizon] - y[ends]
-    floor = 1e-6  # a constant channel keeps scale 1e-6 rather than dividing by zero
+    scales = {**dict(zip(features, input_scale.tolist(), strict=True)), f"{target}'s change": float(deltas.std())}
+    # A constant channel has no scale: a floor such as 1e-6 would turn any move at run time into a huge input.
+    flat = [name for name, scale in scales.items() if not scale > 0]
+    if flat:
+        raise ValueError(f"{', '.join(flat)} never changes in the training windows: nothing to scale by")
     return ForecastSpec(
-        tuple(features),
-        target,
-        window,
-        horizon,
-        tuple(float(max(s, floor)) for s in input_scale),
-        float(max(deltas.std(), floor)),
-        time_column,
+        tuple(features), target, window, horizon, tuple(input_scale.tolist()), float(deltas.std()), time_column
     )

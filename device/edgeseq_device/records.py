@@ -15,21 +15,31 @@ def _csv_field(value: Any) -> str:
 class Writer:
     """One record per line, flushed at once so a pipe downstream sees each as it is made.
 
-    Records are `row`, `time` (when the stream has a time column) and the task's fields: `prediction` for a
-    forecaster. Numbers are always finite here: the runner reports a non-finite value instead of writing it,
-    since `inf` and `NaN` are not JSON.
+    Records are `row`, `time` (when the stream has a time column), `key` (when it has a key column) and the
+    task's fields: `prediction` for a forecaster. Numbers are always finite here: the runner reports a
+    non-finite value instead of writing it, since `inf` and `NaN` are not JSON.
     """
 
-    def __init__(self, sink: TextIO, fmt: str, has_time: bool, fields: Sequence[str] = ("prediction",)) -> None:
-        self.sink, self.fmt, self.has_time = sink, fmt, has_time
+    def __init__(
+        self,
+        sink: TextIO,
+        fmt: str,
+        has_time: bool,
+        fields: Sequence[str] = ("prediction",),
+        key_column: str | None = None,
+    ) -> None:
+        self.sink, self.fmt, self.has_time, self.has_key = sink, fmt, has_time, key_column is not None
         self.keys = [f", {json.dumps(name)}: " for name in fields]
         if fmt == "csv":
-            sink.write(",".join(["row", *(["time"] if has_time else []), *map(_csv_field, fields)]) + "\n")
+            head = ["row", *(["time"] if has_time else []), *(["key"] if self.has_key else [])]
+            sink.write(",".join([*head, *map(_csv_field, fields)]) + "\n")
             sink.flush()
 
-    def write(self, row: int, when: str | None, values: Sequence[Any]) -> None:
+    def write(self, row: int, when: str | None, values: Sequence[Any], key: str | None = None) -> None:
         if self.fmt == "jsonl":
             head = f'{{"row": {row}, "time": {json.dumps(when)}' if self.has_time else f'{{"row": {row}'
+            if self.has_key:
+                head += f', "key": {json.dumps(key)}'
             if len(values) == 1 and values[0].__class__ is float:  # a forecast: the per-row path, kept short
                 self.sink.write(f"{head}{self.keys[0]}{values[0]!r}}}\n")
             else:
@@ -38,5 +48,7 @@ class Writer:
                 self.sink.write(head + "".join(parts) + "}\n")
         else:
             head = [str(row), *([_csv_field(when or "")] if self.has_time else [])]
+            if self.has_key:
+                head.append(_csv_field(key or ""))
             self.sink.write(",".join([*head, *map(_csv_field, values)]) + "\n")
         self.sink.flush()

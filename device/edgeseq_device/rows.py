@@ -12,6 +12,9 @@ from edgeseq_device.errors import InputError
 from edgeseq_device.messages import shown, shown_list
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+# What sensor logs, spreadsheets and databases write for "no reading". Compared without case and spaces.
+MISSING_TOKENS = ("", "NA", "N/A", "#N/A", "NaN", "null", "nil", "None", "-", "?")
+_MISSING = frozenset(token.lower() for token in MISSING_TOKENS)
 
 
 class MissingColumnError(InputError):
@@ -57,13 +60,23 @@ def _clean(name: str) -> str:
 class RowParser:
     """Finds `columns` in a header by name (order and extra columns do not matter) and parses rows.
 
-    `time_column`, when given, is carried along as text. Training, evaluation and the runner all read rows
-    through this class, so a file parses the same way everywhere.
+    `time_column`, when given, is carried along as text, and so is `key_column`. A missing value (one of
+    MISSING_TOKENS, or a number that is NaN) is written as NaN and its column index listed in `missing`; what it
+    means is for the series rules (series.py) to say. Training, evaluation and the runner all read rows through
+    this class, so a file parses the same way everywhere.
     """
 
-    def __init__(self, header: Sequence[str], columns: Sequence[str], time_column: str | None = None) -> None:
+    missing: list[int] | None = None
+
+    def __init__(
+        self,
+        header: Sequence[str],
+        columns: Sequence[str],
+        time_column: str | None = None,
+        key_column: str | None = None,
+    ) -> None:
         names = [_clean(h) for h in header]
-        wanted = list(columns) + ([time_column] if time_column else [])
+        wanted = list(columns) + [c for c in (time_column, key_column) if c]
         missing = [c for c in wanted if c not in names]
         if missing:
             raise MissingColumnError(
@@ -80,13 +93,11 @@ class RowParser:
         self.columns = tuple(columns)
         self.indices = np.array([names.index(c) for c in columns], dtype=np.intp)
         self.time_index = names.index(time_column) if time_column else None
+        self.key_index = names.index(key_column) if key_column else None
         self.width = len(names)
 
-    def parse(self, fields: Sequence[str], out: np.ndarray) -> str | None:
-        """Write the row's values into `out` (shape [len(columns)]); return its time text, if any.
-
-        Raises BadRowError with a reason; `out` may then hold part of the row and must not be used.
-        """
+    def check_width(self, fields: Sequence[str]) -> None:
+        """Raise BadRowError unless `fields` is a row of the header's width."""
         if len(fields) == 0 or (len(fields) == 1 and not fields[0].strip()):
             raise BadRowError("empty", "empty line")
         if len(fields) != self.width:
@@ -94,15 +105,35 @@ class RowParser:
             # the header says, so a row of the wrong width is never used.
             reason = "too few fields" if len(fields) < self.width else "too many fields"
             raise BadRowError(reason, f"{len(fields):,} fields, the header has {self.width}")
+
+    def key(self, fields: Sequence[str]) -> str | None:
+        """The row's key (a row of the header's width), or None without a key column."""
+        return None if self.key_index is None else fields[self.key_index].strip()
+
+    def parse(self, fields: Sequence[str], out: np.ndarray) -> str | None:
+        """Write the row's values into `out` (shape [len(columns)]); return its time text, if any.
+
+        Raises BadRowError with a reason; `out` may then hold part of the row and must not be used. Missing
+        values are NaN in `out`, their indices in `self.missing` (None when there are none).
+        """
+        self.check_width(fields)
+        missing = None
         for k, i in enumerate(self.indices):
             text = fields[i]
             try:
                 value = float(text)
             except ValueError:
-                raise BadRowError("non-numeric", f"column {shown(self.columns[k])} is {shown(text, 24)}") from None
+                if text.strip().lower() not in _MISSING:
+                    raise BadRowError("non-numeric", f"column {shown(self.columns[k])} is {shown(text, 24)}") from None
+                value = math.nan
+            if value != value:  # NaN, written as a token or as a number, is a missing value
+                missing = [k] if missing is None else [*missing, k]
+                out[k] = math.nan
+                continue
             if not math.isfinite(value):
-                raise BadRowError("nan/inf", f"column {shown(self.columns[k])} is {shown(text, 24)}")
+                raise BadRowError("infinite", f"column {shown(self.columns[k])} is {shown(text, 24)}")
             if abs(value) > FLOAT32_MAX:  # the model computes in float32: this would become inf
                 raise BadRowError("out of range", f"column {shown(self.columns[k])} is {shown(text, 24)}")
             out[k] = value
+        self.missing = missing
         return fields[self.time_index].strip() if self.time_index is not None else None

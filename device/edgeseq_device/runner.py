@@ -34,11 +34,13 @@ from edgeseq_device.messages import Messages, point_at_devnull
 from edgeseq_device.model import load_model
 from edgeseq_device.records import Writer
 from edgeseq_device.rows import BadRowError, RowParser, is_header, split_line
+from edgeseq_device.series import FILLED, TIME_GAP
 from edgeseq_device.signals import StopRequested, StopSignals
-from edgeseq_device.task import resolve_spec
+from edgeseq_device.task import resolve_rules, resolve_spec
 from edgeseq_device.window import PredictionError, StreamRunner
 
 DEFAULT_MODEL = Path("exported/sensor_lstm.onnx")
+SHOWN_PER_REASON = 10  # skipped lines named per reason; a messy file's thousands are counted, not listed
 EXIT_OK, EXIT_BAD_ROW, EXIT_USAGE = 0, 1, 2  # and 128 + the signal after SIGINT (130) or SIGTERM (143)
 
 
@@ -83,9 +85,12 @@ class Stats:
     rows: int = 0
     predictions: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    filled: int = 0
+    time_gaps: int = 0
     not_finite: int = 0
     model_failed: int = 0
     reopened: int = 0
+    keys: int = 0
     first_row_at: float | None = None
     finished_at: float | None = None
 
@@ -95,7 +100,10 @@ class Stats:
         rate = self.rows / elapsed if elapsed > 0 else 0.0
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(self.skipped.items()))
         skipped = sum(self.skipped.values())
-        extra = f", {self.not_finite} predictions not finite (not written)" if self.not_finite else ""
+        extra = f", {self.filled} rows filled (--fill-gaps)" if self.filled else ""
+        extra += f", {self.time_gaps} gaps in time" if self.time_gaps else ""
+        extra += f", {self.keys} series" if self.keys else ""
+        extra += f", {self.not_finite} predictions not finite (not written)" if self.not_finite else ""
         extra += f", the model failed on {self.model_failed} windows (not written)" if self.model_failed else ""
         extra += f", input reopened {self.reopened} times" if self.reopened else ""
         return (
@@ -153,7 +161,8 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
         try:
             model = load_model(options.model, threads=options.threads, require_manifest=False)
             spec = resolve_spec(model, options.task_overrides())
-            runner = StreamRunner(model, spec, options.stride)
+            rules = resolve_rules(model, spec)
+            runner = StreamRunner(model, spec, options.stride, rules)
             _check_output(options)
             source = LineSource(
                 options.stream, follow=options.follow, poll_seconds=options.poll_seconds,
@@ -209,8 +218,12 @@ def _stream(
         if header is None or isinstance(header, Reopened) or not header.strip():
             say(f"{prog}: error: {source.name} has no header row")
             return EXIT_USAGE
+
+        def parser_for(line: str) -> RowParser:
+            return RowParser(split_line(line), spec.features, spec.time_column, runner.rules.group_by)
+
         try:
-            parser = RowParser(split_line(header), spec.features, spec.time_column)
+            parser = parser_for(header)
         except InputError as exc:
             say(f"{prog}: error: {source.name}: {exc}")
             return EXIT_USAGE
@@ -225,7 +238,7 @@ def _stream(
         if sink is stdout and hasattr(stdout, "reconfigure"):
             # a time text the terminal's encoding cannot show (PYTHONIOENCODING=ascii) is escaped, not fatal
             stdout.reconfigure(errors="backslashreplace")
-        writer = Writer(sink, options.format, spec.time_column is not None, spec.record_fields)
+        writer = Writer(sink, options.format, spec.time_column is not None, spec.record_fields, runner.rules.group_by)
         progress_every = options.progress_seconds
         next_progress = time.monotonic() + progress_every if progress_every > 0 else math.inf
         line_number, after_reopen = 1, False
@@ -240,31 +253,41 @@ def _stream(
                     if after_reopen:  # a new file may start with its own header
                         after_reopen = False
                         if is_header(line, spec.features):
-                            parser = RowParser(split_line(line), spec.features, spec.time_column)
+                            parser = parser_for(line)
                             continue
                     stats.rows += 1
                     due, when = runner.push(parser, split_line(line))
+                    if runner.flags:
+                        stats.filled += bool(runner.flags & FILLED)
+                        stats.time_gaps += bool(runner.flags & TIME_GAP)
+                    if parser.key_index is not None:
+                        stats.keys = len(runner.keys)
                 elif isinstance(line, Reopened):
                     stats.reopened += 1
-                    runner.gap()
+                    runner.restart()
                     say(f"{prog}: reopened {source.name}: {line.reason}; a new window starts")
                     line_number, after_reopen = 0, True
                     continue
                 else:
                     stats.rows += 1
+                    if parser.key_index is None:  # whose row it was is unknown in a keyed stream
+                        runner.gap()
                     raise BadRowError("line too long", f"more than {line.limit:,} bytes")
             except BadRowError as exc:
-                runner.gap()
                 if line.__class__ is str and is_header(line, spec.features):
                     # a header again (files concatenated, a writer restarted): its columns may be reordered
-                    parser = RowParser(split_line(line), spec.features, spec.time_column)
+                    parser = parser_for(line)
                     stats.rows -= 1
                     say(f"{prog}: line {line_number} is a header; columns found anew, a new window starts")
                     continue
                 stats.skipped[exc.reason] += 1
                 if options.on_bad_row == "fail":
                     return _stopped(stats, say, prog, f"line {line_number}: {exc}")
-                say(f"{prog}: skipped line {line_number}: {exc}")
+                shown_so_far = stats.skipped[exc.reason]
+                if shown_so_far <= SHOWN_PER_REASON:
+                    say(f"{prog}: skipped line {line_number}: {exc}")
+                    if shown_so_far == SHOWN_PER_REASON:
+                        say(f"{prog}: further rows skipped for {exc.reason} are counted in the summary, not shown")
                 continue
             if due:
                 try:
@@ -280,7 +303,7 @@ def _stream(
                     stats.not_finite += 1
                     say(f"{prog}: line {line_number}: the prediction is {', '.join(map(repr, values))}; not written")
                 else:
-                    writer.write(stats.rows, when, values)
+                    writer.write(stats.rows, when, values, runner.key)
                     stats.predictions += 1
             if time.monotonic() >= next_progress:
                 say(stats.line(prog, final=False))

@@ -11,6 +11,7 @@ from edgeseq_device.messages import shown
 from edgeseq_device.model import Model
 from edgeseq_device.sequence import KIND as SEQUENCE_KIND
 from edgeseq_device.sequence import SequenceSpec
+from edgeseq_device.series import SeriesRules
 from edgeseq_device.window import Task
 
 _OPTION = {
@@ -119,3 +120,15 @@ def _check_input(model: Model, spec: Task) -> None:
             f"{model.path} takes {model.inputs[0]}, but the task needs shape {list(spec.input_shape)} "
             f"({spec.window} rows of {len(spec.features)} features)"
         )
+
+
+def resolve_rules(model: Model, spec: Task) -> SeriesRules:
+    """The manifest's series rules (missing values, time checks, keys); a file exported before them, or a model
+    without a manifest, gets the defaults: no time checks, no filling, one series."""
+    if model.manifest is None:
+        return SeriesRules()
+    where = str(model.manifest.path)
+    rules = SeriesRules.from_json(model.manifest.data.get("series"), where)
+    if rules.time_format is not None and spec.time_column is None:
+        raise ManifestError(f"{where}: the series rules parse times, but no time column is named")
+    return rules

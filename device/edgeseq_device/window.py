@@ -1,8 +1,11 @@
-"""Rows to predictions: the last T good rows in a ring buffer, turned into the model's input and run.
+"""Rows to predictions: the last T good rows of each series in a ring buffer, turned into the model's input
+and run.
 
-A skipped (bad) row is a gap, and a window never spans a gap: after one, the buffer refills with T good rows
-before the next prediction. A prediction is due once the buffer is full and then every `stride` good rows.
-The task (a ForecastSpec or a SequenceSpec) says how rows become the input and the output a record.
+A skipped (bad) row is a gap, and so is what the series rules (series.py) call one; a window never spans a gap:
+after one, the series' buffer refills with T good rows before its next prediction. A prediction is due once a
+buffer is full and then every `stride` good rows of that series. With a key column, each key is its own series
+(memory: keys x 2T x F floats). The task (a ForecastSpec or a SequenceSpec) says how rows become the input and
+the output a record.
 """
 
 from __future__ import annotations
@@ -18,29 +21,9 @@ from edgeseq_device.forecast import ForecastSpec
 from edgeseq_device.model import Model
 from edgeseq_device.rows import BadRowError, RowParser
 from edgeseq_device.sequence import SequenceSpec
+from edgeseq_device.series import TIME_GAP, Router, Series, SeriesRules, WindowBuffer
 
-
-class WindowBuffer:
-    """The last T rows, always contiguous: each row is written at i and i+T of a [2T, F] array, no copying."""
-
-    def __init__(self, window: int, width: int) -> None:
-        self.window = window
-        self._data = np.zeros((2 * window, width), dtype=np.float64)
-        self._next = 0
-        self.filled = 0
-
-    def push(self, row: np.ndarray) -> None:
-        self._data[self._next] = row
-        self._data[self._next + self.window] = row
-        self._next = (self._next + 1) % self.window
-        self.filled += 1
-
-    def reset(self) -> None:
-        self.filled = 0
-
-    def view(self) -> np.ndarray:
-        """The buffered rows oldest first; valid while `filled >= window`."""
-        return self._data[self._next : self._next + self.window]
+__all__ = ["PredictionError", "StreamRunner", "Task", "WindowBuffer"]
 
 
 Task = ForecastSpec | SequenceSpec
@@ -58,7 +41,7 @@ class StreamRunner:
     """Turns rows into predictions with preallocated buffers: per row, a parse and two row writes; per
     prediction, one input fill and one session.run."""
 
-    def __init__(self, model: Model, spec: Task, stride: int = 1) -> None:
+    def __init__(self, model: Model, spec: Task, stride: int = 1, rules: SeriesRules = SeriesRules()) -> None:
         if stride < 1:
             raise InputError(f"stride must be >= 1, got {stride}")
         states = spec.states
@@ -67,9 +50,13 @@ class StreamRunner:
                 f"a stateful model takes {spec.window} new row{'s' if spec.window != 1 else ''} per call and carries "
                 f"its state on: --stride must be {spec.window} (or left out), got {stride}"
             )
-        self.model, self.spec, self.stride = model, spec, spec.window if states else stride
-        self.buffer = WindowBuffer(spec.window, len(spec.features))
-        self._row = np.zeros(len(spec.features), dtype=np.float64)
+        if states and rules.group_by:
+            raise InputError(
+                f"a stateful model carries one state, so it cannot run one series per {rules.group_by!r}: "
+                "run each key's rows separately"
+            )
+        self.model, self.spec, self.stride, self.rules = model, spec, spec.window if states else stride, rules
+        self.router = Router(spec.window, spec.features, rules)
         self._input = np.zeros(spec.input_shape, dtype=np.float32)
         self._scratch = np.zeros((spec.window, len(spec.features)), dtype=np.float64)
         self._output = np.zeros(model.outputs[0].shape, dtype=model.outputs[0].dtype)
@@ -86,33 +73,55 @@ class StreamRunner:
             self._binding.bind_ortvalue_input(name_in, ort.OrtValue.ortvalue_from_numpy(state_in))
             self._binding.bind_ortvalue_output(name_out, ort.OrtValue.ortvalue_from_numpy(state_out))
 
+    @property
+    def key(self) -> str | None:
+        """The key of the last row pushed (None without a key column)."""
+        return self.router.series.key
+
+    @property
+    def flags(self) -> int:
+        """series.TIME_GAP and FILLED of the last row pushed."""
+        return self.router.flags
+
+    @property
+    def keys(self) -> dict[str, Series]:
+        return self.router.keys
+
     def push(self, parser: RowParser, fields: list[str]) -> tuple[bool, str | None]:
-        """Parse one row into the window; return (forecast due, time text). Raises BadRowError (and then
-        resets the window, so no window spans the gap)."""
+        """Parse one row into its series' window; return (prediction due, time text). Raises BadRowError, and
+        then that series (and a carried state) starts afresh, so no window spans the gap."""
         try:
-            when = parser.parse(fields, self._row)
+            series, text = self.router.push(parser, fields)
         except BadRowError:
-            self.gap()
+            self._zero_states()
             raise
-        self.buffer.push(self._row)
-        extra = self.buffer.filled - self.spec.window
-        return extra >= 0 and extra % self.stride == 0, when
+        if self._states and self.router.flags & TIME_GAP:
+            self._zero_states()
+        extra = series.buffer.filled - self.spec.window
+        return extra >= 0 and extra % self.stride == 0, text
 
     def gap(self) -> None:
-        """The stream broke (a bad row, a reopened file): the next window, and a carried state, start afresh."""
-        self.buffer.reset()
+        """The series broke (a line too long): its next window, and a carried state, start afresh."""
+        self.router.series.reset()
+        self._zero_states()
+
+    def restart(self) -> None:
+        """A new stream (a reopened file): every series starts afresh, times included."""
+        self.router.restart()
+        self._zero_states()
+
+    def _zero_states(self) -> None:
         for state_in, _ in self._states:
             state_in.fill(0.0)
 
     def predict(self) -> tuple[Any, ...]:
         """Run the model on the buffered window; the record's values, in the order of spec.record_fields."""
-        window = self.buffer.view()
+        window = self.router.series.buffer.view()
         self.spec.model_input(window, out=self._input, scratch=self._scratch)
         try:
             self.model.session.run_with_iobinding(self._binding)
         except _RUN_ERRORS as exc:
-            for state_in, _ in self._states:  # a carried state after a failed call is not trustworthy
-                state_in.fill(0.0)
+            self._zero_states()  # a carried state after a failed call is not trustworthy
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise PredictionError(f"the model failed on this window: {first[:300]}") from None
         for state_in, state_out in self._states:

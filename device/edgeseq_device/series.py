@@ -1,0 +1,310 @@
+"""Rows into series: missing values, time, gaps, carried-forward values and keys; the rules that training,
+evaluation and the runner share, so a gap means the same thing in all three.
+
+A series is one sensor's rows, oldest first. Its rules (the manifest's "series"):
+- a field that is empty or one of MISSING_TOKENS (any case) is a missing value, and the row is a gap, unless
+  `fill_gaps` K > 0: then a missing value takes its column's last good value for up to K rows in a row;
+- with a time column, each time is parsed (`time_format`). A step longer than GAP_TOLERANCE x `interval` is a
+  gap before the row; a duplicated, backwards or unparsable time makes the row a bad row, also a gap. A series
+  whose first NEWEST_FIRST_STEPS steps all go backwards runs newest-first and is refused;
+- with `group_by`, each key is its own series: its own window, its own time, its own last values.
+After a gap the window starts afresh: no window spans one. A time gap is never filled: a live stream cannot
+know what it missed, and a filled hour of readings would be made up.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from edgeseq_device.errors import InputError, ManifestError
+from edgeseq_device.messages import shown
+from edgeseq_device.rows import MISSING_TOKENS, BadRowError, RowParser
+
+GAP_TOLERANCE = 1.5  # steps up to 1.5 intervals are jitter; longer ones lost at least one row
+NEWEST_FIRST_STEPS = 5
+TIME_FORMATS = ("iso8601", "unix-seconds")  # or a strptime pattern such as "%d/%m/%Y %H:%M"
+TIME_GAP, FILLED = 1, 2  # what admit() reports about a row
+
+__all__ = [
+    "MISSING_TOKENS",
+    "NewestFirstError",
+    "Router",
+    "Series",
+    "SeriesRules",
+    "detect_time_format",
+    "parse_interval",
+]
+
+_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class NewestFirstError(InputError):
+    """The rows run newest first: every step goes back in time."""
+
+
+def parse_time(text: str, time_format: str) -> float:
+    """A time text -> unix seconds. Times without a zone are read as UTC (no daylight-saving shifts)."""
+    try:
+        if time_format == "unix-seconds":
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError("not finite")
+            return value
+        if time_format == "iso8601":
+            text = text.strip()
+            if text[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not know "Z"
+                text = text[:-1] + "+00:00"
+            moment = datetime.fromisoformat(text)
+        else:
+            moment = datetime.strptime(text.strip(), time_format)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    except (ValueError, IndexError, OverflowError, OSError):
+        raise BadRowError("bad time", f"time {shown(text, 40)} is not {_format_words(time_format)}") from None
+
+
+def _format_words(time_format: str) -> str:
+    return {"iso8601": "an ISO 8601 time", "unix-seconds": "unix seconds"}.get(time_format, repr(time_format))
+
+
+def detect_time_format(text: str) -> str | None:
+    """Which of TIME_FORMATS reads `text` (a first time value), or None."""
+    for time_format in ("unix-seconds", "iso8601"):
+        try:
+            parse_time(text, time_format)
+        except BadRowError:
+            continue
+        return time_format
+    return None
+
+
+def parse_interval(text: str) -> float:
+    """'10min', '1h', '15.625ms', '600' (seconds) -> seconds. ValueError otherwise."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|sec|min|h|d)?\s*", text)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not an interval such as 10min, 1h, 30s, 15.625ms or 1d")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def interval_words(seconds: float) -> str:
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0), ("s", 1.0)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{int(seconds / size)}{unit}"
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+@dataclass(frozen=True)
+class SeriesRules:
+    """How rows become series; stored in the manifest as "series". The defaults are a file's old meaning:
+    no time checks, no filling, one series."""
+
+    time_format: str | None = None
+    interval: float | None = None  # seconds; with time_format, the time checks are on
+    fill_gaps: int = 0
+    group_by: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.fill_gaps < 0:
+            raise ValueError(f"fill_gaps must be >= 0, got {self.fill_gaps}")
+        if self.interval is not None and not (math.isfinite(self.interval) and self.interval > 0):
+            raise ValueError(f"interval must be a positive number of seconds, got {self.interval!r}")
+
+    @property
+    def checks_time(self) -> bool:
+        return self.time_format is not None and self.interval is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "missing_tokens": list(MISSING_TOKENS),
+            "fill_gaps": self.fill_gaps,
+            "time_format": self.time_format,
+            "interval_seconds": self.interval,
+            "gap_when_step_exceeds": None if self.interval is None else GAP_TOLERANCE * self.interval,
+            "group_by": self.group_by,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None, where: str = "manifest") -> SeriesRules:
+        if data is None:
+            return cls()
+        try:
+            interval = data.get("interval_seconds")
+            group_by = data.get("group_by")
+            time_format = data.get("time_format")
+            fill = data.get("fill_gaps", 0)
+            if not isinstance(fill, int) or isinstance(fill, bool):
+                raise TypeError(f"fill_gaps is {fill!r}")
+            return cls(
+                time_format=None if time_format is None else str(time_format),
+                interval=None if interval is None else float(interval),
+                fill_gaps=fill,
+                group_by=None if group_by is None else str(group_by),
+            )
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ManifestError(f"{where}: not a usable 'series' description ({exc})") from None
+
+
+def describe(rules: SeriesRules) -> str:
+    """The rules in a line, for `edgeseq info`."""
+    said = []
+    if rules.checks_time:
+        longest = interval_words(GAP_TOLERANCE * rules.interval)
+        said.append(
+            f"times {rules.time_format}, interval {interval_words(rules.interval)}, a step over {longest} is a gap"
+        )
+    said.append(
+        "a missing value is a gap"
+        if not rules.fill_gaps
+        else f"missing values carried forward up to {rules.fill_gaps} rows"
+    )
+    if rules.group_by:
+        said.append(f"one series per {rules.group_by!r}")
+    return "; ".join(said)
+
+
+class WindowBuffer:
+    """The last T rows, always contiguous: each row is written at i and i+T of a [2T, F] array, no copying."""
+
+    def __init__(self, window: int, width: int) -> None:
+        self.window = window
+        self._data = np.zeros((2 * window, width), dtype=np.float64)
+        self._next = 0
+        self.filled = 0
+
+    def push(self, row: np.ndarray) -> None:
+        self._data[self._next] = row
+        self._data[self._next + self.window] = row
+        self._next = (self._next + 1) % self.window
+        self.filled += 1
+
+    def reset(self) -> None:
+        self.filled = 0
+
+    def last(self) -> np.ndarray:
+        """The newest row; valid while `filled >= 1`."""
+        return self._data[self._next + self.window - 1]
+
+    def view(self) -> np.ndarray:
+        """The buffered rows oldest first; valid while `filled >= window`."""
+        return self._data[self._next : self._next + self.window]
+
+
+class Series:
+    """One series' state: its window of rows, the time of its last row, and its runs of filled values."""
+
+    __slots__ = ("_backward", "_forward", "_max_step", "_runs", "buffer", "columns", "key", "last_time", "rules")
+
+    def __init__(self, window: int, columns: Sequence[str], rules: SeriesRules, key: str | None = None) -> None:
+        self.buffer = WindowBuffer(window, len(columns))
+        self.rules, self.columns, self.key = rules, tuple(columns), key
+        self.last_time: float | None = None
+        self._runs = [0] * len(columns)  # rows in a row each column has been filled
+        self._max_step = GAP_TOLERANCE * rules.interval if rules.interval else math.inf
+        self._forward = self._backward = 0
+
+    def reset(self) -> None:
+        """A gap: the next window starts afresh, and nothing is carried across it."""
+        self.buffer.reset()
+        if self.rules.fill_gaps:
+            self._runs = [0] * len(self.columns)
+
+    def admit(self, row: np.ndarray, missing: list[int] | None, when: float | None, time_text: str | None) -> int:
+        """Check one parsed row (NaN where `missing`) against the rules and push it; return TIME_GAP and/or
+        FILLED bits. Raises BadRowError (the series then starts afresh) or NewestFirstError."""
+        flags = 0
+        if when is not None:
+            last, self.last_time = self.last_time, when
+            if last is not None:
+                step = when - last
+                if step <= 0:
+                    self.reset()
+                    if step == 0:
+                        raise BadRowError("duplicate time", f"time {shown(time_text, 40)} repeats the row before")
+                    self._backward += 1
+                    if self._forward == 0 and self._backward >= NEWEST_FIRST_STEPS:
+                        raise NewestFirstError(
+                            f"the first {self._backward} time steps{self._of_key()} all go back in time: the rows "
+                            "run newest first; sort them oldest first"
+                        )
+                    raise BadRowError("time went backwards", f"time {shown(time_text, 40)} is before the row before")
+                self._forward += 1
+                if step > self._max_step:
+                    self.reset()
+                    flags = TIME_GAP
+        if missing:
+            limit = self.rules.fill_gaps
+            runs = self._runs
+            if not limit or self.buffer.filled == 0 or any(runs[i] >= limit for i in missing):
+                if not limit:
+                    why = ""
+                elif self.buffer.filled:
+                    why = f" (more than {limit} rows in a row)"
+                else:
+                    why = " (no value to carry forward since the last gap)"
+                self.reset()
+                names = ", ".join(shown(self.columns[i]) for i in missing)
+                raise BadRowError("missing value", f"{names} missing{why}")
+            last = self.buffer.last()
+            for i in range(len(runs)):
+                if i in missing:
+                    row[i] = last[i]
+                    runs[i] += 1
+                else:
+                    runs[i] = 0
+            flags |= FILLED
+        elif self.rules.fill_gaps and any(self._runs):
+            self._runs = [0] * len(self.columns)
+        self.buffer.push(row)
+        return flags
+
+    def _of_key(self) -> str:
+        return "" if self.key is None else f" of {self.rules.group_by} {shown(self.key)}"
+
+
+class Router:
+    """Rows of one stream to their series: the key, the values, the time, then the series' rules. The runner
+    keeps one; training runs one over each part of a file, which is what the runner sees of that part."""
+
+    def __init__(self, window: int, columns: Sequence[str], rules: SeriesRules) -> None:
+        self.window, self.columns, self.rules = window, tuple(columns), rules
+        self.series = Series(window, columns, rules)  # the series of the last row pushed
+        self.keys: dict[str, Series] = {}
+        self.flags = 0  # TIME_GAP / FILLED of the last row pushed
+        self.row = np.zeros(len(columns), dtype=np.float64)
+        self._time_format = rules.time_format if rules.checks_time else None
+
+    def push(self, parser: RowParser, fields: list[str]) -> tuple[Series, str | None]:
+        """Parse one row into its series' window; return (that series, the row's time text). Raises
+        BadRowError, and then that series starts afresh. A row whose key cannot be read (a row of the wrong
+        width in a keyed stream) belongs to no series and breaks none."""
+        key, series = None, self.series
+        if parser.key_index is not None:
+            parser.check_width(fields)
+            key = parser.key(fields)
+            series = self.keys.get(key)
+        try:
+            text = parser.parse(fields, self.row)
+            when = None if self._time_format is None else parse_time(text, self._time_format)
+            if series is None:  # a new key's first good row: only now does it cost memory
+                series = self.keys[key] = Series(self.window, self.columns, self.rules, key)
+            self.series = series
+            self.flags = series.admit(self.row, parser.missing, when, text)
+        except BadRowError:
+            if series is not None:
+                self.series = series
+                series.reset()
+            raise
+        return series, text
+
+    def restart(self) -> None:
+        """A new stream (a reopened file): every series starts afresh, times included."""
+        self.series = Series(self.window, self.columns, self.rules)
+        self.keys.clear()

@@ -1,0 +1,252 @@
+"""The series rules of the device runtime: missing tokens, time formats, intervals, carried-forward values,
+gaps in time, bad times and keys; and a gateway's stream of 1,000 interleaved sensors."""
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edgeseq_device.errors import ManifestError
+from edgeseq_device.rows import MISSING_TOKENS, BadRowError, RowParser
+from edgeseq_device.series import (
+    FILLED,
+    TIME_GAP,
+    NewestFirstError,
+    Router,
+    Series,
+    SeriesRules,
+    detect_time_format,
+    parse_interval,
+    parse_time,
+)
+
+UTC = timezone.utc
+
+
+@given(
+    token=st.sampled_from(MISSING_TOKENS),
+    case=st.sampled_from([str.lower, str.upper, str.title, lambda s: s]),
+    pad=st.sampled_from(["", " ", "  "]),
+    column=st.integers(0, 2),
+)
+def test_every_missing_token_in_any_case_and_padding_is_a_missing_value(token, case, pad, column):
+    parser = RowParser(["t", "a", "b", "c"], ["a", "b", "c"], "t")
+    fields = ["noon", "1", "2", "3"]
+    fields[column + 1] = pad + case(token) + pad
+    out = np.zeros(3)
+    assert parser.parse(fields, out) == "noon"
+    assert parser.missing == [column] and math.isnan(out[column])
+    assert np.isfinite(np.delete(out, column)).all()
+
+
+@given(st.text(max_size=12))
+def test_a_field_is_a_number_a_missing_value_or_a_bad_row(text):
+    parser = RowParser(["a"], ["a"])
+    out = np.zeros(1)
+    try:
+        parser.parse([text], out)
+    except BadRowError as exc:
+        assert exc.reason in {"empty", "non-numeric", "infinite", "out of range"}
+        return
+    if parser.missing:
+        assert text.strip().lower() in {t.lower() for t in MISSING_TOKENS} or math.isnan(float(text))
+    else:
+        assert out[0] == float(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "time_format", "expected"),
+    [
+        ("2013-01-01T06:00:00Z", "iso8601", datetime(2013, 1, 1, 6, tzinfo=UTC)),
+        ("2013-01-01T07:00:00+01:00", "iso8601", datetime(2013, 1, 1, 6, tzinfo=UTC)),
+        ("2016-01-11 17:00:00", "iso8601", datetime(2016, 1, 11, 17, tzinfo=UTC)),
+        ("2016-01-11 17:00", "iso8601", datetime(2016, 1, 11, 17, tzinfo=UTC)),
+        ("2016-01-11 17:00:00.250", "iso8601", datetime(2016, 1, 11, 17, 0, 0, 250000, tzinfo=UTC)),
+        ("1452531600", "unix-seconds", datetime(2016, 1, 11, 17, tzinfo=UTC)),
+        ("1452531600.5", "unix-seconds", datetime(2016, 1, 11, 17, 0, 0, 500000, tzinfo=UTC)),
+        ("11/01/2016 17:00", "%d/%m/%Y %H:%M", datetime(2016, 1, 11, 17, tzinfo=UTC)),
+    ],
+)
+def test_times_parse_to_unix_seconds(text, time_format, expected):
+    assert parse_time(text, time_format) == expected.timestamp()
+    if time_format != "%d/%m/%Y %H:%M":
+        assert detect_time_format(text) == time_format
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "2016-13-01 00:00", "nan", "inf"])
+def test_an_unreadable_time_is_a_bad_row(text):
+    with pytest.raises(BadRowError) as info:
+        parse_time(text, "unix-seconds" if text in ("nan", "inf") else "iso8601")
+    assert info.value.reason == "bad time"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("10min", 600), ("1h", 3600), ("30s", 30), ("15.625ms", 0.015625), ("1d", 86400), ("600", 600)],
+)
+def test_intervals_are_read_with_their_units(text, seconds):
+    assert parse_interval(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0", "-1h", "10 minutes", "h", "1e3"])
+def test_a_bad_interval_is_refused(text):
+    with pytest.raises(ValueError, match="is not an interval"):
+        parse_interval(text)
+
+
+def _series(fill: int = 0, interval: float | None = 60.0, window: int = 3) -> Series:
+    return Series(window, ("a", "b"), SeriesRules("unix-seconds" if interval else None, interval, fill))
+
+
+def _admit(series: Series, when: float | None, a: float, b: float) -> int:
+    row = np.array([a, b])
+    missing = [i for i, v in enumerate(row) if math.isnan(v)] or None
+    return series.admit(row, missing, when, str(when))
+
+
+def test_fill_gaps_carries_each_column_forward_for_at_most_k_rows_in_a_row():
+    series = _series(fill=2)
+    assert _admit(series, 0, 1.0, 10.0) == 0
+    assert _admit(series, 60, math.nan, 11.0) == FILLED
+    assert series.buffer.last().tolist() == [1.0, 11.0]
+    assert _admit(series, 120, math.nan, 12.0) == FILLED  # the second in a row: still within K = 2
+    with pytest.raises(BadRowError, match="more than 2 rows in a row"):
+        _admit(series, 180, math.nan, 13.0)
+    assert series.buffer.filled == 0  # a gap: the window starts afresh
+    with pytest.raises(BadRowError, match="'a' missing"):
+        _admit(series, 240, math.nan, 14.0)  # nothing to carry across a gap
+    assert _admit(series, 300, 2.0, 15.0) == 0
+    assert _admit(series, 360, 3.0, math.nan) == FILLED and series.buffer.last().tolist() == [3.0, 15.0]
+
+
+def test_without_fill_gaps_a_missing_value_is_a_gap():
+    series = _series(fill=0)
+    _admit(series, 0, 1.0, 1.0)
+    with pytest.raises(BadRowError) as info:
+        _admit(series, 60, 1.0, math.nan)
+    assert info.value.reason == "missing value" and series.buffer.filled == 0
+
+
+def test_a_step_over_one_and_a_half_intervals_is_a_gap_before_the_row():
+    series = _series()
+    _admit(series, 0, 1, 1)
+    assert _admit(series, 89, 1, 1) == 0  # jitter: 1.48 intervals
+    assert _admit(series, 180, 1, 1) == TIME_GAP  # 1.52 intervals: a reading was lost
+    assert series.buffer.filled == 1  # the row itself starts the new window
+
+
+@pytest.mark.parametrize(("step", "reason"), [(0, "duplicate time"), (-60, "time went backwards")])
+def test_a_duplicated_or_backwards_time_is_a_bad_row_and_a_gap(step, reason):
+    series = _series()
+    _admit(series, 600, 1, 1)
+    _admit(series, 660, 1, 1)
+    with pytest.raises(BadRowError) as info:
+        _admit(series, 660 + step, 1, 1)
+    assert info.value.reason == reason and series.buffer.filled == 0
+    assert _admit(series, 720, 1, 1) == (TIME_GAP if step else 0)  # recovers at the next good row
+
+
+def test_a_series_that_only_goes_back_in_time_runs_newest_first():
+    series = _series()
+    _admit(series, 1000, 1, 1)
+    for k in range(1, 5):
+        with pytest.raises(BadRowError):
+            _admit(series, 1000 - 60 * k, 1, 1)
+    with pytest.raises(NewestFirstError, match="the first 5 time steps all go back in time"):
+        _admit(series, 1000 - 300, 1, 1)
+
+
+def test_rules_round_trip_through_json_and_refuse_nonsense():
+    rules = SeriesRules("iso8601", 600.0, 3, "station")
+    assert SeriesRules.from_json(json.loads(json.dumps(rules.to_json()))) == rules
+    assert SeriesRules.from_json(None) == SeriesRules()
+    for bad in ({"fill_gaps": "3"}, {"fill_gaps": True}, {"interval_seconds": -5}, {"interval_seconds": "x"}):
+        with pytest.raises(ManifestError, match="not a usable 'series'"):
+            SeriesRules.from_json(bad)
+
+
+def test_a_gateway_keeps_one_window_per_key_and_never_mixes_them():
+    """1,000 sensors, readings interleaved: each key's windows hold its own rows only."""
+    keys, steps, window = 1000, 5, 3
+    rules = SeriesRules("unix-seconds", 60.0, 0, "sensor")
+    router = Router(window, ("v",), rules)
+    parser = RowParser(["sensor", "t", "v"], ["v"], "t", "sensor")
+    rng = np.random.default_rng(0)
+    order = [(k, s) for s in range(steps) for k in rng.permutation(keys)]
+    full = {}
+    for k, s in order:
+        series, _ = router.push(parser, [f"s{k}", str(60 * s), str(k * 1000 + s)])
+        if series.buffer.filled >= window:
+            full[(k, s)] = series.buffer.view()[:, 0].tolist()
+    assert len(router.keys) == keys
+    assert len(full) == keys * (steps - window + 1)
+    for (k, s), values in full.items():
+        assert values == [k * 1000 + s - 2, k * 1000 + s - 1, k * 1000 + s]
+    # memory grows with keys x window x features, not with rows
+    assert all(series.buffer._data.shape == (2 * window, 1) for series in router.keys.values())
+
+
+def test_a_row_whose_key_cannot_be_read_breaks_no_series():
+    router = Router(2, ("v",), SeriesRules(group_by="sensor"))
+    parser = RowParser(["sensor", "v"], ["v"], None, "sensor")
+    router.push(parser, ["a", "1"])
+    with pytest.raises(BadRowError, match="too few fields"):
+        router.push(parser, ["a"])
+    series, _ = router.push(parser, ["a", "2"])
+    assert series.buffer.filled == 2  # the short row was nobody's
+
+
+def test_gateway_stream_of_1000_keys_through_edgeseq_run(tmp_path: Path):
+    """The same through `edgeseq run` with a keyed manifest: every record carries its key, and each key's
+    forecasts equal those of its rows streamed alone."""
+    from tests.messy import FEATURES
+    from tests.streams import records, run
+    from tests.test_messy_data import T
+
+    pytest.importorskip("onnxruntime")
+    model = _keyed_model(tmp_path)
+    keys, steps = 1000, T + 1
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(keys, 3)) * [3, 10, 2] + [12, 60, 1013]
+    header = "station,time," + ",".join(FEATURES) + ",note"
+    lines = [header]
+    for s in range(steps):
+        when = datetime(2026, 3, 10, tzinfo=UTC).timestamp() + 600 * s
+        stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for k in rng.permutation(keys):
+            v = base[k] + rng.normal(0, 0.1, 3)
+            lines.append(f"k{k},{stamp},{v[0]:.3f},{v[1]:.2f},{v[2]:.2f},ok")
+    stream = tmp_path / "gateway.csv"
+    stream.write_text("\n".join(lines) + "\n")
+    ran = run("--stream", stream, "--model", model)
+    assert ran.exit_code == 0, ran.output
+    recs = records(ran.stdout)
+    assert len(recs) == keys * 2 and "1000 series" in ran.stderr
+    for key in ("k0", "k517", "k999"):
+        alone = tmp_path / f"{key}.csv"
+        alone.write_text("\n".join([header, *[x for x in lines[1:] if x.startswith(key + ",")]]) + "\n")
+        solo = run("--stream", alone, "--model", model)
+        assert [r["prediction"] for r in records(solo.stdout)] == [r["prediction"] for r in recs if r["key"] == key]
+
+
+def _keyed_model(tmp_path: Path) -> Path:
+    """The messy-data test's model: trained once per session by its module fixture is not reachable here, so
+    train a tiny one on the messy file."""
+    from typer.testing import CliRunner
+
+    from edgeseq.cli import app
+    from tests.messy import FEATURES, write_messy_csv
+    from tests.test_messy_data import TINY
+
+    data = write_messy_csv(tmp_path / "stations.csv", steps=400)
+    out = tmp_path / "m"
+    args = ["train", "forecaster", "--data", str(data), "--features", ",".join(FEATURES), "--target", "temp"]
+    args += ["--time-column", "time", "--group-by", "station", "--out", str(out), "--name", "g", *TINY]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out / "g.onnx"
