@@ -214,16 +214,20 @@ def run(
 ) -> None:
     """Stream sensor rows through an exported model: one record per window.
 
-    Reads a CSV with a header from a file or stdin (-); columns are found by name (order and extra columns do
-    not matter). A ring buffer keeps the last T rows; a record comes out once it is full and then every
-    --stride rows, as JSON lines (or CSV), flushed one by one. For the forecaster, {"row", "time",
-    "prediction"}: the target H rows ahead, in its units. For a model exported with `export --keras`, its
-    manifest's fields: "label" and "probability" for a classifier, "prediction" (or one field per target)
-    for a regressor; a stateful model takes T new rows per call and carries its state on.
+    Reads a CSV with a header from a file (.csv, .csv.gz, .csv.xz, .csv.bz2) or stdin (-); columns are found
+    by name (order and extra columns do not matter). A ring buffer keeps the last T rows of each series (each
+    key, for a model trained with --group-by); a record comes out once it is full and then every --stride
+    rows, as JSON lines (or CSV), flushed one by one. For the forecaster, {"row", "time", "key",
+    "prediction"}: the target H rows ahead, in its units ("key" only with a key column). For a model
+    exported with `export --keras`, its manifest's fields: "label" and "probability" for a classifier,
+    "prediction" (or one field per target) for a regressor; a stateful model takes T new rows per call and
+    carries its state on.
 
-    A bad row (empty, non-numeric, NaN/inf, more or fewer fields than the header, longer than 1 MiB) is
-    reported on stderr with its line number and skipped, and the window refills after it: no window spans
-    a skipped row. Lines may end in \n, \r\n or \r.
+    A bad row (empty, non-numeric, inf, more or fewer fields than the header, longer than 1 MiB) is reported
+    on stderr with its line number and skipped, and the window refills after it: no window spans a skipped
+    row. The manifest's series rules, the ones training used, say the rest: a missing value (empty, NA, N/A,
+    NaN, null, nil, None, -, ?) is a gap unless filled (--fill-gaps at training); a step in time over 1.5
+    intervals is a gap; a duplicated or backwards time is a bad row. Lines may end in \n, \r\n or \r.
 
     --follow keeps reading a growing file like tail -F: a file that is truncated or replaced (log rotation) is
     reopened from its start, and a new window starts. Stdin ends when its writer closes it.

@@ -106,10 +106,15 @@ def export_summary(result: Any) -> str:
     if "metrics" in manifest:
         m = manifest["metrics"]
         line += (
-            f", test RMSE {m['model']['rmse']:.4g} {m['units']} (persistence {m['persistence']['rmse']:.4g}, "
-            f"ridge {m['ridge']['rmse']:.4g}; {m['rmse_ratio_to_persistence']:.2f}x persistence)"
+            f", test RMSE on {m['windows']:,} windows: LSTM {m['model']['rmse']:.4g} {m['units']}, ridge "
+            f"{m['ridge']['rmse']:.4g}, persistence {m['persistence']['rmse']:.4g}"
         )
-    return line + f", {result.seconds:.1f} s"
+    line += f", {result.seconds:.1f} s"
+    if "metrics" in manifest and "verdict" in manifest["metrics"]:
+        m = manifest["metrics"]
+        beaten = m["rmse_ratio_to_ridge"] >= 1 or m["rmse_ratio_to_persistence"] >= 1
+        line += f"\n{'warning: ' if beaten else ''}{m['verdict']}"
+    return line
 
 
 def variant_summary(variant: Path) -> str:
@@ -174,6 +179,12 @@ def format_info(d: dict[str, Any]) -> str:
     ]
     for key, value in d["metadata"].items():
         lines.append(f"{'metadata' if key == next(iter(d['metadata'])) else '':<12}{key} = {value}")
+    series = d.get("series")
+    if series:
+        from edgeseq_device.series import SeriesRules
+        from edgeseq_device.series import describe as describe_rules
+
+        lines.append(f"series      {describe_rules(SeriesRules.from_json(series))}")
     fusion = d.get("fusion")
     if fusion:
         expected = ", ".join(f"{op} x{n}" for op, n in fusion["expected_fused"].items()) or "no recurrent layers"

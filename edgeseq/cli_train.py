@@ -14,10 +14,44 @@ train_app = typer.Typer(
 )
 
 
+def _interval(text: str | None, time_column: str | None) -> float | None:
+    from edgeseq_device.series import parse_interval
+
+    if text is None:
+        return None
+    if time_column is None:
+        raise BadInputError("--interval needs --time-column: without times there are no steps to check")
+    try:
+        return parse_interval(text)
+    except ValueError as exc:
+        raise BadInputError(f"--interval: {exc}") from None
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) <= 0 or abs(sum(values) - 1) > 1e-6:
+        raise BadInputError(
+            f"--split takes three positive fractions that add up to 1, such as 0.7,0.15,0.15; got {text!r}"
+        )
+    return values  # type: ignore[return-value]
+
+
+def _dates(text: str | None) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    dates = tuple(d.strip() for d in text.split(","))
+    if len(dates) != 2 or not all(dates):
+        raise BadInputError(f"--split-at takes two dates, where validation and test start; got {text!r}")
+    return dates  # type: ignore[return-value]
+
+
 @train_app.command("forecaster")
 def train_forecaster_command(
     data: Path = typer.Option(
-        ..., "--data", metavar="FILE", help="A CSV file with a header row (.csv, .csv.gz or .csv.xz)."
+        ..., "--data", metavar="FILE", help="A CSV file with a header row (.csv, .csv.gz, .csv.xz or .csv.bz2)."
     ),
     features: str = typer.Option(
         ..., "--features", metavar="NAMES", help="Comma-separated input columns, in model order."
@@ -30,11 +64,55 @@ def train_forecaster_command(
         6, "--horizon", min=1, metavar="H", help="H: forecast the target H rows after the window."
     ),
     time_column: str | None = typer.Option(
-        None, "--time-column", metavar="NAME", help="A column carried along as time."
+        None,
+        "--time-column",
+        metavar="NAME",
+        help="The time of each row: parsed, and a step longer than 1.5 intervals is a gap no window spans.",
+    ),
+    time_format: str | None = typer.Option(
+        None,
+        "--time-format",
+        metavar="FORMAT",
+        help="How times are written when not ISO 8601 or unix seconds: a strptime pattern such as '%d/%m/%Y %H:%M'.",
+    ),
+    interval: str | None = typer.Option(
+        None,
+        "--interval",
+        metavar="STEP",
+        help="The sampling interval, e.g. 10min, 1h, 30s, 15.625ms [default: the median step of the training rows].",
+    ),
+    fill_gaps: int = typer.Option(
+        0,
+        "--fill-gaps",
+        min=0,
+        metavar="K",
+        help="Carry a missing value's last good value forward for up to K rows in a row, here and in `run`; "
+        "0: a row with a missing value is a gap.",
+    ),
+    group_by: str | None = typer.Option(
+        None,
+        "--group-by",
+        metavar="COLUMN",
+        help="A key column (a station, a sensor id): each key is its own series, here and in `run`.",
+    ),
+    split: str = typer.Option(
+        "0.7,0.15,0.15", "--split", metavar="A,B,C", help="Train, validation and test fractions, in time order."
+    ),
+    split_at: str | None = typer.Option(
+        None,
+        "--split-at",
+        metavar="DATE,DATE",
+        help="Where validation and test start, e.g. 2016-04-16,2016-05-07 (instead of --split).",
+    ),
+    drop_constant: bool = typer.Option(
+        False, "--drop-constant", help="Leave out constant and near-constant features instead of refusing them."
     ),
     out: Path = typer.Option(EXPORTED, "--out", metavar="DIR", help="Directory the artifacts are written to."),
     name: str = typer.Option(
-        "forecaster", "--name", metavar="NAME", help="Artifact name: <out>/<name>.onnx, .json, .keras."
+        "forecaster",
+        "--name",
+        metavar="NAME",
+        help="Artifact name: <out>/<name>.onnx, .json, .keras, and <name>.test.csv (the test period, for `run`).",
     ),
     epochs: int = typer.Option(
         40, "--epochs", min=1, metavar="N", help="Most epochs; early stopping usually ends sooner."
@@ -51,8 +129,11 @@ def train_forecaster_command(
 ) -> None:
     """Train the LSTM forecaster on any CSV and export it, with the same checks as `edgeseq export`.
 
-    The data is split by time 70/15/15 into train, validation and test; scaling is fitted on train only;
-    the test report compares the model with persistence and ridge regression in the target's units.
+    Rows are read as `edgeseq run` reads them: a missing value (empty, NA, N/A, NaN, null, nil, None, -, ?),
+    a bad row, a duplicated or backwards time and a step in time longer than 1.5 intervals are gaps, and no
+    window spans one. The data is split by time (across all keys with --group-by) into train, validation and
+    test; scaling is fitted on train only; the test report compares the LSTM with ridge regression and
+    persistence, in the target's units, on exactly the windows `edgeseq run` makes on the test period.
     Example: edgeseq train forecaster --data room.csv --features temp,hum,out_temp --target temp
     --window 36 --horizon 6 --time-column date
     """
@@ -76,6 +157,13 @@ def train_forecaster_command(
             window=window,
             horizon=horizon,
             time_column=time_column,
+            time_format=time_format,
+            interval=_interval(interval, time_column),
+            fill_gaps=fill_gaps,
+            group_by=group_by.strip() if group_by else None,
+            split=_fractions(split),
+            split_at=_dates(split_at),
+            drop_constant=drop_constant,
             units=sizes,
             epochs=epochs,
             patience=patience,
@@ -84,7 +172,13 @@ def train_forecaster_command(
         )
         try:
             result = export_forecaster(
-                out, name=name, retrain=True, config=config, progress=progress, sample=None, allow_unfused=allow_unfused
+                out,
+                name=name,
+                retrain=True,
+                config=config,
+                progress=progress,
+                sample=f"{name}.test.csv",
+                allow_unfused=allow_unfused,
             )
         finally:
             progress.close()

@@ -70,11 +70,25 @@ def score_on_test(model_forecast: np.ndarray, data: ForecastData) -> dict[str, A
     metrics: dict[str, Any] = {
         "part": "test",
         "windows": len(actual),
-        "rows": list(data.split.test),
+        "windows_are": "those edgeseq run makes on the test period (stride 1, none spans a gap) with a known target",
         "units": data.spec.target,
         **{name: {"rmse": rmse(p, actual), "mae": mae(p, actual)} for name, p in rows.items()},
     }
     metrics["ridge"].update(ridge_info)
     metrics["rmse_ratio_to_persistence"] = metrics["model"]["rmse"] / metrics["persistence"]["rmse"]
     metrics["rmse_ratio_to_ridge"] = metrics["model"]["rmse"] / metrics["ridge"]["rmse"]
+    metrics["verdict"] = verdict(metrics)
     return metrics
+
+
+def verdict(metrics: dict[str, Any]) -> str:
+    """One plain sentence: does the LSTM beat ridge and persistence on the test windows?"""
+    to_ridge, to_persistence = metrics["rmse_ratio_to_ridge"], metrics["rmse_ratio_to_persistence"]
+    if to_ridge >= 1:
+        return (
+            f"the LSTM does not beat ridge regression: its test RMSE is {to_ridge:.2f}x ridge's "
+            f"({to_persistence:.2f}x persistence); ridge on the same windows would serve better"
+        )
+    if to_persistence >= 1:
+        return f"the LSTM does not beat persistence: its test RMSE is {to_persistence:.2f}x persistence's"
+    return f"the LSTM beats ridge ({to_ridge:.2f}x its RMSE) and persistence ({to_persistence:.2f}x)"

@@ -46,7 +46,7 @@ def describe(path: Path) -> dict[str, Any]:
         "metadata": dict(sorted(model.metadata.items())),
     }
     if model.manifest is not None:
-        for key in ("kind", "fusion", "parity", "accuracy"):
+        for key in ("kind", "series", "fusion", "parity", "accuracy"):
             if key in model.manifest.data:
                 description[key] = model.manifest.data[key]
     return description

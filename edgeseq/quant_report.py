@@ -25,20 +25,18 @@ BARS = {
 
 def forecast_data(manifest: dict[str, Any]) -> Any:
     """The forecaster's data, split and scaled exactly as at training time (config from the manifest)."""
-    from edgeseq.data import DEFAULT_SENSOR_DATA
     from edgeseq.errors import EdgeseqError
     from edgeseq.export import file_entry
     from edgeseq.train import ForecasterConfig, prepare_forecast_data
 
-    config = dict(manifest["training"]["config"])
-    data = DEFAULT_SENSOR_DATA if config["data"] == DEFAULT_SENSOR_DATA.name else Path(config["data"])
+    config = ForecasterConfig.from_json(manifest["training"]["config"])
+    data = config.data
     if not data.exists():
         raise EdgeseqError(f"the training data {data} is needed to measure variants and is not there")
     recorded = manifest.get("data", {}).get("sha256")
     if recorded and file_entry(data).sha256 != recorded:
         raise EdgeseqError(f"{data} is not the file {manifest['name']} was trained on (its sha256 differs)")
-    config.update(data=data, features=tuple(config["features"]), units=tuple(config["units"]))
-    return prepare_forecast_data(ForecasterConfig(**config))
+    return prepare_forecast_data(config)
 
 
 def _run_all(model: Model, x: np.ndarray) -> np.ndarray:

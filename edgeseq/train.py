@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from edgeseq import frameworks
-from edgeseq.data import DEFAULT_SENSOR_DATA, SensorTable, Split, letter_arrays, load_sensor_csv, window_ends
+from edgeseq.data import DEFAULT_SENSOR_DATA, letter_arrays
+from edgeseq.data.series import SeriesOptions, SeriesTable, read_series, runner_window_ends
+from edgeseq.data.split import DEFAULT_FRACTIONS, PARTS, SplitPlan
 from edgeseq.errors import DataError, TrainingError
 from edgeseq.models import build_forecaster, build_letter_rnn
 from edgeseq.progress import Progress, Silent
 from edgeseq_device.forecast import ForecastSpec, fit_scaling
 from edgeseq_device.letters import LetterCodec
+from edgeseq_device.rows import BadRowError
+from edgeseq_device.series import detect_time_format, parse_time
+
+NEAR_CONSTANT = 0.01  # a feature that moves within fewer training windows than this is refused
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,8 @@ def train_letter_rnn(config: LetterConfig = LetterConfig(), progress: Progress =
 
 @dataclass(frozen=True)
 class ForecasterConfig:
-    """The default sensor task and the tutorial's training settings; see README 'The default forecast task'."""
+    """The default sensor task and the tutorial's training settings; see README 'The default forecast task'
+    and 'Training on your own data' (missing values, time, keys and the split)."""
 
     data: Path = DEFAULT_SENSOR_DATA
     features: tuple[str, ...] = ("T2", "RH_2", "T_out", "RH_out", "Tdewpoint")
@@ -99,8 +108,13 @@ class ForecasterConfig:
     window: int = 36
     horizon: int = 6
     time_column: str | None = "date"
-    train_fraction: float = 0.70
-    validation_fraction: float = 0.15
+    time_format: str | None = None  # None: ISO 8601 or unix seconds, told apart by the first time
+    interval: float | None = None  # seconds; None: the median step of the training rows
+    fill_gaps: int = 0
+    group_by: str | None = None
+    split: tuple[float, float, float] = DEFAULT_FRACTIONS
+    split_at: tuple[str, str] | None = None
+    drop_constant: bool = False
     units: tuple[int, int] = (80, 100)
     epochs: int = 40
     patience: int = 5
@@ -114,15 +128,32 @@ class ForecasterConfig:
         record["data"] = self.data.name if Path(self.data) == DEFAULT_SENSOR_DATA else str(self.data)
         return record
 
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> ForecasterConfig:
+        """A config as a manifest recorded it (before issue 12 the split was train_fraction and
+        validation_fraction)."""
+        config = dict(record)
+        data = config.get("data", DEFAULT_SENSOR_DATA.name)
+        config["data"] = DEFAULT_SENSOR_DATA if data == DEFAULT_SENSOR_DATA.name else Path(data)
+        if "train_fraction" in config:
+            a, b = config.pop("train_fraction"), config.pop("validation_fraction")
+            config["split"] = (a, b, 1 - a - b)
+        for name in ("features", "units", "split", "split_at"):
+            if config.get(name) is not None:
+                config[name] = tuple(config[name])
+        return cls(**config)
+
 
 @dataclass(frozen=True)
 class ForecastData:
-    """A sensor table, its time-ordered split, the window ends of each part, and the scaling fitted on train."""
+    """The file read as series, the windows of each part (those the runner makes), and the scaling fitted on
+    the training windows; `config` is the one the data was prepared with (less any dropped features)."""
 
-    table: SensorTable
-    split: Split
+    config: ForecasterConfig
+    table: SeriesTable
     ends: dict[str, np.ndarray]
     spec: ForecastSpec
+    dropped: tuple[tuple[str, str], ...] = ()  # (feature, why) left out by --drop-constant
 
     def inputs(self, part: str) -> np.ndarray:
         return self.spec.model_inputs(self.table.values, self.ends[part])
@@ -136,9 +167,58 @@ class ForecastData:
     def actual(self, part: str) -> np.ndarray:
         return self.table.values[self.ends[part] + self.spec.horizon, self.spec.target_index]
 
+    def parts(self) -> dict[str, dict[str, Any]]:
+        """Per part: rows kept, windows, its first and last file line, keys, and the first and last time of its
+        windows' last rows."""
+        described = {}
+        for index, part in enumerate(PARTS):
+            rows = self.table.part == index
+            ends = self.ends[part]
+            entry: dict[str, Any] = {"rows": int(rows.sum()), "windows": len(ends)}
+            lines = np.flatnonzero(self.table.line_parts == index) + 2  # file line numbers; the header is 1
+            if len(lines):
+                entry["lines"] = [int(lines[0]), int(lines[-1])]
+            if self.table.keys is not None:
+                entry["keys"] = len(set(self.table.keys[rows]))
+            if self.table.times is not None and len(ends):
+                first, last = self.table.times[ends].min(), self.table.times[ends].max()
+                entry["window_ends"] = [_iso(first), _iso(last)]
+            described[part] = entry
+        return described
+
+
+def _iso(seconds: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(float(seconds), tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _cut(text: str) -> float:
+    time_format = detect_time_format(text)
+    try:
+        return parse_time(text, time_format or "iso8601")
+    except BadRowError:
+        raise DataError(f"--split-at {text!r} is not a date or time (ISO 8601, or unix seconds)") from None
+
+
+def _degenerate(values: np.ndarray, ends: np.ndarray, features: tuple[str, ...], window: int) -> dict[str, str]:
+    """Features that are constant, or move within fewer than NEAR_CONSTANT of the training windows: scaled by
+    their tiny spread, any move at run time would throw the forecast far off."""
+    windows = sliding_window_view(values, window, axis=0)[ends - window + 1]  # [N, F, T]
+    moves = np.ptp(windows, axis=2) > 0
+    found = {}
+    for k, name in enumerate(features):
+        share = float(moves[:, k].mean()) if len(moves) else 0.0
+        if share == 0.0:
+            found[name] = "constant in the training windows"
+        elif share < NEAR_CONSTANT:
+            found[name] = f"near-constant: it moves in {share:.2%} of the training windows"
+    return found
+
 
 def prepare_forecast_data(config: ForecasterConfig) -> ForecastData:
-    """Load the columns, split by time, and fit the scaling on the training windows only."""
+    """Read the file as the runner reads it (gaps, missing values, keys), split it by time, refuse what cannot
+    be learnt from, and fit the scaling on the training windows only."""
     features = list(config.features)
     if len(set(features)) != len(features):
         raise DataError(f"features repeat a name: {', '.join(features)}")
@@ -149,20 +229,48 @@ def prepare_forecast_data(config: ForecasterConfig) -> ForecastData:
         )
     if config.window < 2 or config.horizon < 1:
         raise DataError(f"window must be >= 2 and horizon >= 1 (got {config.window} and {config.horizon})")
-    table = load_sensor_csv(config.data, features, config.time_column)
-    split = Split.by_fractions(len(table.values), config.train_fraction, config.validation_fraction)
-    ends = {name: window_ends(part, config.window, config.horizon) for name, part in split.parts().items()}
-    short = [name for name, e in ends.items() if len(e) == 0]
+    if config.group_by and config.group_by in [*features, config.time_column]:
+        raise DataError(f"--group-by {config.group_by!r} is a key, not a feature or the time column")
+    cuts = None
+    if config.split_at:
+        if not config.time_column:
+            raise DataError("--split-at needs a time column (--time-column)")
+        cuts = (_cut(config.split_at[0]), _cut(config.split_at[1]))
+    options = SeriesOptions(
+        time_column=config.time_column,
+        time_format=config.time_format,
+        interval=config.interval,
+        fill_gaps=config.fill_gaps,
+        group_by=config.group_by,
+        split=SplitPlan(tuple(config.split), cuts),
+    )
+    table = read_series(config.data, features, config.window, options)
+    ends = {part: runner_window_ends(table, part, config.window, config.horizon, config.target) for part in PARTS}
+    short = [part for part, e in ends.items() if len(e) == 0]
     if short:
         raise DataError(
-            f"{config.data} has {len(table.values)} rows, too few for a window of {config.window} rows and a "
-            f"horizon of {config.horizon}: the {' and '.join(short)} part gets no window (each of train, "
-            f"validation and test needs at least {config.window + config.horizon} rows)"
+            f"{config.data}: the {' and '.join(short)} part{'s get' if len(short) > 1 else ' gets'} no window of "
+            f"{config.window} rows with a target {config.horizon} rows on and no gap between "
+            f"({len(table.values):,} rows kept of {table.report.lines:,}; windows: "
+            f"{', '.join(f'{p} {len(e)}' for p, e in ends.items())}). Each part needs a stretch of at least "
+            f"{config.window + config.horizon} rows without a gap"
         )
-    spec = fit_scaling(
-        table.values, ends["train"], features, config.target, config.window, config.horizon, config.time_column
-    )
-    return ForecastData(table, split, ends, spec)
+    degenerate = _degenerate(table.values, ends["train"], tuple(features), config.window)
+    if degenerate:
+        said = "; ".join(f"{name!r} is {why}" for name, why in degenerate.items())
+        if config.target in degenerate or not config.drop_constant:
+            hint = "" if config.target in degenerate else ": leave it out of --features, or pass --drop-constant"
+            raise DataError(f"{config.data}: {said}{hint}")
+        kept = tuple(f for f in features if f not in degenerate)
+        data = prepare_forecast_data(replace(config, features=kept, drop_constant=False))
+        return replace(data, config=replace(data.config, drop_constant=True), dropped=tuple(degenerate.items()))
+    try:
+        spec = fit_scaling(
+            table.values, ends["train"], features, config.target, config.window, config.horizon, config.time_column
+        )
+    except ValueError as exc:
+        raise DataError(f"{config.data}: {exc}") from None
+    return ForecastData(config, table, ends, spec)
 
 
 def train_forecaster(
@@ -171,6 +279,7 @@ def train_forecaster(
     """Train the forecaster with Adam + MSE and early stopping on validation loss (best weights restored)."""
     _, keras = frameworks.tensorflow()
     data = data or prepare_forecast_data(config)
+    config = data.config
     seed_everything(config.seed)
     model = build_forecaster(config.window, len(config.features), config.units)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")

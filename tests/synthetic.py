@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+
+START = datetime(2026, 1, 1)
 
 
 def write_sensor_csv(path: Path, rows: int = 600, seed: int = 0, quoted: bool = False) -> Path:
@@ -18,7 +21,8 @@ def write_sensor_csv(path: Path, rows: int = 600, seed: int = 0, quoted: bool = 
     q = '"' if quoted else ""
     lines = [",".join(f"{q}{c}{q}" for c in ("noise", "time", "hum", "temp", "outside"))]
     for i in range(rows):
-        fields = [f"{noise[i]:.6e}", f"2026-01-01 {i // 6 % 24:02d}:{i % 6 * 10:02d}", f" {hum[i]:.4f}"]
+        when = START + timedelta(minutes=10 * i)
+        fields = [f"{noise[i]:.6e}", when.strftime("%Y-%m-%d %H:%M"), f" {hum[i]:.4f}"]
         fields += [f"{temp[i]:.5f}", f"{outside[i]:.5f}"]
         lines.append(",".join(f"{q}{v}{q}" for v in fields))
     path.write_text("\n".join(lines) + "\n")

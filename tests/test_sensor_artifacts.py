@@ -32,7 +32,8 @@ def raw_column(name: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def test_windows():
     """(inputs, last target, actual) for every test window, built from the raw file and the manifest."""
-    start, stop = MANIFEST["split"]["test"]["rows"]
+    first, last = MANIFEST["split"]["test"]["lines"]  # file lines: the header is line 1
+    start, stop = first - 2, last - 1
     values = np.stack([raw_column(f) for f in SPEC.features], axis=1)
     ends = np.arange(start + SPEC.window - 1, stop - SPEC.horizon)
     y = values[:, SPEC.target_index]
@@ -100,8 +101,9 @@ def test_model_beats_persistence_by_10_percent_on_test(test_windows):
 
 
 def test_scaling_was_fitted_before_the_test_rows():
-    train_stop = MANIFEST["split"]["train"]["rows"][1]
-    assert train_stop <= MANIFEST["split"]["validation"]["rows"][0] < MANIFEST["split"]["test"]["rows"][0]
+    split = MANIFEST["split"]
+    assert split["train"]["lines"][1] < split["validation"]["lines"][0] < split["test"]["lines"][0]
+    assert split["train"]["window_ends"][1] < split["validation"]["window_ends"][0]
     assert MANIFEST["training"]["windows"]["train"] == MANIFEST["split"]["train"]["windows"]
 
 
@@ -109,7 +111,7 @@ def test_sensor_sample_is_the_test_period_verbatim():
     sample = (EXPORTED / "sensor.csv").read_text().splitlines()
     with lzma.open(DEFAULT_SENSOR_DATA, "rt", newline="") as handle:
         original = handle.read().splitlines()
-    first = MANIFEST["split"]["test"]["rows"][0]
+    first = MANIFEST["split"]["test"]["lines"][0] - 2
     assert sample[0] == original[0] and '"date"' in sample[0]
     assert sample[1:] == original[1 + first :]
     assert 2000 <= len(sample) - 1 <= 5000

@@ -30,7 +30,7 @@ def test_byo_csv_trains_exports_and_verifies(tmp_path: Path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "room.forecast.png", "room.json", "room.keras", "room.loss.png", "room.onnx",
+        "room.forecast.png", "room.json", "room.keras", "room.loss.png", "room.onnx", "room.test.csv",
     ]  # fmt: skip
     manifest = json.loads((out / "room.json").read_text())
     assert (manifest["kind"], manifest["features"], manifest["target"]) == (
@@ -73,7 +73,8 @@ def test_a_file_shorter_than_a_window_exits_2(tmp_path: Path):
     data = write_sensor_csv(tmp_path / "short.csv", rows=40)
     result = train("--data", data, "--features", "temp", "--target", "temp", "--out", tmp_path / "o", *TINY)
     assert result.exit_code == 2
-    assert "has 40 rows, too few for a window of 12 rows and a horizon of 3" in result.stderr
+    assert "the validation and test parts get no window of 12 rows with a target 3 rows on" in result.stderr
+    assert "40 rows kept of 40" in result.stderr and "at least 15 rows without a gap" in result.stderr
 
 
 def test_a_missing_file_exits_2(tmp_path: Path):

@@ -7,6 +7,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeseq import frameworks
 from edgeseq.convert import DEFAULT_OPSET, PARITY_ATOL, keras_unchanged, parity_figures
 from edgeseq.errors import ConversionError
@@ -26,21 +28,37 @@ from edgeseq_device.manifest import TensorSpec
 SENSOR_SAMPLE = "sensor.csv"
 
 
-def _write_test_sample(config: Any, first_row: int, path: Path) -> int:
-    """Copy the header and the data lines from `first_row` on (the test period) to `path`, each line as it
-    is but for its line break, split by the device runtime's LineSource as training split it."""
-    from edgeseq.data import open_binary
-    from edgeseq_device.lines import LineSource
+def _write_test_sample(data: Any, path: Path) -> int:
+    """Copy the header and the data lines of the test period (every key's) to `path`, each line as it is but
+    for its line break, split by the device runtime's LineSource as training split it. `edgeseq run` on this
+    file makes exactly the test windows the metrics were computed on."""
+    from edgeseq.data import read_lines
 
+    header, lines = read_lines(data.config.data)
     count = 0
-    with open_binary(Path(config.data)) as source, path.open("w", encoding="utf-8", newline="") as sink:
-        lines = iter(LineSource.from_reader(source.read, str(config.data)))
-        sink.write(f"{next(lines)}\n")
-        for row, line in enumerate(lines):
-            if row >= first_row:
+    with path.open("w", encoding="utf-8", newline="") as sink:
+        sink.write(f"{header}\n")
+        for line, part in zip(lines, data.table.line_parts.tolist(), strict=True):
+            if part == 2 and isinstance(line, str):  # a line too long to keep is a gap, and is left out
                 sink.write(f"{line}\n")
                 count += 1
     return count
+
+
+def _plot_series(data: Any) -> dict[str, Any]:
+    """The test windows of one series (the first key's), in time order, for the forecast plot."""
+    ends = data.ends["test"]
+    table = data.table
+    if table.keys is not None and len(ends):
+        ends = ends[table.keys[ends] == table.keys[ends[0]]]
+    targets = ends + data.spec.horizon  # plotted at the time being forecast
+    key = f" ({table.rules.group_by} {table.keys[ends[0]]})" if table.keys is not None and len(ends) else ""
+    return {
+        "ends": ends,
+        "times": table.times[targets] if table.times is not None else None,
+        "interval": table.rules.interval,
+        "key": key,
+    }
 
 
 def export_forecaster(
@@ -74,7 +92,11 @@ def export_forecaster(
     with Staging(out_dir) as staging:
         progress.step(f"reading {config.data}")
         data = prepare_forecast_data(config)
-        spec = data.spec
+        config, spec, table = data.config, data.spec, data.table
+        for said in table.report.words():
+            progress.step(said)
+        for feature, why in data.dropped:
+            progress.step(f"dropped feature {feature!r} (--drop-constant): it is {why}")
         model, training, keras_file = keras_model(
             keras_path, staging, retrain, lambda: train_forecaster(config, progress, data)[:2], progress, name
         )
@@ -115,30 +137,41 @@ def export_forecaster(
         model_forecast = forecasts(lambda x: onnx_test, data, "test")
         manifest["metrics"] = score_on_test(model_forecast, data)
         manifest["metrics"]["evaluated_with"] = f"{onnx_path.name} through onnxruntime"
+        manifest["series"] = table.rules.to_json()
         manifest["split"] = {
-            part: {"rows": list(rows), "windows": len(data.ends[part])} for part, rows in data.split.parts().items()
+            "by": ("time" + (", across all keys" if table.keys is not None else ""))
+            if table.times is not None
+            else "row order" + (", within each key" if table.keys is not None else ""),
+            "fractions": list(config.split) if not config.split_at else None,
+            "split_at": list(config.split_at) if config.split_at else None,
+            **data.parts(),
         }
-        manifest["data"] = {"file": Path(config.data).name, **asdict(file_entry(Path(config.data)))}
+        manifest["data"] = {
+            "file": Path(config.data).name,
+            **asdict(file_entry(Path(config.data))),
+            **table.report.to_json(),
+            "dropped_features": {feature: why for feature, why in data.dropped},
+        }
 
         progress.step("plotting")
         history = training.get("history")
         if history:
             plot_loss(history, training["best_epoch"], staging.dir / f"{name}.loss.png", f"{name}: loss per epoch")
-        stretch = slice(0, min(len(model_forecast), 6 * 24 * 4))  # the first four days of the test split
-        target_rows = data.ends["test"][stretch] + spec.horizon  # plotted at the time being forecast
-        times = [data.table.times[i] for i in target_rows] if data.table.times else None
+        shown = _plot_series(data)
+        chosen = np.isin(data.ends["test"], shown["ends"])
         plot_forecast(
-            times,
-            data.actual("test")[stretch],
-            model_forecast[stretch],
-            persistence(data, "test")[stretch],
+            shown["times"],
+            data.actual("test")[chosen],
+            model_forecast[chosen],
+            persistence(data, "test")[chosen],
             staging.dir / f"{name}.forecast.png",
-            f"{name}: {spec.target} forecast {spec.horizon} rows ahead vs actual and persistence (test split)",
+            f"{name}: {spec.target} {spec.horizon} rows ahead{shown['key']}, LSTM vs actual and persistence (test)",
             spec.target,
+            shown["interval"],
         )
         if sample:
-            rows = _write_test_sample(config, data.split.test[0], staging.dir / sample)
-            manifest["sample"] = {"file": sample, "rows": rows, "first_data_row": data.split.test[0] + 1}
+            rows = _write_test_sample(data, staging.dir / sample)
+            manifest["sample"] = {"file": sample, "rows": rows, "period": "test, every key's lines as in the file"}
         write_json(staging.dir / manifest_path.name, manifest)
         staging.commit()
     for path in remove_stale_variants(out_dir, name):

@@ -1,41 +1,25 @@
-"""Training data: the tutorial's letter rotations, and sensor tables read from CSV files."""
+"""CSV files as training reads them: through the device runtime's LineSource, as `edgeseq run` reads them
+(.csv, .csv.gz, .csv.xz, .csv.bz2; line breaks, line lengths, text checks)."""
 
 from __future__ import annotations
 
-import gzip
+import contextlib
 import lzma
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from edgeseq.errors import DataError
 from edgeseq_device.errors import InputError
-from edgeseq_device.letters import LetterCodec
-from edgeseq_device.lines import LineSource
+from edgeseq_device.lines import LineSource, TooLong
 from edgeseq_device.rows import BadRowError, RowParser, split_line
 
-
-def letter_patterns(vocabulary: str = "abcde", window: int = 4) -> list[tuple[str, str]]:
-    """The tutorial's training set: each rotation of the vocabulary and the letter that follows it.
-
-    For 'abcde' and window 4: abcd->e, bcde->a, cdea->b, deab->c, eabc->d.
-    """
-    cycle = vocabulary * (window // len(vocabulary) + 2)
-    return [(cycle[i : i + window], cycle[i + window]) for i in range(len(vocabulary))]
-
-
-def letter_arrays(codec: LetterCodec) -> tuple[np.ndarray, np.ndarray]:
-    """(x [N, window, V] one-hot float32, y [N] int64 class indices), encoded by the device codec."""
-    patterns = letter_patterns(codec.vocabulary, codec.window)
-    x = codec.encode_batch([seq for seq, _ in patterns])
-    y = np.array([codec.vocabulary.index(nxt) for _, nxt in patterns], dtype=np.int64)
-    return x, y
-
-
-DEFAULT_SENSOR_DATA = Path(__file__).parent / "datasets" / "appliances_energy.csv.xz"
+DATASETS = Path(__file__).parent.parent / "datasets"
+DEFAULT_SENSOR_DATA = DATASETS / "appliances_energy.csv.xz"
+AIRPORT_WEATHER = DATASETS / "nyc_airport_weather.csv.xz"  # three stations, hourly, with NA and gaps
+READ_ERRORS = (OSError, EOFError, lzma.LZMAError, ValueError)  # ValueError: a corrupt bz2 stream
 
 
 @dataclass(frozen=True)
@@ -51,10 +35,22 @@ class SensorTable:
         return self.values[:, self.columns.index(name)]
 
 
-def open_binary(path: Path) -> BinaryIO:
-    """Open a CSV file for reading bytes, transparently decompressing .xz and .gz."""
-    opener = {".xz": lzma.open, ".gz": gzip.open}.get(path.suffix, open)
-    return opener(path, "rb")
+def read_lines(path: Path) -> tuple[str, list[str | TooLong]]:
+    """(header, data lines) of a CSV file, each line as the runner would see it. DataError if unreadable."""
+    path = Path(path)
+    try:
+        source = LineSource(str(path))  # decompresses .gz, .xz and .bz2, as `edgeseq run` does
+        try:
+            lines = list(source)
+        finally:
+            source.close()
+    except InputError as exc:  # not text
+        raise DataError(str(exc)) from None
+    except READ_ERRORS as exc:
+        raise DataError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not lines or not isinstance(lines[0], str) or not lines[0].strip():
+        raise DataError(f"{path} is empty or its header line is too long: expected a header row")
+    return lines[0], lines[1:]
 
 
 def load_sensor_csv(path: Path, columns: Sequence[str], time_column: str | None = None) -> SensorTable:
@@ -66,8 +62,9 @@ def load_sensor_csv(path: Path, columns: Sequence[str], time_column: str | None 
     """
     path = Path(path)
     try:
-        with open_binary(path) as handle:
-            lines = iter(LineSource.from_reader(handle.read, str(path)))
+        source = LineSource(str(path))
+        with contextlib.closing(source):
+            lines = iter(source)
             header = next(lines, None)
             if not isinstance(header, str) or not header.strip():
                 raise DataError(f"{path} is empty or its header line is too long: expected a header row")
@@ -82,39 +79,16 @@ def load_sensor_csv(path: Path, columns: Sequence[str], time_column: str | None 
                     if not isinstance(line, str):
                         raise BadRowError("line too long", f"more than {line.limit:,} bytes")
                     time_text = parser.parse(split_line(line), row)
+                    if parser.missing:
+                        names = ", ".join(repr(columns[i]) for i in parser.missing)
+                        raise BadRowError("missing value", f"{names} missing")
                 except InputError as exc:
                     raise DataError(f"{path} line {line_number}: {exc}") from None
                 rows.append(row.copy())
                 times.append(time_text)
     except InputError as exc:  # not text
         raise DataError(str(exc)) from None
-    except (OSError, EOFError, lzma.LZMAError) as exc:
+    except READ_ERRORS as exc:
         raise DataError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     values = np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
     return SensorTable(path, tuple(columns), values, tuple(times) if time_column else None)
-
-
-@dataclass(frozen=True)
-class Split:
-    """Row ranges [start, stop) of a time-ordered train / validation / test split."""
-
-    train: tuple[int, int]
-    validation: tuple[int, int]
-    test: tuple[int, int]
-
-    @classmethod
-    def by_fractions(cls, rows: int, train: float = 0.70, validation: float = 0.15) -> Split:
-        a, b = int(rows * train), int(rows * (train + validation))
-        return cls((0, a), (a, b), (b, rows))
-
-    def parts(self) -> dict[str, tuple[int, int]]:
-        return {"train": self.train, "validation": self.validation, "test": self.test}
-
-
-def window_ends(part: tuple[int, int], window: int, horizon: int, stride: int = 1) -> np.ndarray:
-    """Last rows t of the windows that lie wholly inside `part`, with their target row t + horizon too.
-
-    So no window, and no target, straddles a split boundary.
-    """
-    start, stop = part
-    return np.arange(start + window - 1, stop - horizon, stride, dtype=np.intp)

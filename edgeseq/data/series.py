@@ -1,0 +1,293 @@
+"""A sensor file as training sees it: each part of the split read as the runner reads a stream, through the
+device runtime's Router (series.py there), so rows, gaps, filled values and keys mean the same in training,
+evaluation and the runner; then the windows the runner would make, and what was dropped, by reason and line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseq.data.split import PARTS, SplitPlan, assign_parts
+from edgeseq.data.table import read_lines
+from edgeseq.errors import DataError
+from edgeseq_device.errors import InputError
+from edgeseq_device.rows import BadRowError, RowParser, split_line
+from edgeseq_device.series import (
+    FILLED,
+    TIME_GAP,
+    NewestFirstError,
+    Router,
+    SeriesRules,
+    detect_time_format,
+    parse_time,
+)
+
+MOSTLY_MISSING = 0.5  # a feature missing in more of the training rows than this is refused
+LINES_SHOWN = 5  # line numbers kept per reason for the report
+
+
+@dataclass(frozen=True)
+class SeriesOptions:
+    """What the user says about the file's rows; None means "work it out from the data"."""
+
+    time_column: str | None = None
+    time_format: str | None = None
+    interval: float | None = None
+    fill_gaps: int = 0
+    group_by: str | None = None
+    split: SplitPlan = field(default_factory=SplitPlan)
+
+
+@dataclass
+class Report:
+    """What reading the file found: rows dropped by reason (with their first line numbers), missing values per
+    column, gaps in time, filled rows, keys."""
+
+    lines: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    dropped_lines: dict[str, list[int]] = field(default_factory=dict)
+    missing: dict[str, int] = field(default_factory=dict)
+    time_gaps: int = 0
+    filled: int = 0
+    keys: int = 0
+
+    def drop(self, reason: str, line: int) -> None:
+        self.dropped[reason] += 1
+        shown = self.dropped_lines.setdefault(reason, [])
+        if len(shown) < LINES_SHOWN:
+            shown.append(line)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lines": self.lines,
+            "rows_dropped": {
+                reason: {"rows": n, "first_lines": self.dropped_lines[reason]} for reason, n in self.dropped.items()
+            },
+            "missing_values": self.missing,
+            "gaps_in_time": self.time_gaps,
+            "rows_filled": self.filled,
+            "keys": self.keys,
+        }
+
+    def words(self) -> list[str]:
+        said = [f"{self.lines:,} data lines" + (f", {self.keys:,} keys" if self.keys else "")]
+        if self.missing:
+            said.append("missing values: " + ", ".join(f"{c} {n:,}" for c, n in self.missing.items()))
+        for reason, n in sorted(self.dropped.items()):
+            lines = ", ".join(map(str, self.dropped_lines[reason]))
+            said.append(f"{n:,} rows dropped as gaps ({reason}), first at line{'s' if n > 1 else ''} {lines}")
+        if self.time_gaps:
+            said.append(f"{self.time_gaps:,} gaps in time")
+        if self.filled:
+            said.append(f"{self.filled:,} rows filled (--fill-gaps)")
+        return said
+
+
+@dataclass(frozen=True)
+class SeriesTable:
+    """The rows the runner would keep, ordered by series segment (a run with no gap), one part after another."""
+
+    path: Path
+    features: tuple[str, ...]
+    rules: SeriesRules
+    values: np.ndarray  # [N, F] float64, filled values in place
+    times: np.ndarray | None  # [N] unix seconds
+    keys: np.ndarray | None  # [N] object
+    lines: np.ndarray  # [N] file line numbers
+    segment: np.ndarray  # [N] increasing; a window lies in one segment
+    part: np.ndarray  # [N] 0 train, 1 validation, 2 test
+    observed: np.ndarray  # [N, F] bool: read from the file, not filled
+    line_parts: np.ndarray  # part of every data line of the file, for writing one part out
+    report: Report
+
+
+def _ends(table: SeriesTable, part: int, window: int, horizon: int, target_index: int) -> np.ndarray:
+    seg = table.segment
+    t = np.arange(window - 1, len(seg) - horizon)
+    ok = (seg[t - window + 1] == seg[t]) & (seg[t + horizon] == seg[t]) & (table.part[t] == part)
+    ok &= table.observed[t + horizon, target_index]
+    return t[ok]
+
+
+def runner_window_ends(table: SeriesTable, part: str, window: int, horizon: int, target: str) -> np.ndarray:
+    """Last rows t of the windows the runner makes in `part` (stride 1) whose target is known: row t + horizon
+    in the same segment, with the target's value read from the file, not filled."""
+    return _ends(table, PARTS.index(part), window, horizon, table.features.index(target))
+
+
+def _read_times(
+    texts: Sequence[str | None], time_column: str, time_format: str | None, path: Path
+) -> tuple[np.ndarray, str]:
+    first = next((t for t in texts if t), None)
+    if first is None:
+        raise DataError(f"{path}: the time column {time_column!r} is empty in every row")
+    if time_format is None:
+        time_format = detect_time_format(first)
+        if time_format is None:
+            raise DataError(
+                f"{path}: cannot read the time {first!r} (column {time_column!r}) as ISO 8601 or unix seconds: "
+                "give --time-format, e.g. '%d/%m/%Y %H:%M'"
+            )
+    times = np.full(len(texts), np.nan)
+    for i, text in enumerate(texts):
+        if text is not None:
+            with contextlib.suppress(BadRowError):
+                times[i] = parse_time(text, time_format)
+    if np.isnan(times).all():
+        raise DataError(f"{path}: no time in column {time_column!r} reads as {time_format!r}")
+    return times, time_format
+
+
+def _steps_by_key(times: np.ndarray, keys: Sequence[str | None], where: np.ndarray) -> np.ndarray:
+    last: dict[str | None, float] = {}
+    steps = []
+    for i in np.flatnonzero(where):
+        key = keys[i]
+        if key in last:
+            steps.append(times[i] - last[key])
+        last[key] = times[i]
+    return np.asarray(steps)
+
+
+def read_series(path: Path, features: Sequence[str], window: int, options: SeriesOptions) -> SeriesTable:
+    """Read `path` and run each part of its split through the device runtime's rules, as the runner would."""
+    path, features = Path(path), tuple(features)
+    header, lines = read_lines(path)
+    try:
+        parser = RowParser(split_line(header), features, options.time_column, options.group_by)
+    except InputError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    fields: list[list[str] | None] = []
+    keys: list[str | None] = []
+    texts: list[str | None] = []
+    for line in lines:
+        try:
+            row = split_line(line) if isinstance(line, str) else None
+            if row is not None:
+                parser.check_width(row)
+        except BadRowError:
+            row = None
+        fields.append(row)
+        keys.append(parser.key(row) if row is not None else None)
+        texts.append(row[parser.time_index].strip() if row is not None and parser.time_index is not None else None)
+
+    times, time_format = (None, None)
+    if options.time_column:
+        times, time_format = _read_times(texts, options.time_column, options.time_format, path)
+        known = ~np.isnan(times)
+        steps = _steps_by_key(times, keys, known)
+        if len(steps) and (steps < 0).sum() > (steps > 0).sum():
+            raise DataError(
+                f"{path} runs newest first: {(steps < 0).sum():,} of {len(steps):,} time steps go back in time"
+                f"{' within a key' if options.group_by else ''}; sort it oldest first"
+            )
+    parts = assign_parts(options.split, len(lines), times, keys if options.group_by else None)
+
+    interval = options.interval
+    if times is not None and interval is None:
+        steps = _steps_by_key(times, keys, ~np.isnan(times) & (parts == 0))
+        steps = steps[steps > 0]
+        if not len(steps):
+            raise DataError(f"{path}: no two training rows are in time order, so no interval: give --interval")
+        interval = float(np.median(steps))
+    rules = SeriesRules(time_format, interval, options.fill_gaps, options.group_by)
+    return _run_parts(path, features, window, rules, parser, lines, fields, parts)
+
+
+def _run_parts(
+    path: Path,
+    features: tuple[str, ...],
+    window: int,
+    rules: SeriesRules,
+    parser: RowParser,
+    lines: list[Any],
+    fields: list[list[str] | None],
+    parts: np.ndarray,
+) -> SeriesTable:
+    report = Report(lines=len(lines))
+    missing_train = np.zeros(len(features), dtype=np.int64)
+    missing_all = np.zeros(len(features), dtype=np.int64)
+    train_rows = 0
+    kept: list[tuple[Any, ...]] = []
+    segment = -1
+    all_keys: set[str | None] = set()
+    for part in range(len(PARTS)):
+        router = Router(window, features, rules)
+        segment_of: dict[str | None, int] = {}
+        for i in np.flatnonzero(parts == part):
+            line_number = int(i) + 2
+            line = lines[i]
+            if not isinstance(line, str):
+                report.drop("line too long", line_number)
+                if rules.group_by is None:
+                    router.series.reset()
+                continue
+            try:
+                series, _ = router.push(parser, fields[i] if fields[i] is not None else split_line(line))
+            except NewestFirstError as exc:
+                raise DataError(f"{path}: {exc}") from None
+            except BadRowError as exc:
+                report.drop(exc.reason, line_number)
+                if exc.reason == "missing value":
+                    _count(parser.missing, missing_all, missing_train, part, 1)
+                    train_rows += part == 0
+                continue
+            _count(parser.missing, missing_all, missing_train, part, 1)
+            train_rows += part == 0
+            flags = router.flags
+            report.time_gaps += bool(flags & TIME_GAP)
+            report.filled += bool(flags & FILLED)
+            if series.buffer.filled == 1:
+                segment += 1
+                segment_of[series.key] = segment
+            all_keys.add(series.key)
+            observed = np.ones(len(features), dtype=bool)
+            observed[parser.missing or []] = False
+            when = series.last_time if series.last_time is not None else np.nan
+            row = series.buffer.last().copy()
+            kept.append((row, when, series.key, line_number, segment_of[series.key], part, observed))
+    report.keys = len(all_keys) if rules.group_by else 0
+    report.missing = {features[k]: int(n) for k, n in enumerate(missing_all) if n}
+    _refuse_mostly_missing(path, features, missing_train, train_rows)
+    if not kept:
+        raise DataError(f"{path}: no usable row ({', '.join(f'{r} {n}' for r, n in report.dropped.items())})")
+    order = np.argsort(np.array([k[4] for k in kept]), kind="stable")
+    kept = [kept[i] for i in order]
+    return SeriesTable(
+        path=path,
+        features=features,
+        rules=rules,
+        values=np.array([k[0] for k in kept]),
+        times=np.array([k[1] for k in kept]) if rules.time_format else None,
+        keys=np.array([k[2] for k in kept], dtype=object) if rules.group_by else None,
+        lines=np.array([k[3] for k in kept]),
+        segment=np.array([k[4] for k in kept]),
+        part=np.array([k[5] for k in kept], dtype=np.int8),
+        observed=np.array([k[6] for k in kept]),
+        line_parts=parts,
+        report=report,
+    )
+
+
+def _count(missing: list[int] | None, total: np.ndarray, train: np.ndarray, part: int, n: int) -> None:
+    if missing:
+        total[missing] += n
+        if part == 0:
+            train[missing] += n
+
+
+def _refuse_mostly_missing(path: Path, features: tuple[str, ...], missing: np.ndarray, rows: int) -> None:
+    bad = [(features[k], n) for k, n in enumerate(missing) if rows and n > MOSTLY_MISSING * rows]
+    if bad:
+        said = ", ".join(f"{name!r} in {n:,} of {rows:,} ({n / rows:.0%})" for name, n in bad)
+        raise DataError(
+            f"{path}: {'a feature is' if len(bad) == 1 else 'features are'} missing in most training rows: {said}; "
+            "leave it out of --features"
+        )

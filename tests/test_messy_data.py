@@ -1,0 +1,194 @@
+"""Messy data: missing tokens, gaps in time, bad times and interleaved keys mean the same in training, in
+evaluation and in the runner; checked against an independent reading of the file (tests/messy.py)."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgeseq.cli import app
+from tests.messy import FEATURES, KEYS, START, STEP, gap_free_windows, read_independently, target_after, write_messy_csv
+from tests.streams import records, run
+
+T, H = 12, 3
+TINY = ["--units", "8,8", "--epochs", "2", "--window", str(T), "--horizon", str(H)]
+
+
+def train(*args):
+    return CliRunner().invoke(app, ["train", "forecaster", *[str(a) for a in args]])
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory):
+    """One training on the messy file (3 keys, no filling), its manifest, and `edgeseq run` on its sample."""
+    root = tmp_path_factory.mktemp("messy")
+    data = write_messy_csv(root / "stations.csv")
+    out = root / "out"
+    result = train(
+        "--data", data, "--features", ",".join(FEATURES), "--target", "temp", "--time-column", "time",
+        "--group-by", "station", "--out", out, "--name", "st", *TINY,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "st.json").read_text())
+    sample = out / manifest["sample"]["file"]
+    ran = run("--stream", sample, "--model", out / "st.onnx")
+    assert ran.exit_code == 0, ran.output
+    return {"data": data, "out": out, "manifest": manifest, "train": result, "sample": sample, "run": ran}
+
+
+def test_the_messy_file_trains_with_one_command_and_reports_what_it_dropped(messy):
+    manifest, said = messy["manifest"], messy["train"].output
+    assert manifest["series"]["group_by"] == "station" and manifest["series"]["interval_seconds"] == 600.0
+    assert manifest["series"]["time_format"] == "iso8601"
+    report = manifest["data"]
+    assert report["keys"] == 3
+    # each of the 12 tokens in a feature column of each of the 3 keys, and one more NA in the test period
+    assert sum(report["missing_values"].values()) == 3 * 12 + 1
+    dropped = report["rows_dropped"]
+    assert dropped["missing value"]["rows"] == 37
+    assert dropped["duplicate time"]["rows"] == 2 and dropped["time went backwards"]["rows"] == 2
+    assert dropped["non-numeric"]["rows"] == 1 and dropped["too few fields"]["rows"] == 1
+    lines = read_independently(messy["data"])
+    twice = [x.number + 1 for x in lines if x.key == "north" and x.when == START + 300 * STEP]
+    assert dropped["duplicate time"]["first_lines"][0] == twice[1]  # the file line of the second copy
+    assert "rows dropped as gaps (duplicate time), first at line" in said and "missing values: temp" in said
+    assert "gaps in time" in said
+
+
+def test_no_window_spans_a_gap_and_each_record_names_its_key(messy):
+    sample_lines = read_independently(messy["sample"])
+    windows = gap_free_windows(sample_lines, T)
+    recs = records(messy["run"].stdout)
+    assert {r["key"] for r in recs} == set(KEYS)
+    # the runner makes a record for exactly the windows an independent reading finds gap-free
+    assert sorted(r["row"] for r in recs) == sorted(windows)
+    for r in recs:
+        assert windows[r["row"]][-1].key == r["key"]
+
+
+def test_edgeseq_run_on_the_test_period_reproduces_the_manifest_metrics(messy):
+    manifest = messy["manifest"]
+    sample_lines = read_independently(messy["sample"])
+    scored = []
+    for r in records(messy["run"].stdout):
+        actual = target_after(sample_lines, r["row"], H)
+        if actual is not None:
+            scored.append((r["prediction"], actual))
+    predicted, actual = np.array(scored).T
+    rmse = float(np.sqrt(np.mean((predicted - actual) ** 2)))
+    assert len(scored) == manifest["metrics"]["windows"]
+    assert abs(rmse - manifest["metrics"]["model"]["rmse"]) <= 1e-6, (rmse, manifest["metrics"]["model"]["rmse"])
+
+
+def test_the_split_is_by_time_across_keys(messy):
+    split = messy["manifest"]["split"]
+    assert split["by"] == "time, across all keys"
+    for part in ("train", "validation", "test"):
+        assert split[part]["keys"] == 3 and split[part]["windows"] > 0
+    assert split["train"]["window_ends"][1] < split["validation"]["window_ends"][0]
+    assert split["validation"]["window_ends"][1] < split["test"]["window_ends"][0]
+
+
+def test_the_summary_says_lstm_ridge_and_persistence(messy):
+    said = messy["train"].stdout
+    assert "LSTM" in said and "ridge" in said and "persistence" in said
+    verdict = messy["manifest"]["metrics"]["verdict"]
+    if messy["manifest"]["metrics"]["rmse_ratio_to_ridge"] >= 1:
+        assert "warning: the LSTM does not beat ridge regression" in said and verdict in said
+    else:
+        assert verdict.startswith(("the LSTM beats", "the LSTM does not beat persistence"))
+
+
+def test_the_runner_reports_gaps_and_bad_times_by_line(messy):
+    ran = run("--stream", messy["data"], "--model", messy["out"] / "st.onnx")
+    assert ran.exit_code == 0, ran.output
+    lines = read_independently(messy["data"])
+    second = [x.number + 1 for x in lines if x.key == "north" and x.when == START + 300 * STEP][1]
+    late = next(i + 1 for i, text in enumerate(messy["data"].read_text().splitlines()) if text.endswith(",late"))
+    assert len([x for x in lines if x.key == "north" and x.when == START + 300 * STEP]) == 2
+    assert f"skipped line {second}: duplicate time: time '2026-03-03T02:00:00Z' repeats the row before" in ran.stderr
+    assert f"skipped line {late}: time went backwards" in ran.stderr
+    summary = ran.stderr.splitlines()[-1]
+    assert "gaps in time" in summary and "3 series" in summary and "missing value 37" in summary
+    # the same rows are gaps in the runner as in training
+    dropped = messy["manifest"]["data"]["rows_dropped"]
+    assert sum(r["rows"] for r in dropped.values()) == int(summary.split(" rows skipped")[0].rsplit(" ", 1)[1])
+    # a messy file's thousands of skipped rows are counted, not listed: at most 10 lines per reason
+    assert ran.stderr.count("missing value:") == 10 and "further rows skipped for missing value" in ran.stderr
+
+
+def test_a_file_newest_first_is_refused_in_training_and_in_the_runner(messy, tmp_path: Path):
+    text = messy["data"].read_text()
+    header, *rows = text.splitlines()
+    reversed_file = tmp_path / "newest_first.csv"
+    reversed_file.write_text("\n".join([header, *rows[::-1]]) + "\n")
+    result = train(
+        "--data", reversed_file, "--features", ",".join(FEATURES), "--target", "temp", "--time-column", "time",
+        "--group-by", "station", "--out", tmp_path / "o", *TINY,
+    )  # fmt: skip
+    assert result.exit_code == 2 and "runs newest first" in result.stderr
+    ran = run("--stream", reversed_file, "--model", messy["out"] / "st.onnx")
+    assert ran.exit_code == 2 and "newest first" in ran.stderr and ran.stdout == ""
+
+
+def test_a_constant_feature_is_refused_by_name_or_dropped(tmp_path: Path):
+    data = write_messy_csv(tmp_path / "c.csv", steps=400, constant=True)
+    base = ["--data", data, "--target", "temp", "--time-column", "time", "--group-by", "station", *TINY]
+    result = train(*base, "--features", "temp,hum,status", "--out", tmp_path / "a")
+    assert result.exit_code == 2
+    assert "'status' is constant in the training windows" in result.stderr and "--drop-constant" in result.stderr
+    kept = train(*base, "--features", "temp,hum,status", "--drop-constant", "--out", tmp_path / "b", "--name", "d")
+    assert kept.exit_code == 0, kept.output
+    manifest = json.loads((tmp_path / "b" / "d.json").read_text())
+    assert manifest["features"] == ["temp", "hum"]
+    assert manifest["data"]["dropped_features"] == {"status": "constant in the training windows"}
+    assert "dropped feature 'status'" in kept.output
+
+
+def test_a_feature_missing_in_most_rows_is_refused_by_name(tmp_path: Path):
+    lines = write_messy_csv(tmp_path / "m.csv", steps=300).read_text().splitlines()
+    header = lines[0].split(",")
+    gone = header.index("hum")
+    rows = [",".join("NA" if i == gone else f for i, f in enumerate(line.split(","))) for line in lines[1:]]
+    (tmp_path / "gone.csv").write_text("\n".join([lines[0], *rows]) + "\n")
+    result = train(
+        "--data", tmp_path / "gone.csv", "--features", "temp,hum", "--target", "temp", "--time-column", "time",
+        "--group-by", "station", "--out", tmp_path / "o", *TINY,
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "missing in most training rows: 'hum' in" in result.stderr and "(100%)" in result.stderr
+
+
+def test_fill_gaps_carries_the_last_value_forward_in_training_and_in_the_runner(messy, tmp_path: Path):
+    """With --fill-gaps 2 the runner's forecasts over a row with a missing value equal its forecasts on the
+    same stream with that value written in by hand as the key's previous value."""
+    out = tmp_path / "fill"
+    result = train(
+        "--data", messy["data"], "--features", ",".join(FEATURES), "--target", "temp", "--time-column", "time",
+        "--group-by", "station", "--fill-gaps", "2", "--out", out, "--name", "f", *TINY,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "f.json").read_text())
+    assert manifest["series"]["fill_gaps"] == 2 and manifest["data"]["rows_filled"] > 0
+    sample = (out / "f.test.csv").read_text().splitlines()
+    header = sample[0].split(",")
+    na = next(i for i, line in enumerate(sample) if line.startswith("east,") and ",NA," in line)
+    before = next(i for i in range(na - 1, 0, -1) if sample[i].startswith("east,"))
+    column = header.index("hum")
+    by_hand = sample[na].split(",")
+    by_hand[column] = sample[before].split(",")[column]
+    written = [*sample[:na], ",".join(by_hand), *sample[na + 1 :]]
+    (tmp_path / "by_hand.csv").write_text("\n".join(written) + "\n")
+    filled = run("--stream", out / "f.test.csv", "--model", out / "f.onnx")
+    manual = run("--stream", tmp_path / "by_hand.csv", "--model", out / "f.onnx")
+    assert filled.exit_code == manual.exit_code == 0
+    assert records(filled.stdout) == records(manual.stdout)
+    # windows of east that hold the filled row were made (rows are interleaved, three keys)
+    assert any(na <= r["row"] < na + 3 * T and r["key"] == "east" for r in records(filled.stdout))
+    counted = [re.search(r"(\d+) rows filled", r.stderr) for r in (filled, manual)]
+    assert int(counted[0][1]) == int(counted[1][1]) + 1  # the row written by hand needed no filling
+    without = run("--stream", out / "f.test.csv", "--model", messy["out"] / "st.onnx")
+    assert len(records(without.stdout)) < len(records(filled.stdout))  # no filling: the NA row is a gap
