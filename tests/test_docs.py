@@ -160,3 +160,44 @@ def test_the_bench_extra_size_in_the_readme_is_what_it_installs():
     assert claimed, "the README states the bench extra's size"
     assert float(claimed.group(1)) == pytest.approx(total / 1e9, rel=0.15), total
     assert int(claimed.group(2)) == pytest.approx(len(names), abs=5)
+
+
+def test_the_training_on_your_own_data_example_runs_and_its_data_figures_hold(tmp_path):
+    """The worked example's two commands, as written but for a 1-epoch tiny LSTM (its RMSE figures come from
+    the full run and depend on the CPU; the figures about reading the file do not, and are checked here)."""
+    section = README.split("## Training on your own data", 1)[1].split("\n## ", 1)[0]
+    commands = [c.strip() for block in re.findall(r"```sh\n(.*?)```", section, flags=re.S) for c in block.splitlines()]
+    assert [c.split()[:3] for c in commands] == [["edgeseq", "train", "forecaster"], ["edgeseq", "run", "--model"]]
+    data = REPO / "edgeseq" / "datasets" / "nyc_airport_weather.csv.xz"
+    fast = ["--epochs", "1", "--units", "4,4"]
+    for command, extra in zip(commands, (fast, []), strict=True):
+        # the bundled file by its absolute path: a folder named edgeseq/ in the working directory would shadow
+        # the installed package
+        command = command.replace("edgeseq/datasets/nyc_airport_weather.csv.xz", str(data))
+        args = [sys.executable, "-m", "edgeseq", *command.split()[1:], *extra]
+        proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, command + proc.stderr
+    manifest = json.loads((tmp_path / "exported" / "airport_temp.json").read_text())
+    report, split = manifest["data"], manifest["split"]
+    assert report["keys"] == 3 and report["gaps_in_time"] == 36 and report["rows_filled"] == 2059
+    assert report["missing_values"] == {"temp": 1, "dewp": 1, "humid": 1, "pressure": 2729, "wind_speed": 4}
+    assert report["rows_dropped"] == {"missing value": {"rows": 673, "first_lines": [36, 37, 379, 381, 383]}}
+    assert manifest["series"]["interval_seconds"] == 3600.0
+    assert [split[p]["windows"] for p in ("train", "validation", "test")] == [12867, 3105, 2679]
+    assert all(split[p]["keys"] == 3 for p in ("train", "validation", "test"))
+    for figure in ("2,729", "2,059", "673", "36 gaps in time", "12,867 / 3,105 / 2,679", "2,679 test"):
+        assert figure in section
+    records = [json.loads(line) for line in (tmp_path / "airport.jsonl").read_text().splitlines()]
+    first = re.search(r'\{"row": (\d+), "time": "([^"]+)", "key": "(\w+)", "prediction": \.\.\.\}', section)
+    assert (records[0]["row"], records[0]["time"], records[0]["key"]) == (int(first[1]), first[2], first[3])
+    assert {r["key"] for r in records} == {"EWR", "JFK", "LGA"}
+    assert f"writes {len(records):,} records, one per gap-free" in section
+    refused = subprocess.run(
+        [
+            *args[:3], "train", "forecaster", "--data", str(data), "--features", "temp,wind_gust", "--target", "temp",
+            "--time-column", "time_hour", "--group-by", "origin", "--fill-gaps", "2", "--out", str(tmp_path / "x"),
+        ],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "'wind_gust' in 14,399 of 18,280 (79%)" in refused.stderr
+    assert "missing in 79% of the training rows" in section
