@@ -27,7 +27,13 @@ def _interval(text: str | None, time_column: str | None) -> float | None:
         raise BadInputError(f"--interval: {exc}") from None
 
 
-def _fractions(text: str) -> tuple[float, float, float]:
+def _fractions(text: str | None, split_at: str | None) -> tuple[float, float, float]:
+    if text is None:
+        from edgeseq.data.split import DEFAULT_FRACTIONS
+
+        return DEFAULT_FRACTIONS
+    if split_at is not None:
+        raise BadInputError("give --split or --split-at, not both: both say where the parts begin")
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
@@ -95,8 +101,11 @@ def train_forecaster_command(
         metavar="COLUMN",
         help="A key column (a station, a sensor id): each key is its own series, here and in `run`.",
     ),
-    split: str = typer.Option(
-        "0.7,0.15,0.15", "--split", metavar="A,B,C", help="Train, validation and test fractions, in time order."
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        metavar="A,B,C",
+        help="Train, validation and test fractions, in time order [default: 0.7,0.15,0.15].",
     ),
     split_at: str | None = typer.Option(
         None,
@@ -161,7 +170,7 @@ def train_forecaster_command(
             interval=_interval(interval, time_column),
             fill_gaps=fill_gaps,
             group_by=group_by.strip() if group_by else None,
-            split=_fractions(split),
+            split=_fractions(split, split_at),
             split_at=_dates(split_at),
             drop_constant=drop_constant,
             units=sizes,

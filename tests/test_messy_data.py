@@ -192,3 +192,81 @@ def test_fill_gaps_carries_the_last_value_forward_in_training_and_in_the_runner(
     assert int(counted[0][1]) == int(counted[1][1]) + 1  # the row written by hand needed no filling
     without = run("--stream", out / "f.test.csv", "--model", messy["out"] / "st.onnx")
     assert len(records(without.stdout)) < len(records(filled.stdout))  # no filling: the NA row is a gap
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--split", "0.7,0.2"], "--split takes three positive fractions that add up to 1"),
+        (["--split", "0.5,0.5,0.5"], "--split takes three positive fractions that add up to 1"),
+        (["--split", "0.8,0.2,0"], "--split takes three positive fractions that add up to 1"),
+        (["--split-at", "2026-03-05"], "--split-at takes two dates"),
+        (["--split-at", "2026-03-06,2026-03-05"], "the start of validation before the start of test"),
+        (["--split-at", "soon,later"], "--split-at 'soon' is not a date or time"),
+        (["--split", "0.6,0.2,0.2", "--split-at", "2026-03-05,2026-03-06"], "give --split or --split-at, not both"),
+        (["--interval", "10 minutes"], "--interval: '10 minutes' is not an interval"),
+        (["--time-format", "%d/%m/%Y"], "do not read as '%d/%m/%Y' (the first: '2026-03-01T00:00:00Z')"),
+        (["--group-by", "temp"], "--group-by 'temp' is a key, not a feature or the time column"),
+        (["--group-by", "sensor"], "missing column 'sensor'"),
+    ],
+)
+def test_split_and_time_options_refuse_nonsense_in_one_line(messy, tmp_path: Path, args, message):
+    result = train(
+        "--data", messy["data"], "--features", ",".join(FEATURES), "--target", "temp", "--time-column", "time",
+        "--out", tmp_path / "o", *TINY, *args,
+    )  # fmt: skip
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) <= 2
+
+
+def test_split_at_dates_put_every_key_s_windows_on_the_right_side(messy, tmp_path: Path):
+    result = train(
+        "--data", messy["data"], "--features", ",".join(FEATURES), "--target", "temp", "--time-column", "time",
+        "--group-by", "station", "--split-at", "2026-03-05,2026-03-06T12:00:00Z", "--out", tmp_path, "--name", "s",
+        *TINY,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    split = json.loads((tmp_path / "s.json").read_text())["split"]
+    assert split["split_at"] == ["2026-03-05", "2026-03-06T12:00:00Z"] and split["fractions"] is None
+    assert split["train"]["window_ends"][1] < "2026-03-05" <= split["validation"]["window_ends"][0]
+    assert split["validation"]["window_ends"][1] < "2026-03-06T12:00:00Z" <= split["test"]["window_ends"][0]
+    sample = read_independently(tmp_path / "s.test.csv")
+    assert min(line.when for line in sample if line.when) >= START.replace(day=6, hour=12)
+
+
+def test_a_bz2_file_trains_like_the_plain_one(messy, tmp_path: Path):
+    import bz2
+
+    packed = tmp_path / "stations.csv.bz2"
+    packed.write_bytes(bz2.compress(messy["data"].read_bytes()))
+    result = train(
+        "--data", packed, "--features", ",".join(FEATURES), "--target", "temp", "--time-column", "time",
+        "--group-by", "station", "--out", tmp_path, "--name", "b", *TINY,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "b.json").read_text())
+    assert manifest["data"]["rows_dropped"] == messy["manifest"]["data"]["rows_dropped"]
+    assert manifest["split"] == messy["manifest"]["split"]
+
+
+def test_no_training_window_spans_a_gap(messy):
+    """Every window of every part (train, validation, test) is one an independent reading finds gap-free, row
+    for row; and training makes every gap-free window that lies inside one part."""
+    from edgeseq.train import ForecasterConfig, prepare_forecast_data
+
+    config = ForecasterConfig(
+        data=messy["data"], features=FEATURES, target="temp", window=T, horizon=H, time_column="time",
+        group_by="station",
+    )  # fmt: skip
+    data = prepare_forecast_data(config)
+    lines = read_independently(messy["data"])
+    windows = gap_free_windows(lines, T)
+    total = 0
+    for part, ends in data.ends.items():
+        for end in ends:
+            number = int(data.table.lines[end]) - 1  # data line number, as read_independently counts
+            expected = [line.number + 1 for line in windows[number]]
+            assert data.table.lines[end - T + 1 : end + 1].tolist() == expected, (part, number)
+            assert target_after(lines, number, H) == pytest.approx(data.table.values[end + H, 0])
+        total += len(ends)
+    assert total == sum(messy["manifest"]["split"][p]["windows"] for p in ("train", "validation", "test"))

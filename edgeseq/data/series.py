@@ -140,8 +140,13 @@ def _read_times(
         if text is not None:
             with contextlib.suppress(BadRowError):
                 times[i] = parse_time(text, time_format)
-    if np.isnan(times).all():
-        raise DataError(f"{path}: no time in column {time_column!r} reads as {time_format!r}")
+    unread = [text for text, when in zip(texts, times, strict=True) if text is not None and np.isnan(when)]
+    given = sum(text is not None for text in texts)
+    if len(unread) > given / 2:  # a few bad times are bad rows; most of them is the wrong format
+        raise DataError(
+            f"{path}: {len(unread):,} of {given:,} times in column {time_column!r} do not read as "
+            f"{time_format!r} (the first: {unread[0]!r}); give --time-format"
+        )
     return times, time_format
 
 
