@@ -212,7 +212,7 @@ def run(
         None, "--target-scale", metavar="NUMBER", help="No manifest: the target scale."
     ),
 ) -> None:
-    """Stream sensor rows through an exported model: one record per window.
+    r"""Stream sensor rows through an exported model: one record per window.
 
     Reads a CSV with a header from a file (.csv, .csv.gz, .csv.xz, .csv.bz2) or stdin (-); columns are found
     by name (order and extra columns do not matter). A ring buffer keeps the last T rows of each series (each
@@ -225,7 +225,8 @@ def run(
 
     A bad row (empty, non-numeric, inf, more or fewer fields than the header, longer than 1 MiB) is reported
     on stderr with its line number and skipped, and the window refills after it: no window spans a skipped
-    row. The manifest's series rules, the ones training used, say the rest: a missing value (empty, NA, N/A,
+    row (in a keyed stream, its key's window; a row whose key cannot be read breaks no series). The manifest's
+    series rules, the ones training used, say the rest: a missing value (empty, NA, N/A,
     NaN, null, nil, None, -, ?) is a gap unless filled (--fill-gaps at training); a step in time over 1.5
     intervals is a gap; a duplicated or backwards time is a bad row. Lines may end in \n, \r\n or \r.
 

@@ -38,7 +38,7 @@ def _fractions(text: str | None, split_at: str | None) -> tuple[float, float, fl
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != 3 or min(values) <= 0 or abs(sum(values) - 1) > 1e-6:
+    if len(values) != 3 or not all(0 < v < 1 for v in values) or abs(sum(values) - 1) > 1e-6:  # NaN fails
         raise BadInputError(
             f"--split takes three positive fractions that add up to 1, such as 0.7,0.15,0.15; got {text!r}"
         )

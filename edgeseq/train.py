@@ -20,8 +20,7 @@ from edgeseq.models import build_forecaster, build_letter_rnn
 from edgeseq.progress import Progress, Silent
 from edgeseq_device.forecast import ForecastSpec, fit_scaling
 from edgeseq_device.letters import LetterCodec
-from edgeseq_device.rows import BadRowError
-from edgeseq_device.series import detect_time_format, parse_time
+from edgeseq_device.series import check_time_format
 
 NEAR_CONSTANT = 0.01  # a feature that moves within fewer training windows than this is refused
 
@@ -188,17 +187,10 @@ class ForecastData:
 
 
 def _iso(seconds: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime, timedelta, timezone
 
-    return datetime.fromtimestamp(float(seconds), tz=timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def _cut(text: str) -> float:
-    time_format = detect_time_format(text)
-    try:
-        return parse_time(text, time_format or "iso8601")
-    except BadRowError:
-        raise DataError(f"--split-at {text!r} is not a date or time (ISO 8601, or unix seconds)") from None
+    moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=float(seconds))  # any year 1 to 9999
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _degenerate(values: np.ndarray, ends: np.ndarray, features: tuple[str, ...], window: int) -> dict[str, str]:
@@ -229,20 +221,25 @@ def prepare_forecast_data(config: ForecasterConfig) -> ForecastData:
         )
     if config.window < 2 or config.horizon < 1:
         raise DataError(f"window must be >= 2 and horizon >= 1 (got {config.window} and {config.horizon})")
-    if config.group_by and config.group_by in [*features, config.time_column]:
-        raise DataError(f"--group-by {config.group_by!r} is a key, not a feature or the time column")
-    cuts = None
-    if config.split_at:
-        if not config.time_column:
-            raise DataError("--split-at needs a time column (--time-column)")
-        cuts = (_cut(config.split_at[0]), _cut(config.split_at[1]))
+    if config.group_by and config.group_by in features:
+        raise DataError(f"--group-by {config.group_by!r} is one of --features: the key column must be another")
+    if config.group_by and config.group_by == config.time_column:
+        raise DataError(f"--group-by {config.group_by!r} is the time column: the key column must be another")
+    if config.split_at and not config.time_column:
+        raise DataError("--split-at needs a time column (--time-column)")
+    if config.time_format is not None:
+        try:
+            check_time_format(config.time_format)
+        except ValueError as exc:
+            raise DataError(f"--time-format: {exc}") from None
     options = SeriesOptions(
         time_column=config.time_column,
         time_format=config.time_format,
         interval=config.interval,
         fill_gaps=config.fill_gaps,
         group_by=config.group_by,
-        split=SplitPlan(tuple(config.split), cuts),
+        split=SplitPlan(tuple(config.split)),
+        split_at=tuple(config.split_at) if config.split_at else None,
     )
     table = read_series(config.data, features, config.window, options)
     ends = {part: runner_window_ends(table, part, config.window, config.horizon, config.target) for part in PARTS}

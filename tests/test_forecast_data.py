@@ -62,7 +62,8 @@ def _table(lengths: list[int], part: list[int], observed: np.ndarray | None = No
     return SeriesTable(
         path=Path("x.csv"), features=("a",), rules=None, values=np.zeros((n, 1)), times=None, keys=None,
         lines=np.arange(n), segment=segment, part=np.repeat(np.array(part, dtype=np.int8), lengths),
-        observed=np.ones((n, 1), bool) if observed is None else observed, line_parts=np.zeros(0), report=Report(),
+        observed=np.ones((n, 1), bool) if observed is None else observed, line_parts=np.zeros(0),
+        header_lines=np.zeros(0, bool), report=Report(),
     )  # fmt: skip
 
 

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeseq.cli import app
+from tests.conftest import EXPORTED
 from tests.messy import FEATURES, KEYS, START, STEP, gap_free_windows, read_independently, target_after, write_messy_csv
 from tests.streams import records, run
 
@@ -130,8 +131,16 @@ def test_a_file_newest_first_is_refused_in_training_and_in_the_runner(messy, tmp
         "--group-by", "station", "--out", tmp_path / "o", *TINY,
     )  # fmt: skip
     assert result.exit_code == 2 and "runs newest first" in result.stderr
+    # one series: the runner refuses the stream at its fifth step
+    single = tmp_path / "single.csv"
+    sensor = (EXPORTED / "sensor.csv").read_text().splitlines()
+    single.write_text("\n".join([sensor[0], *sensor[:0:-1]]) + "\n")
+    ran = run("--stream", single, "--model", EXPORTED / "sensor_lstm.onnx")
+    assert ran.exit_code == 2 and "the first 5 time steps all go back in time" in ran.stderr and ran.stdout == ""
+    # keyed: a key running newest first is that key's bad rows; the stream (and other keys) go on
     ran = run("--stream", reversed_file, "--model", messy["out"] / "st.onnx")
-    assert ran.exit_code == 2 and "newest first" in ran.stderr and ran.stdout == ""
+    assert ran.exit_code == 0 and ran.stdout == ""
+    assert "the rows of station 'north' run newest first" in ran.stderr
 
 
 def test_a_constant_feature_is_refused_by_name_or_dropped(tmp_path: Path):
@@ -203,17 +212,23 @@ def test_fill_gaps_carries_the_last_value_forward_in_training_and_in_the_runner(
         (["--split-at", "2026-03-05"], "--split-at takes two dates"),
         (["--split-at", "2026-03-06,2026-03-05"], "the start of validation before the start of test"),
         (["--split-at", "soon,later"], "--split-at 'soon' is not a date or time"),
+        (["--split-at", "2020-01-01,2020-02-01"], "the training part has no two rows in time order (0 lines"),
         (["--split", "0.6,0.2,0.2", "--split-at", "2026-03-05,2026-03-06"], "give --split or --split-at, not both"),
         (["--interval", "10 minutes"], "--interval: '10 minutes' is not an interval"),
         (["--time-format", "%d/%m/%Y"], "do not read as '%d/%m/%Y' (the first: '2026-03-01T00:00:00Z')"),
-        (["--group-by", "temp"], "--group-by 'temp' is a key, not a feature or the time column"),
+        (["--group-by", "temp"], "--group-by 'temp' is one of --features: the key column must be another"),
+        (["--group-by", "time"], "--group-by 'time' is the time column: the key column must be another"),
+        (["--split", "nan,0.5,0.5"], "--split takes three positive fractions that add up to 1"),
+        (["--interval", "9" * 400 + "d"], "is not an interval"),
+        (["--time-format", "%Q"], "--time-format: time format '%Q' is not a usable strptime pattern"),
         (["--group-by", "sensor"], "missing column 'sensor'"),
     ],
 )
 def test_split_and_time_options_refuse_nonsense_in_one_line(messy, tmp_path: Path, args, message):
+    """Each a one-line error, exit 2; a keyed file without --group-by is caught by its repeated times."""
     result = train(
         "--data", messy["data"], "--features", ",".join(FEATURES), "--target", "temp", "--time-column", "time",
-        "--out", tmp_path / "o", *TINY, *args,
+        "--group-by", "station", "--out", tmp_path / "o", *TINY, *args,
     )  # fmt: skip
     assert result.exit_code == 2 and message in result.stderr, result.output
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) <= 2
@@ -270,3 +285,63 @@ def test_no_training_window_spans_a_gap(messy):
             assert target_after(lines, number, H) == pytest.approx(data.table.values[end + H, 0])
         total += len(ends)
     assert total == sum(messy["manifest"]["split"][p]["windows"] for p in ("train", "validation", "test"))
+
+
+def test_a_keyed_file_without_group_by_is_told_to_use_it(messy, tmp_path: Path):
+    result = train(
+        "--data", messy["data"], "--features", ",".join(FEATURES), "--target", "temp", "--time-column", "time",
+        "--out", tmp_path, *TINY,
+    )  # fmt: skip
+    assert (
+        result.exit_code == 2 and "several series in one file? Name their key column with --group-by" in result.stderr
+    )
+
+
+def _room(tmp_path: Path, name: str, lines: list[str]) -> tuple[dict, list[dict]]:
+    """Train the tiny forecaster on `lines` (one series), run its test sample; (manifest, records)."""
+    data = tmp_path / f"{name}.csv"
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / name
+    result = train(
+        "--data", data, "--features", "temp,hum", "--target", "temp", "--time-column", "time", "--out", out,
+        "--name", name, *TINY,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    ran = run("--stream", out / f"{name}.test.csv", "--model", out / f"{name}.onnx")
+    assert ran.exit_code == 0, ran.output
+    return json.loads((out / f"{name}.json").read_text()), records(ran.stdout)
+
+
+def test_a_header_again_mid_file_is_read_in_training_as_in_the_runner(tmp_path: Path):
+    """Files concatenated, the second with its columns reordered: training takes the header as the runner
+    does (columns found anew, a fresh start), so it reads the same numbers as a file with a gap there."""
+    from tests.synthetic import write_sensor_csv
+
+    lines = write_sensor_csv(tmp_path / "room.csv", rows=600).read_text().splitlines()
+    header = lines[0].split(",")
+    order = [header.index(c) for c in ("temp", "time", "outside", "hum", "noise")]
+    cut = 560  # in the test period
+    reordered = [",".join(line.split(",")[i] for i in order) for line in lines[cut:]]
+    swapped = [*lines[:cut], ",".join(header[i] for i in order), *reordered]
+    with_gap = [*lines[:cut], "", *lines[cut:]]
+    manifest_a, records_a = _room(tmp_path, "swapped", swapped)
+    manifest_b, records_b = _room(tmp_path, "gap", with_gap)
+    assert manifest_a["split"]["test"]["windows"] == manifest_b["split"]["test"]["windows"]
+    assert manifest_a["metrics"]["model"] == manifest_b["metrics"]["model"]
+    assert [(r["time"], r["prediction"]) for r in records_a] == [(r["time"], r["prediction"]) for r in records_b]
+    restart = next(i for i, r in enumerate(records_a) if r["time"] > lines[cut - 1].split(",")[1])
+    assert records_a[restart]["time"] == lines[cut + T - 1].split(",")[1]  # T rows after the header, no sooner
+
+
+def test_a_line_too_long_in_the_test_period_stays_a_gap_in_the_sample(tmp_path: Path):
+    from tests.synthetic import write_sensor_csv
+
+    lines = write_sensor_csv(tmp_path / "room.csv", rows=600).read_text().splitlines()
+    long_at = 560
+    lines[long_at] = "x" * (1 << 20) + ",1"
+    manifest, recs = _room(tmp_path, "long", lines)
+    times = [r["time"] for r in recs]
+    after = lines[long_at + 1].split(",")[1]
+    assert after not in times and lines[long_at + T].split(",")[1] in times  # the window refills after the gap
+    with_target = [r for r in recs if r["row"] + H <= manifest["sample"]["rows"]]
+    assert manifest["metrics"]["windows"] <= len(with_target)

@@ -17,6 +17,11 @@ MISSING_TOKENS = ("", "NA", "N/A", "#N/A", "NaN", "null", "nil", "None", "-", "?
 _MISSING = frozenset(token.lower() for token in MISSING_TOKENS)
 
 
+def is_missing(text: str) -> bool:
+    """Whether a field is a missing value (one of MISSING_TOKENS, any case, spaces around)."""
+    return text.strip().lower() in _MISSING
+
+
 class MissingColumnError(InputError):
     """The header lacks a column the model needs."""
 
@@ -122,6 +127,8 @@ class RowParser:
             text = fields[i]
             try:
                 value = float(text)
+                if not text.isascii() or "_" in text:  # float() also reads 1_000 and non-ASCII digits
+                    raise ValueError(text)
             except ValueError:
                 if text.strip().lower() not in _MISSING:
                     raise BadRowError("non-numeric", f"column {shown(self.columns[k])} is {shown(text, 24)}") from None

@@ -277,8 +277,9 @@ def _stream(
                 if line.__class__ is str and is_header(line, spec.features):
                     # a header again (files concatenated, a writer restarted): its columns may be reordered
                     parser = parser_for(line)
+                    runner.restart()  # a writer restarted, or files concatenated: every series starts afresh
                     stats.rows -= 1
-                    say(f"{prog}: line {line_number} is a header; columns found anew, a new window starts")
+                    say(f"{prog}: line {line_number} is a header; columns found anew, every series starts afresh")
                     continue
                 stats.skipped[exc.reason] += 1
                 if options.on_bad_row == "fail":

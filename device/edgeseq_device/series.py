@@ -25,11 +25,12 @@ import numpy as np
 
 from edgeseq_device.errors import InputError, ManifestError
 from edgeseq_device.messages import shown
-from edgeseq_device.rows import MISSING_TOKENS, BadRowError, RowParser
+from edgeseq_device.rows import MISSING_TOKENS, BadRowError, RowParser, is_missing
 
 GAP_TOLERANCE = 1.5  # steps up to 1.5 intervals are jitter; longer ones lost at least one row
 NEWEST_FIRST_STEPS = 5
-TIME_FORMATS = ("iso8601", "unix-seconds")  # or a strptime pattern such as "%d/%m/%Y %H:%M"
+MAX_KEYS = 100_000  # series one stream may hold: about 3.5 KB each at T=36, F=5
+TIME_FORMATS = ("iso8601", "unix-seconds", "unix-milliseconds")  # or a strptime pattern: "%d/%m/%Y %H:%M"
 TIME_GAP, FILLED = 1, 2  # what admit() reports about a row
 
 __all__ = [
@@ -49,13 +50,20 @@ class NewestFirstError(InputError):
     """The rows run newest first: every step goes back in time."""
 
 
+# Unix times are read in seconds or milliseconds; either must fall within years 1 to 9999, as datetimes do.
+_UNIX_SCALE = {"unix-seconds": 1.0, "unix-milliseconds": 1e-3}
+_LATEST = 253402300799.0  # 9999-12-31T23:59:59Z
+_EARLIEST = -62135596800.0  # 0001-01-01T00:00:00Z
+
+
 def parse_time(text: str, time_format: str) -> float:
     """A time text -> unix seconds. Times without a zone are read as UTC (no daylight-saving shifts)."""
     try:
-        if time_format == "unix-seconds":
-            value = float(text)
-            if not math.isfinite(value):
-                raise ValueError("not finite")
+        scale = _UNIX_SCALE.get(time_format)
+        if scale is not None:
+            value = float(text) * scale
+            if not _EARLIEST <= value <= _LATEST:  # also false for NaN
+                raise ValueError("out of range")
             return value
         if time_format == "iso8601":
             text = text.strip()
@@ -72,12 +80,14 @@ def parse_time(text: str, time_format: str) -> float:
 
 
 def _format_words(time_format: str) -> str:
-    return {"iso8601": "an ISO 8601 time", "unix-seconds": "unix seconds"}.get(time_format, repr(time_format))
+    words = {"iso8601": "an ISO 8601 time", "unix-seconds": "unix seconds", "unix-milliseconds": "unix milliseconds"}
+    return words.get(time_format, repr(time_format))
 
 
 def detect_time_format(text: str) -> str | None:
-    """Which of TIME_FORMATS reads `text` (a first time value), or None."""
-    for time_format in ("unix-seconds", "iso8601"):
+    """Which of TIME_FORMATS reads `text` (a first time value), or None. ISO 8601 first, so 20260301 is a
+    date; a number is unix seconds unless that would be after year 9999, then milliseconds."""
+    for time_format in TIME_FORMATS:
         try:
             parse_time(text, time_format)
         except BadRowError:
@@ -86,10 +96,21 @@ def detect_time_format(text: str) -> str | None:
     return None
 
 
+def check_time_format(time_format: str) -> None:
+    """ValueError unless `time_format` is one of TIME_FORMATS or a strptime pattern that reads what it writes."""
+    if time_format in TIME_FORMATS:
+        return
+    sample = datetime(2001, 2, 3, 4, 5, 6)
+    try:
+        datetime.strptime(sample.strftime(time_format), time_format)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"time format {time_format!r} is not a usable strptime pattern ({exc})") from None
+
+
 def parse_interval(text: str) -> float:
     """'10min', '1h', '15.625ms', '600' (seconds) -> seconds. ValueError otherwise."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|sec|min|h|d)?\s*", text)
-    if not match or float(match.group(1)) <= 0:
+    if not match or not 0 < float(match.group(1)) * _UNITS[match.group(2) or "s"] < 1e12:
         raise ValueError(f"{text!r} is not an interval such as 10min, 1h, 30s, 15.625ms or 1d")
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
@@ -142,6 +163,10 @@ class SeriesRules:
             fill = data.get("fill_gaps", 0)
             if not isinstance(fill, int) or isinstance(fill, bool):
                 raise TypeError(f"fill_gaps is {fill!r}")
+            if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))):
+                raise TypeError(f"interval_seconds is {interval!r}")
+            if time_format is not None:
+                check_time_format(str(time_format))
             return cls(
                 time_format=None if time_format is None else str(time_format),
                 interval=None if interval is None else float(interval),
@@ -229,11 +254,16 @@ class Series:
                     if step == 0:
                         raise BadRowError("duplicate time", f"time {shown(time_text, 40)} repeats the row before")
                     self._backward += 1
-                    if self._forward == 0 and self._backward >= NEWEST_FIRST_STEPS:
+                    newest_first = self._forward == 0 and self._backward >= NEWEST_FIRST_STEPS
+                    if newest_first and self.key is None:
                         raise NewestFirstError(
-                            f"the first {self._backward} time steps{self._of_key()} all go back in time: the rows "
-                            "run newest first; sort them oldest first"
+                            f"the first {self._backward} time steps all go back in time: the rows run newest first; "
+                            "sort them oldest first"
                         )
+                    # one key of many running newest first is that key's problem: its rows are bad rows, and
+                    # the other keys' forecasts go on
+                    if newest_first:
+                        raise BadRowError("newest first", f"the rows{self._of_key()} run newest first")
                     raise BadRowError("time went backwards", f"time {shown(time_text, 40)} is before the row before")
                 self._forward += 1
                 if step > self._max_step:
@@ -273,8 +303,8 @@ class Router:
     """Rows of one stream to their series: the key, the values, the time, then the series' rules. The runner
     keeps one; training runs one over each part of a file, which is what the runner sees of that part."""
 
-    def __init__(self, window: int, columns: Sequence[str], rules: SeriesRules) -> None:
-        self.window, self.columns, self.rules = window, tuple(columns), rules
+    def __init__(self, window: int, columns: Sequence[str], rules: SeriesRules, max_keys: int = MAX_KEYS) -> None:
+        self.window, self.columns, self.rules, self.max_keys = window, tuple(columns), rules, max_keys
         self.series = Series(window, columns, rules)  # the series of the last row pushed
         self.keys: dict[str, Series] = {}
         self.flags = 0  # TIME_GAP / FILLED of the last row pushed
@@ -290,6 +320,15 @@ class Router:
             parser.check_width(fields)
             key = parser.key(fields)
             series = self.keys.get(key)
+            if series is None:
+                if is_missing(key):
+                    raise BadRowError("no key", f"the key column {shown(self.rules.group_by)} is {shown(key)}")
+                if len(self.keys) >= self.max_keys:
+                    raise BadRowError(
+                        "too many keys",
+                        f"key {shown(key)} would be key {len(self.keys) + 1:,}; the limit is "
+                        f"{self.max_keys:,} (memory grows with keys x window)",
+                    )
         try:
             text = parser.parse(fields, self.row)
             when = None if self._time_format is None else parse_time(text, self._time_format)

@@ -18,7 +18,7 @@ from edgeseq.data.split import PARTS, SplitPlan, assign_parts
 from edgeseq.data.table import read_lines
 from edgeseq.errors import DataError
 from edgeseq_device.errors import InputError
-from edgeseq_device.rows import BadRowError, RowParser, split_line
+from edgeseq_device.rows import BadRowError, RowParser, is_header, split_line
 from edgeseq_device.series import (
     FILLED,
     TIME_GAP,
@@ -43,6 +43,7 @@ class SeriesOptions:
     fill_gaps: int = 0
     group_by: str | None = None
     split: SplitPlan = field(default_factory=SplitPlan)
+    split_at: tuple[str, str] | None = None  # read once the time format is known
 
 
 @dataclass
@@ -105,6 +106,7 @@ class SeriesTable:
     part: np.ndarray  # [N] 0 train, 1 validation, 2 test
     observed: np.ndarray  # [N, F] bool: read from the file, not filled
     line_parts: np.ndarray  # part of every data line of the file, for writing one part out
+    header_lines: np.ndarray  # which data lines are a header again (columns found anew)
     report: Report
 
 
@@ -128,11 +130,13 @@ def _read_times(
     first = next((t for t in texts if t), None)
     if first is None:
         raise DataError(f"{path}: the time column {time_column!r} is empty in every row")
+    given_format = time_format is not None
     if time_format is None:
         time_format = detect_time_format(first)
         if time_format is None:
             raise DataError(
-                f"{path}: cannot read the time {first!r} (column {time_column!r}) as ISO 8601 or unix seconds: "
+                f"{path}: cannot read the time {first!r} (column {time_column!r}) as ISO 8601 or unix seconds or "
+                "milliseconds: "
                 "give --time-format, e.g. '%d/%m/%Y %H:%M'"
             )
     times = np.full(len(texts), np.nan)
@@ -145,7 +149,8 @@ def _read_times(
     if len(unread) > given / 2:  # a few bad times are bad rows; most of them is the wrong format
         raise DataError(
             f"{path}: {len(unread):,} of {given:,} times in column {time_column!r} do not read as "
-            f"{time_format!r} (the first: {unread[0]!r}); give --time-format"
+            f"{time_format!r} (the first: {unread[0]!r}); "
+            + ("check --time-format" if given_format else "give --time-format, e.g. '%d/%m/%Y %H:%M'")
         )
     return times, time_format
 
@@ -161,31 +166,86 @@ def _steps_by_key(times: np.ndarray, keys: Sequence[str | None], where: np.ndarr
     return np.asarray(steps)
 
 
+@dataclass(frozen=True)
+class _Lines:
+    """Every data line of a file as the runner meets it: its fields (None when unreadable), the parser in force
+    (a header again mid-file, as in concatenated files, brings its own column order), whether it is such a
+    header, its key and its time text."""
+
+    lines: list[Any]
+    fields: list[list[str] | None]
+    parsers: list[RowParser]
+    headers: np.ndarray
+    keys: list[str | None]
+    texts: list[str | None]
+
+
+def _read(path: Path, features: tuple[str, ...], options: SeriesOptions) -> tuple[str, _Lines]:
+    header, lines = read_lines(path)
+
+    def parser_for(text: str) -> RowParser:
+        try:
+            return RowParser(split_line(text), features, options.time_column, options.group_by)
+        except InputError as exc:
+            raise DataError(f"{path}: {exc}") from None
+
+    parser = parser_for(header)
+    scratch = np.zeros(len(features))
+    found = _Lines(lines, [], [], np.zeros(len(lines), dtype=bool), [], [])
+    for i, line in enumerate(lines):
+        row = None
+        if isinstance(line, str):
+            try:
+                row = split_line(line)
+                parser.check_width(row)
+            except BadRowError:
+                row = None
+            if is_header(line, features) and not _parses(parser, row, scratch):
+                parser, row = parser_for(line), None  # as the runner: columns found anew
+                found.headers[i] = True
+        found.fields.append(row)
+        found.parsers.append(parser)
+        found.keys.append(parser.key(row) if row is not None else None)
+        timed = row is not None and parser.time_index is not None
+        found.texts.append(row[parser.time_index].strip() if timed else None)
+    if not lines:
+        raise DataError(f"{path} has a header and no data rows")
+    return header, found
+
+
+def _parses(parser: RowParser, row: list[str] | None, scratch: np.ndarray) -> bool:
+    if row is None:
+        return False
+    try:
+        parser.parse(row, scratch)
+    except BadRowError:
+        return False
+    return True
+
+
+def _cuts(texts: Sequence[str], time_format: str | None) -> tuple[float, float]:
+    """--split-at dates, read in the data's own time format or else as ISO 8601 dates."""
+    cuts = []
+    for text in texts:
+        for attempt in dict.fromkeys([time_format or "iso8601", "iso8601"]):
+            try:
+                cuts.append(parse_time(text, attempt))
+                break
+            except BadRowError:
+                continue
+        else:
+            raise DataError(f"--split-at {text!r} is not a date or time (ISO 8601, or as the time column writes them)")
+    return cuts[0], cuts[1]
+
+
 def read_series(path: Path, features: Sequence[str], window: int, options: SeriesOptions) -> SeriesTable:
     """Read `path` and run each part of its split through the device runtime's rules, as the runner would."""
     path, features = Path(path), tuple(features)
-    header, lines = read_lines(path)
-    try:
-        parser = RowParser(split_line(header), features, options.time_column, options.group_by)
-    except InputError as exc:
-        raise DataError(f"{path}: {exc}") from None
-    fields: list[list[str] | None] = []
-    keys: list[str | None] = []
-    texts: list[str | None] = []
-    for line in lines:
-        try:
-            row = split_line(line) if isinstance(line, str) else None
-            if row is not None:
-                parser.check_width(row)
-        except BadRowError:
-            row = None
-        fields.append(row)
-        keys.append(parser.key(row) if row is not None else None)
-        texts.append(row[parser.time_index].strip() if row is not None and parser.time_index is not None else None)
-
+    _, found = _read(path, features, options)
+    keys = found.keys
     times, time_format = (None, None)
     if options.time_column:
-        times, time_format = _read_times(texts, options.time_column, options.time_format, path)
+        times, time_format = _read_times(found.texts, options.time_column, options.time_format, path)
         known = ~np.isnan(times)
         steps = _steps_by_key(times, keys, known)
         if len(steps) and (steps < 0).sum() > (steps > 0).sum():
@@ -193,30 +253,36 @@ def read_series(path: Path, features: Sequence[str], window: int, options: Serie
                 f"{path} runs newest first: {(steps < 0).sum():,} of {len(steps):,} time steps go back in time"
                 f"{' within a key' if options.group_by else ''}; sort it oldest first"
             )
-    parts = assign_parts(options.split, len(lines), times, keys if options.group_by else None)
+        repeats = int((steps == 0).sum())
+        if not options.group_by and repeats > 0.1 * len(steps):
+            raise DataError(
+                f"{path}: {repeats:,} of {len(steps):,} rows repeat the time of the row before: several series in "
+                "one file? Name their key column with --group-by"
+            )
+    plan = options.split
+    if options.split_at is not None:
+        plan = SplitPlan(plan.fractions, _cuts(options.split_at, time_format))
+    parts = assign_parts(plan, len(found.lines), times, keys if options.group_by else None)
 
     interval = options.interval
     if times is not None and interval is None:
         steps = _steps_by_key(times, keys, ~np.isnan(times) & (parts == 0))
         steps = steps[steps > 0]
         if not len(steps):
-            raise DataError(f"{path}: no two training rows are in time order, so no interval: give --interval")
+            raise DataError(
+                f"{path}: the training part has no two rows in time order ({int((parts == 0).sum()):,} lines before "
+                "the split), so no interval to infer: check --split-at, or give --interval"
+            )
         interval = float(np.median(steps))
     rules = SeriesRules(time_format, interval, options.fill_gaps, options.group_by)
-    return _run_parts(path, features, window, rules, parser, lines, fields, parts)
+    return _run_parts(path, features, window, rules, found, parts)
 
 
 def _run_parts(
-    path: Path,
-    features: tuple[str, ...],
-    window: int,
-    rules: SeriesRules,
-    parser: RowParser,
-    lines: list[Any],
-    fields: list[list[str] | None],
-    parts: np.ndarray,
+    path: Path, features: tuple[str, ...], window: int, rules: SeriesRules, found: _Lines, parts: np.ndarray
 ) -> SeriesTable:
-    report = Report(lines=len(lines))
+    lines, fields = found.lines, found.fields
+    report = Report(lines=len(lines) - int(found.headers.sum()))
     missing_train = np.zeros(len(features), dtype=np.int64)
     missing_all = np.zeros(len(features), dtype=np.int64)
     train_rows = 0
@@ -229,11 +295,15 @@ def _run_parts(
         for i in np.flatnonzero(parts == part):
             line_number = int(i) + 2
             line = lines[i]
+            if found.headers[i]:
+                router.restart()  # as the runner does at a header mid-stream
+                continue
             if not isinstance(line, str):
                 report.drop("line too long", line_number)
                 if rules.group_by is None:
                     router.series.reset()
                 continue
+            parser = found.parsers[i]
             try:
                 series, _ = router.push(parser, fields[i] if fields[i] is not None else split_line(line))
             except NewestFirstError as exc:
@@ -277,6 +347,7 @@ def _run_parts(
         part=np.array([k[5] for k in kept], dtype=np.int8),
         observed=np.array([k[6] for k in kept]),
         line_parts=parts,
+        header_lines=found.headers,
         report=report,
     )
 

@@ -8,6 +8,7 @@ before it: it is a gap in any part.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +28,8 @@ class SplitPlan:
     cuts: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        if len(self.fractions) != 3 or min(self.fractions) <= 0 or abs(sum(self.fractions) - 1) > 1e-6:
+        finite = all(math.isfinite(f) for f in self.fractions)
+        if len(self.fractions) != 3 or not finite or min(self.fractions) <= 0 or abs(sum(self.fractions) - 1) > 1e-6:
             raise DataError(f"--split takes three positive fractions that add up to 1, got {list(self.fractions)}")
         if self.cuts is not None and not self.cuts[0] < self.cuts[1]:
             raise DataError("--split-at takes two dates, the start of validation before the start of test")

@@ -29,20 +29,29 @@ SENSOR_SAMPLE = "sensor.csv"
 
 
 def _write_test_sample(data: Any, path: Path) -> int:
-    """Copy the header and the data lines of the test period (every key's) to `path`, each line as it is but
-    for its line break, split by the device runtime's LineSource as training split it. `edgeseq run` on this
-    file makes exactly the test windows the metrics were computed on."""
+    """Write the test period's lines (every key's) to `path`, each as it is in the file but for its line break,
+    under the header in force where the period starts. `edgeseq run` on this file makes exactly the test
+    windows the metrics were computed on: a line too long to keep becomes an empty line, a gap to the runner
+    as it was to training, and a header mid-period is kept, as training read it."""
     from edgeseq.data import read_lines
 
     header, lines = read_lines(data.config.data)
-    count = 0
+    written: list[str] = []
+    in_force = header
+    table = data.table
+    for line, part, header_again in zip(lines, table.line_parts.tolist(), table.header_lines.tolist(), strict=True):
+        if header_again:
+            in_force = line
+        if part != 2:
+            continue
+        if not written:
+            written.append(in_force)
+            if header_again:
+                continue
+        written.append(line if isinstance(line, str) else "")
     with path.open("w", encoding="utf-8", newline="") as sink:
-        sink.write(f"{header}\n")
-        for line, part in zip(lines, data.table.line_parts.tolist(), strict=True):
-            if part == 2 and isinstance(line, str):  # a line too long to keep is a gap, and is left out
-                sink.write(f"{line}\n")
-                count += 1
-    return count
+        sink.writelines(f"{line}\n" for line in written or [header])
+    return max(0, len(written) - 1)
 
 
 def _plot_series(data: Any) -> dict[str, Any]:
