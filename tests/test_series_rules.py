@@ -69,6 +69,8 @@ def test_a_field_is_a_number_a_missing_value_or_a_bad_row(text):
         ("2016-01-11 17:00:00.250", "iso8601", datetime(2016, 1, 11, 17, 0, 0, 250000, tzinfo=UTC)),
         ("1452531600", "unix-seconds", datetime(2016, 1, 11, 17, tzinfo=UTC)),
         ("1452531600.5", "unix-seconds", datetime(2016, 1, 11, 17, 0, 0, 500000, tzinfo=UTC)),
+        ("1452531600250", "unix-milliseconds", datetime(2016, 1, 11, 17, 0, 0, 250000, tzinfo=UTC)),
+        ("20160111", "iso8601", datetime(2016, 1, 11, tzinfo=UTC)),
         ("11/01/2016 17:00", "%d/%m/%Y %H:%M", datetime(2016, 1, 11, 17, tzinfo=UTC)),
     ],
 )
@@ -78,11 +80,26 @@ def test_times_parse_to_unix_seconds(text, time_format, expected):
         assert detect_time_format(text) == time_format
 
 
-@pytest.mark.parametrize("text", ["", "yesterday", "2016-13-01 00:00", "nan", "inf"])
-def test_an_unreadable_time_is_a_bad_row(text):
+@pytest.mark.parametrize(
+    ("text", "time_format"),
+    [
+        ("", "iso8601"),
+        ("yesterday", "iso8601"),
+        ("2016-13-01 00:00", "iso8601"),
+        ("nan", "unix-seconds"),
+        ("inf", "unix-seconds"),
+        ("1452531600250", "unix-seconds"),  # milliseconds read as seconds: year 47,999
+        ("1e30", "unix-milliseconds"),
+    ],
+)
+def test_an_unreadable_time_is_a_bad_row(text, time_format):
     with pytest.raises(BadRowError) as info:
-        parse_time(text, "unix-seconds" if text in ("nan", "inf") else "iso8601")
+        parse_time(text, time_format)
     assert info.value.reason == "bad time"
+
+
+def test_nanoseconds_are_no_time_format():
+    assert detect_time_format("1452531600250000000") is None
 
 
 @pytest.mark.parametrize(
@@ -189,6 +206,28 @@ def test_a_gateway_keeps_one_window_per_key_and_never_mixes_them():
         assert values == [k * 1000 + s - 2, k * 1000 + s - 1, k * 1000 + s]
     # memory grows with keys x window x features, not with rows
     assert all(series.buffer._data.shape == (2 * window, 1) for series in router.keys.values())
+
+
+def test_an_empty_or_missing_key_and_a_key_past_the_limit_are_bad_rows():
+    router = Router(2, ("v",), SeriesRules(group_by="sensor"), max_keys=2)
+    parser = RowParser(["sensor", "v"], ["v"], None, "sensor")
+    for key in ("", " NA ", "null"):
+        with pytest.raises(BadRowError) as info:
+            router.push(parser, [key, "1"])
+        assert info.value.reason == "no key"
+    router.push(parser, ["a", "1"])
+    router.push(parser, ["b", "1"])
+    with pytest.raises(BadRowError, match="would be key 3; the limit is 2") as info:
+        router.push(parser, ["c", "1"])
+    assert info.value.reason == "too many keys" and set(router.keys) == {"a", "b"}
+    router.push(parser, ["a", "2"])  # known keys go on
+
+
+@pytest.mark.parametrize("text", ["1_000", "\u0661\u0662", "\uff11"])
+def test_numbers_python_reads_but_a_sensor_log_never_writes_are_non_numeric(text):
+    with pytest.raises(BadRowError) as info:
+        RowParser(["a"], ["a"]).parse([text], np.zeros(1))
+    assert info.value.reason == "non-numeric"
 
 
 def test_a_row_whose_key_cannot_be_read_breaks_no_series():
