@@ -270,8 +270,7 @@ def _stream(
                     continue
                 else:
                     stats.rows += 1
-                    if parser.key_index is None:  # whose row it was is unknown in a keyed stream
-                        runner.gap()
+                    runner.unreadable()
                     raise BadRowError("line too long", f"more than {line.limit:,} bytes")
             except BadRowError as exc:
                 if line.__class__ is str and is_header(line, spec.features):

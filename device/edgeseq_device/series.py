@@ -345,6 +345,12 @@ class Router:
             raise
         return series, text
 
+    def unreadable(self) -> None:
+        """A line that could not be split into fields (too long): a gap in a stream of one series; in a keyed
+        stream whose it was is unknown, so it breaks none."""
+        if self.rules.group_by is None:
+            self.series.reset()
+
     def restart(self) -> None:
         """A new stream (a reopened file): every series starts afresh, times included."""
         self.series = Series(self.window, self.columns, self.rules)

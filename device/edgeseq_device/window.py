@@ -100,10 +100,11 @@ class StreamRunner:
         extra = series.buffer.filled - self.spec.window
         return extra >= 0 and extra % self.stride == 0, text
 
-    def gap(self) -> None:
-        """The series broke (a line too long): its next window, and a carried state, start afresh."""
-        self.router.series.reset()
-        self._zero_states()
+    def unreadable(self) -> None:
+        """A line too long to read: a gap, unless the stream is keyed (then whose it was is unknown)."""
+        self.router.unreadable()
+        if self.rules.group_by is None:  # a stateful model is never keyed
+            self._zero_states()
 
     def restart(self) -> None:
         """A new stream (a reopened file): every series starts afresh, times included."""

@@ -300,8 +300,7 @@ def _run_parts(
                 continue
             if not isinstance(line, str):
                 report.drop("line too long", line_number)
-                if rules.group_by is None:
-                    router.series.reset()
+                router.unreadable()
                 continue
             parser = found.parsers[i]
             try:
