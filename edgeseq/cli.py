@@ -217,7 +217,8 @@ def run(
     Reads a CSV with a header from a file (.csv, .csv.gz, .csv.xz, .csv.bz2) or stdin (-); columns are found
     by name (order and extra columns do not matter). A ring buffer keeps the last T rows of each series (each
     key, for a model trained with --group-by); a record comes out once it is full and then every --stride
-    rows, as JSON lines (or CSV), flushed one by one. For the forecaster, {"row", "time", "key",
+    rows, as JSON lines (or CSV), flushed one by one to a live reader (a terminal, a pipe, --follow; a file
+    written from a file is flushed at the end). For the forecaster, {"row", "time", "key",
     "prediction"}: the target H rows ahead, in its units ("key" only with a key column). For a model
     exported with `export --keras`, its manifest's fields: "label" and "probability" for a classifier,
     "prediction" (or one field per target) for a regressor; a stateful model takes T new rows per call and

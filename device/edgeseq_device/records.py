@@ -1,4 +1,5 @@
-"""Predictions to output records: JSON lines or CSV, one per window, each flushed as it is made."""
+"""Predictions to output records: JSON lines or CSV, one per window, each flushed as it is made when a live
+consumer reads them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ def _csv_field(value: Any) -> str:
 
 
 class Writer:
-    """One record per line, flushed at once so a pipe downstream sees each as it is made.
+    """One record per line; with `flush_each` (a terminal, a pipe, a followed stream) flushed at once so the
+    reader downstream sees each as it is made, else left to the sink's buffer (a file written from a file).
 
     Records are `row`, `time` (when the stream has a time column), `key` (when it has a key column) and the
     task's fields: `prediction` for a forecaster. Numbers are always finite here: the runner reports a
@@ -27,8 +29,10 @@ class Writer:
         has_time: bool,
         fields: Sequence[str] = ("prediction",),
         key_column: str | None = None,
+        flush_each: bool = True,
     ) -> None:
         self.sink, self.fmt, self.has_time, self.has_key = sink, fmt, has_time, key_column is not None
+        self.flush_each = flush_each
         self.keys = [f", {json.dumps(name)}: " for name in fields]
         if fmt == "csv":
             head = ["row", *(["time"] if has_time else []), *(["key"] if self.has_key else [])]
@@ -51,4 +55,5 @@ class Writer:
             if self.has_key:
                 head.append(_csv_field(key or ""))
             self.sink.write(",".join([*head, *map(_csv_field, values)]) + "\n")
-        self.sink.flush()
+        if self.flush_each:
+            self.sink.flush()

@@ -15,9 +15,11 @@ model before any row. This module runs them over a stream and keeps the promises
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import signal
+import stat
 import sys
 import time
 from collections import Counter
@@ -238,7 +240,10 @@ def _stream(
         if sink is stdout and hasattr(stdout, "reconfigure"):
             # a time text the terminal's encoding cannot show (PYTHONIOENCODING=ascii) is escaped, not fatal
             stdout.reconfigure(errors="backslashreplace")
-        writer = Writer(sink, options.format, spec.time_column is not None, spec.record_fields, runner.rules.group_by)
+        live = _live(options, sink)
+        writer = Writer(
+            sink, options.format, spec.time_column is not None, spec.record_fields, runner.rules.group_by, live
+        )
         progress_every = options.progress_seconds
         next_progress = time.monotonic() + progress_every if progress_every > 0 else math.inf
         line_number, after_reopen = 1, False
@@ -306,10 +311,13 @@ def _stream(
                     writer.write(stats.rows, when, values, runner.key)
                     stats.predictions += 1
             if time.monotonic() >= next_progress:
+                if not live:  # a file being written shows its progress too
+                    sink.flush()
                 say(stats.line(prog, final=False))
                 next_progress = time.monotonic() + progress_every
         if stop.received is not None:
             return None
+        sink.flush()  # a file sink's one flush: a full disk is still reported, with exit code 1
     except StopRequested:
         return None
     except BrokenPipeError:
@@ -327,12 +335,30 @@ def _stream(
         say(stats.line(prog, final=True))
         return EXIT_USAGE
     finally:
-        if sink is not None and sink is not stdout:
-            with contextlib.suppress(OSError):  # the flush of a full disk failed again: already reported
-                sink.close()
+        # after a stop signal or --on-bad-row fail, every record computed is written here; a flush that fails
+        # again (a full disk) was already reported
+        if sink is not None:
+            with contextlib.suppress(OSError, ValueError):
+                if sink is stdout:
+                    sink.flush()
+                else:
+                    sink.close()
     stats.finished_at = time.monotonic()
     say(stats.line(prog, final=True))
     return EXIT_OK
+
+
+def _live(options: RunOptions, sink: TextIO) -> bool:
+    """Whether records go to a live consumer, who must see each at once (a terminal, a pipe, a FIFO, a socket,
+    or any sink of a --follow or stdin run); a regular file written from a file is flushed at the end, not per
+    record, which a flush per record would slow."""
+    if options.follow or options.stream == "-":
+        return True
+    try:
+        mode = os.fstat(sink.fileno()).st_mode
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # an object without a descriptor
+        return True
+    return not stat.S_ISREG(mode)
 
 
 def _stopped(stats: Stats, say: Any, prog: str, what: str) -> int:
