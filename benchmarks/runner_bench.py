@@ -1,7 +1,8 @@
 """Benchmark of the streaming runner, all in one run: end-to-end rows/s through `edgeseq run`, the raw
-session.run rate on the same windows, per-window latency, start-to-first-prediction, and peak RSS.
+session.run rate on the same windows, the runner's own cost per row, per-window latency, start to first
+prediction for both front ends, and peak RSS.
 
-    python benchmarks/runner_bench.py [--rows 24000] [--repeats 3] [--json FILE]
+    python benchmarks/runner_bench.py [--model exported/sensor_lstm.onnx] [--rows 24000] [--repeats 3] [--json FILE]
 
 Timings are measured here, never asserted in tests. Run it from the repository root.
 """
@@ -31,7 +32,8 @@ from edgeseq_device.rows import RowParser, split_line
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "edgeseq" / "datasets" / "appliances_energy.csv.xz"
 MODEL = REPO / "exported" / "sensor_lstm.onnx"
-BARS = {"end_to_end_vs_raw": 0.80, "start_to_first_s": 1.0, "peak_rss_mb": 150.0}
+# issue 14's bars
+BARS = {"end_to_end_vs_raw": 0.95, "start_to_first_s": 0.3, "peak_rss_mb": 100.0}
 
 
 def make_csv(rows: int, path: Path) -> Path:
@@ -59,9 +61,9 @@ def windows_of(path: Path, spec: ForecastSpec) -> np.ndarray:
     return spec.model_inputs(values, np.arange(spec.window - 1, len(values)))
 
 
-def raw_session(x: np.ndarray) -> tuple[float, list[float]]:
+def raw_session(x: np.ndarray, model_path: Path) -> tuple[float, list[float]]:
     """Plain session.run, one thread, one window per call: (windows/s, per-call latencies in ms)."""
-    model = load_model(MODEL, threads=1)
+    model = load_model(model_path, threads=1)
     feed, out = model.inputs[0].name, [model.outputs[0].name]
     for i in range(min(200, len(x))):
         model.session.run(out, {feed: x[i : i + 1]})
@@ -87,11 +89,20 @@ _RSS_WRAPPER = (
 )
 
 
-def end_to_end(csv_path: Path) -> dict[str, float]:
+def end_to_end(csv_path: Path, model_path: Path) -> dict[str, float]:
     """One `edgeseq run` over the whole file into a file beside it (file to file, the batch case: records are
     not flushed one by one); its own summary gives rows/s from the first row."""
     output = csv_path.with_suffix(".jsonl")
-    command = [*edgeseq_command(), "run", "--stream", str(csv_path), "--model", str(MODEL), "--output", str(output)]
+    command = [
+        *edgeseq_command(),
+        "run",
+        "--stream",
+        str(csv_path),
+        "--model",
+        str(model_path),
+        "--output",
+        str(output),
+    ]
     proc = subprocess.run(
         [sys.executable, "-c", _RSS_WRAPPER, *command], cwd=REPO, capture_output=True, text=True, check=True
     )
@@ -100,11 +111,11 @@ def end_to_end(csv_path: Path) -> dict[str, float]:
     return {"rows_per_s": rate, "peak_rss_mb": int(proc.stderr.split()[-1]) / 1024}
 
 
-def start_to_first(csv_path: Path) -> float:
+def start_to_first(csv_path: Path, model_path: Path, front_end: list[str]) -> float:
     """Seconds from process start to the first prediction on stdout."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [*edgeseq_command(), "run", "--stream", str(csv_path), "--model", str(MODEL)],
+        [*front_end, "run", "--stream", str(csv_path), "--model", str(model_path)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     proc.stdout.readline()
@@ -130,49 +141,62 @@ def machine() -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=MODEL, help="the forecaster (fp32 or a variant) to run")
     parser.add_argument("--rows", type=int, default=24000, help="data rows in the streamed CSV (>= 20000)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of each measurement; medians reported")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to FILE")
     args = parser.parse_args()
 
-    spec = ForecastSpec.from_json(load_model(MODEL).manifest.data)
+    model_path = args.model.resolve()
+    spec = ForecastSpec.from_json(load_model(model_path).manifest.data)
+    device = [sys.executable, "-m", "edgeseq_device"]
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = make_csv(args.rows, Path(tmp) / "stream.csv")
         x = windows_of(csv_path, spec)
-        raw, e2e, first, rss = [], [], [], []
+        raw, e2e, first, first_device, rss = [], [], [], [], []
         for _ in range(args.repeats):  # interleaved, so drift hits every measurement alike
-            rate, latencies = raw_session(x)
+            rate, latencies = raw_session(x, model_path)
             raw.append(rate)
-            run = end_to_end(csv_path)
+            run = end_to_end(csv_path, model_path)
             e2e.append(run["rows_per_s"])
             rss.append(run["peak_rss_mb"])
-            first.append(start_to_first(csv_path))
+            first.append(start_to_first(csv_path, model_path, edgeseq_command()))
+            first_device.append(start_to_first(csv_path, model_path, device))
     figures = {
+        "model": str(model_path.relative_to(REPO)) if model_path.is_relative_to(REPO) else str(model_path),
         "rows": args.rows,
         "windows": len(x),
         "raw_session_windows_per_s": statistics.median(raw),
         "end_to_end_rows_per_s": statistics.median(e2e),
         "end_to_end_vs_raw": statistics.median(e2e) / statistics.median(raw),
+        # what the runner adds to each row beyond the model: parsing, the series rules, the buffer, the record
+        "runner_us_per_row": 1e6 * (1 / statistics.median(e2e) - 1 / statistics.median(raw)),
         "latency_ms_p50": float(np.percentile(latencies, 50)),
         "latency_ms_p99": float(np.percentile(latencies, 99)),
         "start_to_first_s": statistics.median(first),
+        "start_to_first_device_s": statistics.median(first_device),
         "peak_rss_mb": max(rss),
         "machine": machine(),
         "command": "python benchmarks/runner_bench.py " + " ".join(sys.argv[1:]),
     }
     figures["bars_met"] = {
         "end_to_end_vs_raw": figures["end_to_end_vs_raw"] >= BARS["end_to_end_vs_raw"],
-        "start_to_first_s": figures["start_to_first_s"] <= BARS["start_to_first_s"],
+        "start_to_first_s": max(figures["start_to_first_s"], figures["start_to_first_device_s"])
+        <= BARS["start_to_first_s"],
         "peak_rss_mb": figures["peak_rss_mb"] <= BARS["peak_rss_mb"],
     }
     print("| measure | value | bar |\n|---|---|---|")
     e2e_rate = figures["end_to_end_rows_per_s"]
-    print(f"| end to end, `edgeseq run` ({args.rows:,} rows, stride 1) | {e2e_rate:,.0f} rows/s | |")
+    print(f"| model | `{figures['model']}` | |")
+    print(f"| end to end, `edgeseq run` ({args.rows:,} rows, stride 1, file to file) | {e2e_rate:,.0f} rows/s | |")
     print(f"| raw `session.run`, same windows | {figures['raw_session_windows_per_s']:,.0f} windows/s | |")
-    print(f"| end to end / raw | {figures['end_to_end_vs_raw']:.0%} | >= 80% |")
+    print(f"| end to end / raw | {figures['end_to_end_vs_raw']:.0%} | >= 95% |")
+    print(f"| the runner's own work per row | {figures['runner_us_per_row']:.0f} us | |")
     print(f"| per-window latency p50 / p99 | {figures['latency_ms_p50']:.3f} / {figures['latency_ms_p99']:.3f} ms | |")
-    print(f"| process start to first prediction | {figures['start_to_first_s']:.2f} s | <= 1.0 s |")
-    print(f"| peak RSS | {figures['peak_rss_mb']:.0f} MB | <= 150 MB |")
+    print(f"| process start to first prediction, `edgeseq run` | {figures['start_to_first_s']:.2f} s | <= 0.3 s |")
+    device_first = figures["start_to_first_device_s"]
+    print(f"| process start to first prediction, `python -m edgeseq_device run` | {device_first:.2f} s | <= 0.3 s |")
+    print(f"| peak RSS | {figures['peak_rss_mb']:.0f} MB | <= 100 MB |")
     print(json.dumps(figures, indent=2))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
