@@ -196,3 +196,18 @@ def test_row_parser_never_raises_anything_but_bad_row(fields):
         missing = parser.missing or []
         assert np.isnan(out[missing]).all()
         assert np.isfinite(np.delete(out, missing)).all()
+
+
+@given(
+    st.floats(-1e4, 1e4, allow_nan=False),
+    st.floats(-50, 50, allow_nan=False, width=32),
+    st.floats(1e-3, 1e3, allow_nan=False),
+)
+def test_the_runners_record_equals_the_evaluation_transform_exactly(last, output, scale):
+    """record_values (the runner's per-forecast path, in Python floats) and to_target_units (evaluation, in
+    numpy) are the same double arithmetic: equal to the last bit."""
+    spec = ForecastSpec(("a", "b"), "b", window=4, horizon=2, input_scale=(1.0, 1.0), target_scale=scale)
+    rows = np.zeros((4, 2))
+    rows[-1, 1] = last
+    out = np.array([[output]], dtype=np.float32)
+    assert spec.record_values(out, rows)[0] == float(spec.to_target_units(out[0, 0], last))

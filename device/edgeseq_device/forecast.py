@@ -69,7 +69,8 @@ class ForecastSpec:
 
     def record_values(self, output: np.ndarray, rows: np.ndarray) -> tuple[float]:
         """The model's output [1, 1] and the window's raw rows -> (forecast in the target's units,)."""
-        return (float(self.to_target_units(output[0, 0], rows[-1, self.target_index])),)
+        # to_target_units in Python floats: the same double arithmetic, without numpy's per-scalar cost
+        return (float(rows[-1, self.target_index]) + self.target_scale * float(output[0, 0]),)
 
     def model_input(
         self, rows: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None
