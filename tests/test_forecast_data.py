@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgeseq.data import DEFAULT_SENSOR_DATA, load_sensor_csv
@@ -211,3 +211,29 @@ def test_the_runners_record_equals_the_evaluation_transform_exactly(last, output
     rows[-1, 1] = last
     out = np.array([[output]], dtype=np.float32)
     assert spec.record_values(out, rows)[0] == float(spec.to_target_units(out[0, 0], last))
+
+
+_FIELD = st.text(alphabet='ab ,"\t\r\x00\u00e9', max_size=6)
+
+
+@settings(max_examples=1500)
+@given(st.lists(st.tuples(_FIELD, st.booleans()), min_size=1, max_size=6), st.text(alphabet='a,"', max_size=12))
+def test_split_line_equals_the_csv_module_on_quoted_and_plain_lines(fields, raw):
+    """split_line's fast path for fully quoted lines gives what csv.reader gives, or the same error."""
+    import csv
+
+    from edgeseq_device.rows import split_line
+
+    quoted = ",".join('"' + f.replace('"', '""') + '"' if q else f for f, q in fields)
+    for line in (quoted, raw, '"' + raw + '"'):
+        line = line.replace("\r", "")
+        if '"' not in line:  # no quotes: a plain split, as before (an empty line is one empty field)
+            assert split_line(line) == line.split(",")
+            continue
+        try:
+            expected = next(csv.reader((line,)), [])
+        except csv.Error:
+            with pytest.raises(BadRowError):
+                split_line(line)
+            continue
+        assert split_line(line) == expected, line

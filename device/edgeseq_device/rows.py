@@ -43,6 +43,11 @@ def split_line(line: str) -> list[str]:
     so a stray quote in one bad row cannot swallow the good rows after it."""
     if '"' not in line:
         return line.split(",")
+    inner = line[1:-1]
+    if line[:1] == '"' and line[-1:] == '"' and len(line) > 1 and '"' not in inner.replace('","', ""):
+        # every field quoted and no quote inside one (the bundled data set's form): what csv.reader returns,
+        # split in C without its per-character state machine (a hypothesis test holds the two equal)
+        return inner.split('","')
     try:
         return next(csv.reader((line,)), [])
     except csv.Error as exc:
