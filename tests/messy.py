@@ -17,7 +17,7 @@ START = datetime(2026, 3, 1, tzinfo=timezone.utc)
 STEP = timedelta(minutes=10)
 KEYS = ("north", "south", "east")
 FEATURES = ("temp", "hum", "press")
-TOKENS = ("", "NA", "N/A", "NaN", "nan", "null", "nil", "None", "-", "?", " na ", "NULL")
+TOKENS = ("", "NA", "N/A", "NaN", "nan", "null", "nil", "None", "-", "?", " na ", "#N/A")
 
 
 def _stamp(when: datetime) -> str:
@@ -71,6 +71,7 @@ class Line:
     key: str | None
     when: datetime | None
     values: tuple[float | None, ...] | None
+    timed: bool = False  # every feature a number or a missing token: the rules look at this line's time
 
 
 def read_independently(path: Path) -> list[Line]:
@@ -83,29 +84,46 @@ def read_independently(path: Path) -> list[Line]:
             out.append(Line(number, None, None, None))
             continue
         fields = dict(zip(header, row, strict=True))
-        values = []
+        values, timed = [], True
         for name in FEATURES:
             try:
                 value = float(fields[name])
                 values.append(value if math.isfinite(value) else None)
             except ValueError:
                 values.append(None)
+                timed = timed and fields[name].strip().upper() in {t.strip().upper() for t in TOKENS}
         when = datetime.strptime(fields["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-        out.append(Line(number, fields["station"], when, tuple(values)))
+        out.append(Line(number, fields["station"], when, tuple(values), timed))
     return out
 
 
 def _series(lines: list[Line]) -> dict[str, list[tuple[Line, bool]]]:
-    """Each key's lines in file order, each with whether it can be in a window: complete, and later than the
-    key's line before (a repeated or late reading cannot)."""
+    """Each key's lines in file order, each with whether it can be in a window: complete, and later than every
+    time of the key before it (a repeated, late or replayed reading cannot)."""
     by_key: dict[str, list[tuple[Line, bool]]] = {}
+    newest: dict[str, datetime] = {}
     for line in lines:
         if line.key is None:
             continue
-        series = by_key.setdefault(line.key, [])
-        later = not series or line.when > series[-1][0].when
-        series.append((line, later and line.values is not None and None not in line.values))
+        later = line.key not in newest or line.when > newest[line.key]
+        by_key.setdefault(line.key, []).append((line, later and line.values is not None and None not in line.values))
+        if line.timed and later:
+            newest[line.key] = line.when
     return by_key
+
+
+def gaps_in_time(lines: list[Line]) -> int:
+    """Steps of more than 1.5 intervals past a key's newest time, over the lines whose time the rules read."""
+    newest: dict[str, datetime] = {}
+    gaps = 0
+    for line in lines:
+        if line.key is None or not line.timed:
+            continue
+        if line.key in newest and line.when - newest[line.key] > 1.5 * STEP:
+            gaps += 1
+        if line.key not in newest or line.when > newest[line.key]:
+            newest[line.key] = line.when
+    return gaps
 
 
 def _run_ok(span: list[tuple[Line, bool]]) -> bool:

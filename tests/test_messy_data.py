@@ -3,6 +3,7 @@ evaluation and in the runner; checked against an independent reading of the file
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,17 @@ from typer.testing import CliRunner
 
 from edgeseq.cli import app
 from tests.conftest import EXPORTED
-from tests.messy import FEATURES, KEYS, START, STEP, gap_free_windows, read_independently, target_after, write_messy_csv
+from tests.messy import (
+    FEATURES,
+    KEYS,
+    START,
+    STEP,
+    gap_free_windows,
+    gaps_in_time,
+    read_independently,
+    target_after,
+    write_messy_csv,
+)
 from tests.streams import records, run
 
 T, H = 12, 3
@@ -110,10 +121,11 @@ def test_the_runner_reports_gaps_and_bad_times_by_line(messy):
     second = [x.number + 1 for x in lines if x.key == "north" and x.when == START + 300 * STEP][1]
     late = next(i + 1 for i, text in enumerate(messy["data"].read_text().splitlines()) if text.endswith(",late"))
     assert len([x for x in lines if x.key == "north" and x.when == START + 300 * STEP]) == 2
-    assert f"skipped line {second}: duplicate time: time '2026-03-03T02:00:00Z' repeats the row before" in ran.stderr
+    assert f"skipped line {second}: duplicate time: time '2026-03-03T02:00:00Z' repeats the newest time" in ran.stderr
     assert f"skipped line {late}: time went backwards" in ran.stderr
     summary = ran.stderr.splitlines()[-1]
-    assert "gaps in time" in summary and "3 series" in summary and "missing value 37" in summary
+    assert f"{gaps_in_time(lines)} gaps in time" in summary, summary  # counted independently
+    assert "3 series" in summary and "missing value 37" in summary
     # the same rows are gaps in the runner as in training
     dropped = messy["manifest"]["data"]["rows_dropped"]
     assert sum(r["rows"] for r in dropped.values()) == int(summary.split(" rows skipped")[0].rsplit(" ", 1)[1])
@@ -345,3 +357,43 @@ def test_a_line_too_long_in_the_test_period_stays_a_gap_in_the_sample(tmp_path: 
     assert after not in times and lines[long_at + T].split(",")[1] in times  # the window refills after the gap
     with_target = [r for r in recs if r["row"] + H <= manifest["sample"]["rows"]]
     assert manifest["metrics"]["windows"] <= len(with_target)
+
+
+def test_a_header_in_another_part_still_heads_the_test_sample(tmp_path: Path):
+    """One station's lines after another's, the last station's columns reordered under a header of their own
+    that falls in the validation period: the test sample carries that header to the runner, so `edgeseq run`
+    reproduces the manifest's RMSE on the same windows."""
+    from edgeseq.train import ForecasterConfig, prepare_forecast_data
+
+    lines = write_messy_csv(tmp_path / "m.csv", steps=500).read_text().splitlines()
+    header = lines[0].split(",")
+    by_key = {key: [x for x in lines[1:] if x.startswith(key + ",")] for key in KEYS}
+    order = [header.index(c) for c in ("hum", "press", "time", "note", "temp", "station")]
+    south = [",".join(x.split(",")[i] for i in order) for x in by_key["south"]]
+    data = tmp_path / "stations.csv"
+    east = by_key["east"][: int(len(by_key["east"]) * 0.8)]  # stops in the validation period
+    data.write_text("\n".join([lines[0], *by_key["north"], *east, ",".join(header[i] for i in order), *south]) + "\n")
+    out = tmp_path / "o"
+    result = train(
+        "--data", data, "--features", ",".join(FEATURES), "--target", "temp", "--time-column", "time",
+        "--group-by", "station", "--out", out, "--name", "h", *TINY,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "h.json").read_text())
+    ran = run("--stream", out / "h.test.csv", "--model", out / "h.onnx")
+    assert ran.exit_code == 0, ran.output
+    config = ForecasterConfig(
+        data=data, features=FEATURES, target="temp", window=T, horizon=H, time_column="time", group_by="station"
+    )
+    prepared = prepare_forecast_data(config)
+    ends, table = prepared.ends["test"], prepared.table
+    actual = {(table.keys[e], table.times[e]): a for e, a in zip(ends, prepared.actual("test"), strict=True)}
+    scored = []
+    for r in records(ran.stdout):
+        when = datetime.fromisoformat(r["time"].replace("Z", "+00:00")).timestamp()
+        if (r["key"], when) in actual:
+            scored.append((r["prediction"], actual[(r["key"], when)]))
+    predicted, target = np.array(scored).T
+    assert {r["key"] for r in records(ran.stdout)} >= {"north", "south"}
+    assert len(scored) == manifest["metrics"]["windows"]
+    assert abs(np.sqrt(np.mean((predicted - target) ** 2)) - manifest["metrics"]["model"]["rmse"]) <= 1e-6

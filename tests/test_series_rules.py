@@ -165,7 +165,27 @@ def test_a_duplicated_or_backwards_time_is_a_bad_row_and_a_gap(step, reason):
     with pytest.raises(BadRowError) as info:
         _admit(series, 660 + step, 1, 1)
     assert info.value.reason == reason and series.buffer.filled == 0
-    assert _admit(series, 720, 1, 1) == (TIME_GAP if step else 0)  # recovers at the next good row
+    assert _admit(series, 720, 1, 1) == 0  # one interval past the newest time: no gap in time, a fresh window
+
+
+def test_readings_replayed_out_of_order_are_all_refused_not_only_the_first():
+    series = _series()
+    for t in range(0, 660, 60):
+        _admit(series, t, 1, 1)
+    for t in range(300, 660, 60):  # 5 to 10 again
+        with pytest.raises(BadRowError):
+            _admit(series, t, 1, 1)
+    assert _admit(series, 660, 1, 1) == 0 and series.buffer.filled == 1
+
+
+def test_a_clock_set_back_for_good_is_followed_after_100_rows():
+    series = _series()
+    _admit(series, 10**6, 1, 1)
+    _admit(series, 10**6 + 60, 1, 1)
+    for k in range(100):
+        with pytest.raises(BadRowError, match="before the newest time"):
+            _admit(series, 60 * k, 1, 1)
+    assert _admit(series, 6000, 1, 1) == 0  # the series now follows the new clock
 
 
 def test_a_series_that_only_goes_back_in_time_runs_newest_first():

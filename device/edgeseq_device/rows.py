@@ -33,6 +33,8 @@ class DuplicateColumnError(InputError):
 class BadRowError(InputError):
     """One row cannot be used; `reason` is a short, countable category ('non-numeric', 'nan/inf', ...)."""
 
+    time_gap = False  # the row also came after a gap in time (series.py): counted though the row is dropped
+
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason

@@ -286,6 +286,7 @@ def _stream(
                     say(f"{prog}: line {line_number} is a header; columns found anew, every series starts afresh")
                     continue
                 stats.skipped[exc.reason] += 1
+                stats.time_gaps += exc.time_gap
                 if options.on_bad_row == "fail":
                     return _stopped(stats, say, prog, f"line {line_number}: {exc}")
                 shown_so_far = stats.skipped[exc.reason]

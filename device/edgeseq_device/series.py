@@ -4,9 +4,10 @@ evaluation and the runner share, so a gap means the same thing in all three.
 A series is one sensor's rows, oldest first. Its rules (the manifest's "series"):
 - a field that is empty or one of MISSING_TOKENS (any case) is a missing value, and the row is a gap, unless
   `fill_gaps` K > 0: then a missing value takes its column's last good value for up to K rows in a row;
-- with a time column, each time is parsed (`time_format`). A step longer than GAP_TOLERANCE x `interval` is a
-  gap before the row; a duplicated, backwards or unparsable time makes the row a bad row, also a gap. A series
-  whose first NEWEST_FIRST_STEPS steps all go backwards runs newest-first and is refused;
+- with a time column, each time is parsed (`time_format`). A step longer than GAP_TOLERANCE x `interval` past
+  the newest time seen is a gap before the row; a time at or before the newest (duplicated, backwards,
+  replayed) or unparsable makes the row a bad row, also a gap. A series whose first NEWEST_FIRST_STEPS steps
+  all go backwards runs newest first: refused for a stream of one series, its rows bad rows in a keyed one;
 - with `group_by`, each key is its own series: its own window, its own time, its own last values.
 After a gap the window starts afresh: no window spans one. A time gap is never filled: a live stream cannot
 know what it missed, and a filled hour of readings would be made up.
@@ -29,6 +30,7 @@ from edgeseq_device.rows import MISSING_TOKENS, BadRowError, RowParser, is_missi
 
 GAP_TOLERANCE = 1.5  # steps up to 1.5 intervals are jitter; longer ones lost at least one row
 NEWEST_FIRST_STEPS = 5
+RESYNC_ROWS = 100  # rows in a row behind the newest time: the clock was set back, and the series follows it
 MAX_KEYS = 100_000  # series one stream may hold: about 3.5 KB each at T=36, F=5
 TIME_FORMATS = ("iso8601", "unix-seconds", "unix-milliseconds")  # or a strptime pattern: "%d/%m/%Y %H:%M"
 TIME_GAP, FILLED = 1, 2  # what admit() reports about a row
@@ -227,15 +229,26 @@ class WindowBuffer:
 class Series:
     """One series' state: its window of rows, the time of its last row, and its runs of filled values."""
 
-    __slots__ = ("_backward", "_forward", "_max_step", "_runs", "buffer", "columns", "key", "last_time", "rules")
+    __slots__ = (
+        "_backward",
+        "_behind",
+        "_forward",
+        "_max_step",
+        "_runs",
+        "buffer",
+        "columns",
+        "key",
+        "last_time",
+        "rules",
+    )
 
     def __init__(self, window: int, columns: Sequence[str], rules: SeriesRules, key: str | None = None) -> None:
         self.buffer = WindowBuffer(window, len(columns))
         self.rules, self.columns, self.key = rules, tuple(columns), key
-        self.last_time: float | None = None
+        self.last_time: float | None = None  # the newest time seen
         self._runs = [0] * len(columns)  # rows in a row each column has been filled
         self._max_step = GAP_TOLERANCE * rules.interval if rules.interval else math.inf
-        self._forward = self._backward = 0
+        self._forward = self._backward = self._behind = 0
 
     def reset(self) -> None:
         """A gap: the next window starts afresh, and nothing is carried across it."""
@@ -248,54 +261,72 @@ class Series:
         FILLED bits. Raises BadRowError (the series then starts afresh) or NewestFirstError."""
         flags = 0
         if when is not None:
-            last, self.last_time = self.last_time, when
-            if last is not None:
-                step = when - last
+            newest = self.last_time
+            if newest is not None:
+                step = when - newest
                 if step <= 0:
-                    self.reset()
-                    if step == 0:
-                        raise BadRowError("duplicate time", f"time {shown(time_text, 40)} repeats the row before")
-                    self._backward += 1
-                    newest_first = self._forward == 0 and self._backward >= NEWEST_FIRST_STEPS
-                    if newest_first and self.key is None:
-                        raise NewestFirstError(
-                            f"the first {self._backward} time steps all go back in time: the rows run newest first; "
-                            "sort them oldest first"
-                        )
-                    # one key of many running newest first is that key's problem: its rows are bad rows, and
-                    # the other keys' forecasts go on
-                    if newest_first:
-                        raise BadRowError("newest first", f"the rows{self._of_key()} run newest first")
-                    raise BadRowError("time went backwards", f"time {shown(time_text, 40)} is before the row before")
+                    self._behind_the_newest(step, when, time_text)  # raises
                 self._forward += 1
+                self._behind = 0
                 if step > self._max_step:
                     self.reset()
                     flags = TIME_GAP
+            self.last_time = when
         if missing:
-            limit = self.rules.fill_gaps
-            runs = self._runs
-            if not limit or self.buffer.filled == 0 or any(runs[i] >= limit for i in missing):
-                if not limit:
-                    why = ""
-                elif self.buffer.filled:
-                    why = f" (more than {limit} rows in a row)"
-                else:
-                    why = " (no value to carry forward since the last gap)"
-                self.reset()
-                names = ", ".join(shown(self.columns[i]) for i in missing)
-                raise BadRowError("missing value", f"{names} missing{why}")
-            last = self.buffer.last()
-            for i in range(len(runs)):
-                if i in missing:
-                    row[i] = last[i]
-                    runs[i] += 1
-                else:
-                    runs[i] = 0
+            try:
+                self._fill(row, missing)
+            except BadRowError as exc:
+                exc.time_gap = bool(flags & TIME_GAP)  # the gap is counted even though its row is dropped
+                raise
             flags |= FILLED
         elif self.rules.fill_gaps and any(self._runs):
             self._runs = [0] * len(self.columns)
         self.buffer.push(row)
         return flags
+
+    def _behind_the_newest(self, step: float, when: float, time_text: str | None) -> None:
+        """A row at or before the newest time seen: a bad row and a gap. The newest time stays, so readings
+        replayed out of order are all refused, not only the first; but RESYNC_ROWS rows behind it in a row mean
+        the clock was set back for good, and the series takes the new clock."""
+        self.reset()
+        if step == 0:
+            raise BadRowError("duplicate time", f"time {shown(time_text, 40)} repeats the newest time")
+        self._backward += 1
+        self._behind += 1
+        if self._forward == 0 and self._backward >= NEWEST_FIRST_STEPS:
+            if self.key is None:
+                raise NewestFirstError(
+                    f"the first {self._backward} time steps all go back in time: the rows run newest first; "
+                    "sort them oldest first"
+                )
+            # one key of many running newest first is that key's problem: its rows are bad rows, and the
+            # other keys' forecasts go on
+            raise BadRowError("newest first", f"the rows{self._of_key()} run newest first")
+        if self._behind >= RESYNC_ROWS:
+            self.last_time, self._behind = when, 0
+        raise BadRowError("time went backwards", f"time {shown(time_text, 40)} is before the newest time")
+
+    def _fill(self, row: np.ndarray, missing: list[int]) -> None:
+        """Carry the last good value forward into each missing column, or raise BadRowError (a gap)."""
+        limit = self.rules.fill_gaps
+        runs = self._runs
+        if not limit or self.buffer.filled == 0 or any(runs[i] >= limit for i in missing):
+            if not limit:
+                why = ""
+            elif self.buffer.filled:
+                why = f" (more than {limit} rows in a row)"
+            else:
+                why = " (no value to carry forward since the last gap)"
+            self.reset()
+            names = ", ".join(shown(self.columns[i]) for i in missing)
+            raise BadRowError("missing value", f"{names} missing{why}")
+        last = self.buffer.last()
+        for i in range(len(runs)):
+            if i in missing:
+                row[i] = last[i]
+                runs[i] += 1
+            else:
+                runs[i] = 0
 
     def _of_key(self) -> str:
         return "" if self.key is None else f" of {self.rules.group_by} {shown(self.key)}"

@@ -292,7 +292,9 @@ def _run_parts(
     for part in range(len(PARTS)):
         router = Router(window, features, rules)
         segment_of: dict[str | None, int] = {}
-        for i in np.flatnonzero(parts == part):
+        # a header again restarts every part's series, wherever it falls: the part's own stream (the sample of
+        # the test part) carries it to the runner before the part's next line
+        for i in np.flatnonzero((parts == part) | found.headers):
             line_number = int(i) + 2
             line = lines[i]
             if found.headers[i]:
@@ -309,6 +311,7 @@ def _run_parts(
                 raise DataError(f"{path}: {exc}") from None
             except BadRowError as exc:
                 report.drop(exc.reason, line_number)
+                report.time_gaps += exc.time_gap
                 if exc.reason == "missing value":
                     _count(parser.missing, missing_all, missing_train, part, 1)
                     train_rows += part == 0

@@ -32,26 +32,27 @@ def _write_test_sample(data: Any, path: Path) -> int:
     """Write the test period's lines (every key's) to `path`, each as it is in the file but for its line break,
     under the header in force where the period starts. `edgeseq run` on this file makes exactly the test
     windows the metrics were computed on: a line too long to keep becomes an empty line, a gap to the runner
-    as it was to training, and a header mid-period is kept, as training read it."""
+    as it was to training, and wherever the columns in force change (a header again mid-file, in whichever
+    part it fell) that header is written before the lines it names."""
     from edgeseq.data import read_lines
 
     header, lines = read_lines(data.config.data)
     written: list[str] = []
-    in_force = header
+    in_force, last_written, count = header, None, 0
     table = data.table
     for line, part, header_again in zip(lines, table.line_parts.tolist(), table.header_lines.tolist(), strict=True):
         if header_again:
             in_force = line
-        if part != 2:
+        if part != 2 or header_again:
             continue
-        if not written:
+        if in_force is not last_written:  # the columns of the lines that follow, as training read them
             written.append(in_force)
-            if header_again:
-                continue
+            last_written = in_force
         written.append(line if isinstance(line, str) else "")
+        count += 1
     with path.open("w", encoding="utf-8", newline="") as sink:
         sink.writelines(f"{line}\n" for line in written or [header])
-    return max(0, len(written) - 1)
+    return count
 
 
 def _plot_series(data: Any) -> dict[str, Any]:
