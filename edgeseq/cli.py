@@ -218,7 +218,7 @@ def run(
     by name (order and extra columns do not matter). A ring buffer keeps the last T rows of each series (each
     key, for a model trained with --group-by); a record comes out once it is full and then every --stride
     rows, as JSON lines (or CSV), flushed one by one to a live reader (a terminal, a pipe, --follow; a file
-    written from a file is flushed at the end). For the forecaster, {"row", "time", "key",
+    written from a file is flushed at each progress line and at the end). For the forecaster, {"row", "time", "key",
     "prediction"}: the target H rows ahead, in its units ("key" only with a key column). For a model
     exported with `export --keras`, its manifest's fields: "label" and "probability" for a classifier,
     "prediction" (or one field per target) for a regressor; a stateful model takes T new rows per call and
@@ -227,7 +227,7 @@ def run(
     A bad row (empty, non-numeric, inf, more or fewer fields than the header, longer than 1 MiB) is reported
     on stderr with its line number and skipped, and the window refills after it: no window spans a skipped
     row (in a keyed stream, its key's window; a row whose key cannot be read breaks no series). The manifest's
-    series rules, the ones training used, say the rest: a missing value (empty, NA, N/A,
+    series rules, the ones training used, say the rest: a missing value (empty, NA, N/A, #N/A,
     NaN, null, nil, None, -, ?) is a gap unless filled (--fill-gaps at training); a step in time over 1.5
     intervals is a gap; a duplicated or backwards time is a bad row. Lines may end in \n, \r\n or \r.
 

@@ -79,7 +79,8 @@ def train_forecaster_command(
         None,
         "--time-format",
         metavar="FORMAT",
-        help="How times are written when not ISO 8601 or unix seconds: a strptime pattern such as '%d/%m/%Y %H:%M'.",
+        help="How times are written when not ISO 8601, unix seconds or unix milliseconds: a strptime pattern such as "
+        "'%d/%m/%Y %H:%M'.",
     ),
     interval: str | None = typer.Option(
         None,
@@ -138,7 +139,7 @@ def train_forecaster_command(
 ) -> None:
     """Train the LSTM forecaster on any CSV and export it, with the same checks as `edgeseq export`.
 
-    Rows are read as `edgeseq run` reads them: a missing value (empty, NA, N/A, NaN, null, nil, None, -, ?),
+    Rows are read as `edgeseq run` reads them: a missing value (empty, NA, N/A, #N/A, NaN, null, nil, None, -, ?),
     a bad row, a duplicated or backwards time and a step in time longer than 1.5 intervals are gaps, and no
     window spans one. The data is split by time (across all keys with --group-by) into train, validation and
     test; scaling is fitted on train only; the test report compares the LSTM with ridge regression and

@@ -23,6 +23,7 @@ from edgeseq_device.letters import LetterCodec
 from edgeseq_device.series import check_time_format
 
 NEAR_CONSTANT = 0.01  # a feature that moves within fewer training windows than this is refused
+FLOAT32_RESOLUTION = 1e-6  # a spread below this times a feature's size is rounding noise in float32 (eps 1.2e-7)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class ForecasterConfig:
     window: int = 36
     horizon: int = 6
     time_column: str | None = "date"
-    time_format: str | None = None  # None: ISO 8601 or unix seconds, told apart by the first time
+    time_format: str | None = None  # None: ISO 8601, unix seconds or milliseconds, told by the first time
     interval: float | None = None  # seconds; None: the median step of the training rows
     fill_gaps: int = 0
     group_by: str | None = None
@@ -194,17 +195,25 @@ def _iso(seconds: float) -> str:
 
 
 def _degenerate(values: np.ndarray, ends: np.ndarray, features: tuple[str, ...], window: int) -> dict[str, str]:
-    """Features that are constant, or move within fewer than NEAR_CONSTANT of the training windows: scaled by
-    their tiny spread, any move at run time would throw the forecast far off."""
+    """Features that are constant, move within fewer than NEAR_CONSTANT of the training windows, or move by
+    less than float32 can tell apart at their size: scaled by such a tiny spread, any move at run time would
+    throw the forecast far off."""
     windows = sliding_window_view(values, window, axis=0)[ends - window + 1]  # [N, F, T]
     moves = np.ptp(windows, axis=2) > 0
+    spread = (windows - windows[:, :, -1:]).std(axis=(0, 2)) if len(windows) else np.zeros(len(features))
     found = {}
     for k, name in enumerate(features):
         share = float(moves[:, k].mean()) if len(moves) else 0.0
+        size = max(1.0, float(np.median(np.abs(values[ends, k])))) if len(ends) else 1.0
         if share == 0.0:
             found[name] = "constant in the training windows"
         elif share < NEAR_CONSTANT:
             found[name] = f"near-constant: it moves in {share:.2%} of the training windows"
+        elif spread[k] < FLOAT32_RESOLUTION * size:
+            found[name] = (
+                f"near-constant: it moves by {spread[k]:.2g} in its windows, below float32's resolution at its "
+                f"size ({size:.3g})"
+            )
     return found
 
 
@@ -225,8 +234,9 @@ def prepare_forecast_data(config: ForecasterConfig) -> ForecastData:
         raise DataError(f"--group-by {config.group_by!r} is one of --features: the key column must be another")
     if config.group_by and config.group_by == config.time_column:
         raise DataError(f"--group-by {config.group_by!r} is the time column: the key column must be another")
-    if config.split_at and not config.time_column:
-        raise DataError("--split-at needs a time column (--time-column)")
+    for given, option in ((config.split_at, "--split-at"), (config.time_format, "--time-format")):
+        if given and not config.time_column:
+            raise DataError(f"{option} needs a time column (--time-column)")
     if config.time_format is not None:
         try:
             check_time_format(config.time_format)

@@ -299,6 +299,15 @@ def test_no_training_window_spans_a_gap(messy):
     assert total == sum(messy["manifest"]["split"][p]["windows"] for p in ("train", "validation", "test"))
 
 
+def test_time_options_without_a_time_column_are_refused(messy, tmp_path: Path):
+    for option, value in (("--time-format", "%Y"), ("--split-at", "2026-03-05,2026-03-06"), ("--interval", "1h")):
+        result = train(
+            "--data", messy["data"], "--features", "temp", "--target", "temp", "--group-by", "station",
+            option, value, "--out", tmp_path, *TINY,
+        )  # fmt: skip
+        assert result.exit_code == 2 and "needs" in result.stderr and "--time-column" in result.stderr, option
+
+
 def test_a_keyed_file_without_group_by_is_told_to_use_it(messy, tmp_path: Path):
     result = train(
         "--data", messy["data"], "--features", ",".join(FEATURES), "--target", "temp", "--time-column", "time",
@@ -397,3 +406,20 @@ def test_a_header_in_another_part_still_heads_the_test_sample(tmp_path: Path):
     assert {r["key"] for r in records(ran.stdout)} >= {"north", "south"}
     assert len(scored) == manifest["metrics"]["windows"]
     assert abs(np.sqrt(np.mean((predicted - target) ** 2)) - manifest["metrics"]["model"]["rmse"]) <= 1e-6
+
+
+def test_a_feature_moving_by_less_than_float32_resolves_is_refused(tmp_path: Path):
+    """20 plus noise of 1e-9 moves in every window, but a scale of 1e-9 would turn any real move into a huge
+    input: refused by name, as a constant one is."""
+    from tests.synthetic import write_sensor_csv
+
+    lines = write_sensor_csv(tmp_path / "room.csv", rows=600).read_text().splitlines()
+    rng = np.random.default_rng(0)
+    jitter = [f"{line},{20 + rng.normal(0, 1e-9):.12f}" for line in lines[1:]]
+    (tmp_path / "jitter.csv").write_text("\n".join([lines[0] + ",status", *jitter]) + "\n")
+    result = train(
+        "--data", tmp_path / "jitter.csv", "--features", "temp,hum,status", "--target", "temp", "--time-column",
+        "time", "--out", tmp_path / "o", *TINY,
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "'status' is near-constant: it moves by 1.4e-09 in its windows, below float32's resolution" in result.stderr

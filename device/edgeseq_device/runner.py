@@ -1,9 +1,10 @@
 """The streaming runner: sensor rows in, one prediction per window out, bad rows survived and reported.
 
 The pipeline, one module a stage: `lines` (bytes to lines, following a file), `rows` (a line to values by
-column name), `window` (values to a prediction; no window spans a gap), `records` (a prediction to a JSON or CSV
-record); `task` says what the model is (a forecaster, or a general sequence model) and checks it against the
-model before any row. This module runs them over a stream and keeps the promises a user relies on:
+column name), `series` (missing values, time, gaps and keys: the rules training shares), `window` (values to a
+prediction; no window spans a gap), `records` (a prediction to a JSON or CSV record); `task` says what the
+model is (a forecaster, or a general sequence model) and checks it against the model before any row. This
+module runs them over a stream and keeps the promises a user relies on:
 
 - nothing computed is lost: a record is written and counted whole before a stop signal (SIGINT, SIGTERM) is
   acted on, and the summary's count is the number of records written;

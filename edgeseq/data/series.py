@@ -30,6 +30,7 @@ from edgeseq_device.series import (
 )
 
 MOSTLY_MISSING = 0.5  # a feature missing in more of the training rows than this is refused
+SEVERAL_SERIES = 0.1  # this share of rows repeating the time before, without --group-by: several series
 LINES_SHOWN = 5  # line numbers kept per reason for the report
 
 
@@ -83,7 +84,8 @@ class Report:
             said.append("missing values: " + ", ".join(f"{c} {n:,}" for c, n in self.missing.items()))
         for reason, n in sorted(self.dropped.items()):
             lines = ", ".join(map(str, self.dropped_lines[reason]))
-            said.append(f"{n:,} rows dropped as gaps ({reason}), first at line{'s' if n > 1 else ''} {lines}")
+            rows = "row" if n == 1 else "rows"
+            said.append(f"{n:,} {rows} dropped as gaps ({reason}), first at line{'s' if n > 1 else ''} {lines}")
         if self.time_gaps:
             said.append(f"{self.time_gaps:,} gaps in time")
         if self.filled:
@@ -254,7 +256,7 @@ def read_series(path: Path, features: Sequence[str], window: int, options: Serie
                 f"{' within a key' if options.group_by else ''}; sort it oldest first"
             )
         repeats = int((steps == 0).sum())
-        if not options.group_by and repeats > 0.1 * len(steps):
+        if not options.group_by and repeats > SEVERAL_SERIES * len(steps):
             raise DataError(
                 f"{path}: {repeats:,} of {len(steps):,} rows repeat the time of the row before: several series in "
                 "one file? Name their key column with --group-by"
@@ -313,10 +315,10 @@ def _run_parts(
                 report.drop(exc.reason, line_number)
                 report.time_gaps += exc.time_gap
                 if exc.reason == "missing value":
-                    _count(parser.missing, missing_all, missing_train, part, 1)
+                    _count(parser.missing, missing_all, missing_train, part)
                     train_rows += part == 0
                 continue
-            _count(parser.missing, missing_all, missing_train, part, 1)
+            _count(parser.missing, missing_all, missing_train, part)
             train_rows += part == 0
             flags = router.flags
             report.time_gaps += bool(flags & TIME_GAP)
@@ -354,11 +356,11 @@ def _run_parts(
     )
 
 
-def _count(missing: list[int] | None, total: np.ndarray, train: np.ndarray, part: int, n: int) -> None:
+def _count(missing: list[int] | None, total: np.ndarray, train: np.ndarray, part: int) -> None:
     if missing:
-        total[missing] += n
+        total[missing] += 1
         if part == 0:
-            train[missing] += n
+            train[missing] += 1
 
 
 def _refuse_mostly_missing(path: Path, features: tuple[str, ...], missing: np.ndarray, rows: int) -> None:

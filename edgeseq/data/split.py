@@ -40,8 +40,7 @@ def assign_parts(
 ) -> np.ndarray:
     """Part index (0 train, 1 validation, 2 test) of each of `lines` lines; `times` is NaN where a time could not
     be read, a key None where a key could not."""
-    n = lines
-    parts = np.full(n, -1, dtype=np.int8)
+    parts = np.full(lines, -1, dtype=np.int8)
     if times is not None:
         known = times[~np.isnan(times)]
         if plan.cuts is not None:
@@ -61,7 +60,7 @@ def assign_parts(
         if plan.cuts is not None:
             raise DataError("--split-at needs a time column (--time-column)")
         groups: dict[str | None, list[int]] = {}
-        for i, key in enumerate(keys if keys is not None else [None] * n):
+        for i, key in enumerate(keys if keys is not None else [None] * lines):
             groups.setdefault(key, []).append(i)
         a, b = plan.fractions[0], plan.fractions[0] + plan.fractions[1]
         for key, members in groups.items():
