@@ -52,6 +52,10 @@ class PathResult:
     run: Run = field(repr=False)
     times_ms: list[float] = field(default_factory=list, repr=False)
     max_abs_diff: float = 0.0
+    # An exported file with pre/post-processing in its graph takes the raw windows and returns forecasts:
+    # its own inputs, and the map from its outputs back to the network's, where Keras is compared.
+    inputs: np.ndarray | None = field(default=None, repr=False)
+    to_network: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def tolerance(self) -> float:
@@ -79,23 +83,45 @@ def _timed(load: Callable[[], Run]) -> tuple[Run, float]:
     return run, time.perf_counter() - started
 
 
-def real_windows(manifest: dict[str, Any], count: int) -> np.ndarray:
-    """Real inputs: forecaster test windows, or every letter sequence; evenly spaced, [count, 1, ...]."""
+@dataclass(frozen=True)
+class Windows:
+    """Real windows as the network sees them ([n, 1, T, F] float32), as the exported file takes them (raw
+    float64 when its graph scales them), and the map from the file's outputs to the network's."""
+
+    network: np.ndarray
+    file: np.ndarray
+    to_network: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+def real_windows(manifest: dict[str, Any], count: int) -> Windows:
+    """Real inputs: forecaster test windows, a user's model's parity windows, or every letter sequence;
+    evenly spaced."""
+    to_network = None
     if manifest["kind"] == "letters":
         from edgeseq_device.letters import LetterCodec
 
         codec = LetterCodec(manifest["vocabulary"], int(manifest["window"]))
-        x = codec.encode_batch(codec.all_sequences())
+        network = file = codec.encode_batch(codec.all_sequences())
     elif manifest["kind"] == "sequence":
         from edgeseq.export.keras_file import recorded_windows
 
-        x, _ = recorded_windows(manifest)
+        windows = recorded_windows(manifest)
+        network, file = windows.network, windows.file
     else:
         from edgeseq.quant_report import forecast_data
+        from edgeseq_device.forecast import ForecastSpec
 
-        x = forecast_data(manifest).inputs("test")
-    picks = np.linspace(0, len(x) - 1, min(count, len(x))).astype(int)
-    return x[picks][:, None]
+        data, spec = forecast_data(manifest), ForecastSpec.from_json(manifest)
+        network, file = data.inputs("test"), spec.model_inputs(data.table.values, data.ends["test"])
+        last = data.last_target("test")
+    picks = np.linspace(0, len(network) - 1, min(count, len(network))).astype(int)
+    if manifest["kind"] == "forecaster" and spec.in_graph:
+        last_picked = last[picks][:, None]
+
+        def to_network(out: np.ndarray) -> np.ndarray:
+            return (out - last_picked) / spec.target_scale
+
+    return Windows(network[picks][:, None], file[picks][:, None], to_network)
 
 
 def tflite_models(keras_model: Any, input_shape: tuple[int, ...], directory: Path) -> dict[str, Path]:
@@ -162,8 +188,9 @@ def _litert_paths(model: Any, config: BenchConfig, tmp: Path, x: np.ndarray, fai
 
 
 def build_paths(
-    config: BenchConfig, manifest: dict[str, Any], tmp: Path, x: np.ndarray, failed: dict[str, str]
+    config: BenchConfig, manifest: dict[str, Any], tmp: Path, windows: Windows, failed: dict[str, str]
 ) -> list[PathResult]:
+    x = windows.network
     tf, keras = frameworks.tensorflow()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(config.threads)
@@ -200,7 +227,18 @@ def build_paths(
             continue
         run, load_s = _timed(lambda p=path: _onnx_runner(p, config.threads))
         precision = "fp32" if mode == "fp32" else ("fp16" if mode == "fp16" else "int8")
-        paths.append(PathResult(f"onnxruntime {mode}", "edgeseq", precision, path.stat().st_size, load_s, run))
+        paths.append(
+            PathResult(
+                f"onnxruntime {mode}",
+                "edgeseq",
+                precision,
+                path.stat().st_size,
+                load_s,
+                run,
+                inputs=windows.file,
+                to_network=windows.to_network,
+            )
+        )
     return paths
 
 
@@ -213,17 +251,21 @@ def measure(paths: list[PathResult], x: np.ndarray, config: BenchConfig) -> None
     """
     reference = np.concatenate([paths[1].run(x[i]) for i in range(len(x))])  # Keras call
     for path in paths:
+        inputs = path.inputs if path.inputs is not None else x
         for i in range(min(config.warmup, len(x))):
-            path.run(x[i])
-        outputs = np.concatenate([path.run(x[i]) for i in range(len(x))])
+            path.run(inputs[i])
+        outputs = np.concatenate([path.run(inputs[i]) for i in range(len(x))])
+        if path.to_network is not None:
+            outputs = path.to_network(outputs)
         path.max_abs_diff = float(np.abs(outputs.reshape(reference.shape) - reference).max())
     for round_index in range(config.rounds):
         shift = round_index % len(paths)
         for path in paths[shift:] + paths[:shift]:
-            path.run(x[0])  # one untimed call: this path's caches warm again after the previous path
+            inputs = path.inputs if path.inputs is not None else x
+            path.run(inputs[0])  # one untimed call: this path's caches warm again after the previous path
             for i in range(len(x)):
                 started = time.perf_counter()
-                path.run(x[i])
+                path.run(inputs[i])
                 path.times_ms.append((time.perf_counter() - started) * 1e3)
 
 
@@ -250,7 +292,7 @@ _RSS_ONNX = """
 import sys, numpy as np, onnxruntime as ort
 o = ort.SessionOptions(); o.intra_op_num_threads = int(sys.argv[2])
 s = ort.InferenceSession(sys.argv[1], o, providers=["CPUExecutionProvider"])
-i = s.get_inputs()[0]; x = np.zeros(i.shape, np.float32)
+i = s.get_inputs()[0]; x = np.zeros(i.shape, np.float64 if i.type == "tensor(double)" else np.float32)
 for _ in range(int(sys.argv[3])): s.run(None, {i.name: x})
 print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")))
 """
@@ -310,11 +352,12 @@ def bench(config: BenchConfig, progress: Any = None) -> dict[str, Any]:
     if manifest.get("stateful"):
         raise BadInputError(f"{config.model} is a stateful model: bench times one window per call without state")
     say = progress.step if progress is not None else (lambda _m: None)
-    x = real_windows(manifest, config.windows)
+    windows = real_windows(manifest, config.windows)
+    x = windows.network
     with tempfile.TemporaryDirectory() as tmp:
         say("loading Keras, converting to LiteRT, loading onnxruntime")
         failed: dict[str, str] = {}
-        paths = build_paths(config, manifest, Path(tmp), x, failed)
+        paths = build_paths(config, manifest, Path(tmp), windows, failed)
         say(f"timing {len(paths)} paths x {len(x)} windows x {config.rounds} rounds, paths alternating per round")
         measure(paths, x, config)
         say("peak RSS of minimal processes, end-to-end runner")

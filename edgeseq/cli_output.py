@@ -171,6 +171,7 @@ def format_info(d: dict[str, Any]) -> str:
         f"manifest    {d['manifest'] or '-'}  ({d['manifest_check']})",
         f"inputs      {tensors(d['inputs'])}",
         f"outputs     {tensors(d['outputs'])}",
+        f"processing  {d['processing']}",
         (
             f"op types    {', '.join(f'{k} {v}' for k, v in ops.items())}  ({sum(ops.values())} nodes)"
             if ops is not None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -51,11 +51,6 @@ def ridge(data: ForecastData, alphas: Sequence[float] = RIDGE_ALPHAS) -> tuple[d
     score, alpha, weights = best
     test = data.spec.to_target_units(_design(data, "test") @ weights, data.last_target("test"))
     return {"alpha": alpha, "validation_rmse": score}, test
-
-
-def forecasts(predict: Callable[[np.ndarray], np.ndarray], data: ForecastData, part: str) -> np.ndarray:
-    """Model forecasts in target units for every window of `part`; `predict` maps inputs to raw outputs."""
-    return data.spec.to_target_units(predict(data.inputs(part)).reshape(-1), data.last_target(part))
 
 
 def score_on_test(model_forecast: np.ndarray, data: ForecastData) -> dict[str, Any]:

@@ -49,4 +49,30 @@ def describe(path: Path) -> dict[str, Any]:
         for key in ("kind", "series", "fusion", "parity", "accuracy"):
             if key in model.manifest.data:
                 description[key] = model.manifest.data[key]
+    description["processing"] = processing(model.manifest.data if model.manifest is not None else None, model)
     return description
+
+
+def processing(manifest: dict[str, Any] | None, model: Any) -> str:
+    """Which kind of file this is: pre/post-processing in its graph (raw readings in), or done by the caller."""
+    first_in = model.inputs[0]
+    if manifest is None:
+        raw = first_in.dtype == "float64"
+        return f"{'raw' if raw else 'model-space'} input ({first_in.dtype}); no manifest to say what the graph applies"
+    if manifest.get("kind") == "forecaster":
+        scaling = manifest.get("scaling") or {}
+        target = manifest.get("target")
+        if scaling.get("in_graph"):
+            return f"in the graph: raw window in ({first_in.dtype}), forecast of {target} in its units out"
+        return (
+            f"by the caller: the file takes scaled windows and returns the scaled change of {target} "
+            f"(formulation {scaling.get('formulation')}; exported before pre/post-processing moved into the graph)"
+        )
+    if manifest.get("kind") == "sequence":
+        normalization = manifest.get("normalization")
+        if normalization is None:
+            return f"none: the file takes the rows as read ({first_in.dtype})"
+        if normalization.get("in_graph"):
+            return f"in the graph: raw window in ({first_in.dtype}), normalised by the graph"
+        return "by the caller: the file takes normalised windows (exported before normalisation moved into the graph)"
+    return f"{first_in.dtype} input, as the task encodes it"

@@ -54,10 +54,23 @@ def _task_inputs(manifest: dict[str, Any]) -> dict[str, Any]:
     if manifest["kind"] == "sequence":
         from edgeseq.export.keras_file import recorded_windows
 
-        x, what = recorded_windows(manifest)
-        return {"kind": "sequence", "x": x, "what": what, "classifier": manifest["task"]["type"] == "classifier"}
+        windows = recorded_windows(manifest)
+        return {
+            "kind": "sequence",
+            "x": windows.file,
+            "what": windows.what,
+            "classifier": manifest["task"]["type"] == "classifier",
+        }
+    from edgeseq_device.forecast import ForecastSpec
+
     data = forecast_data(manifest)
-    return {"kind": "forecaster", "x": data.inputs("test"), "data": data}
+    spec = ForecastSpec.from_json(manifest)  # as the file takes its inputs: raw, or scaled (older files)
+    return {
+        "kind": "forecaster",
+        "x": spec.model_inputs(data.table.values, data.ends["test"]),
+        "data": data,
+        "spec": spec,
+    }
 
 
 def _figures(inputs: dict[str, Any], model: Model, fp32_out: np.ndarray) -> dict[str, Any]:
@@ -75,7 +88,7 @@ def _figures(inputs: dict[str, Any], model: Model, fp32_out: np.ndarray) -> dict
         from edgeseq.evaluate import mae, persistence, rmse
 
         data = inputs["data"]
-        forecast = data.spec.to_target_units(out.reshape(-1), data.last_target("test"))
+        forecast = inputs["spec"].forecasts(out, data.last_target("test"))
         actual = data.actual("test")
         figures.update(
             test_rmse=rmse(forecast, actual),

@@ -138,35 +138,49 @@ def make_variant(
     calibration: tuple[np.ndarray, str] | None,
     config: QuantizeConfig,
 ) -> tuple[Path, dict[str, Any]]:
-    """Write one variant beside `model_path`; return its path and how it was made."""
+    """Write one variant beside `model_path`; return its path and how it was made.
+
+    A file with pre/post-processing ops (edgeseq.convert.pre_post) has only its network quantized: the ops
+    are taken off, the network alone goes through onnxruntime's quantizer, and the same ops go back around
+    the result, so they stay float64 in every variant."""
+    import onnx
+
+    from edgeseq.convert import pre_post
+
     out = variant_path(model_path, mode)
+    split = pre_post.network_of(onnx.load(str(model_path)))
+    source, made = model_path, out
+    if split is not None:
+        source, made = scratch / f"network.{model_path.name}", scratch / f"network.{out.name}"
+        onnx.save(split[0], source)
     how: dict[str, Any] = {"mode": mode}
     if mode == "dynamic-int8":
-        quantize_dynamic_int8(model_path, out, scratch)
+        quantize_dynamic_int8(source, made, scratch)
         how["recipe"] = "quant_pre_process + quantize_dynamic(weight_type=QInt8)"
     elif mode == "static-int8":
         if calibration is None:
             raise EdgeseqError("static-int8 needs calibration windows")
-        import onnx
-
-        windows, source = calibration
-        reader = WindowReader(onnx.load(str(model_path)).graph.input[0].name, windows, config.calibration_windows)
-        quantize_static_int8(model_path, out, scratch, reader, config)
+        windows, what = calibration
+        reader = WindowReader(onnx.load(str(source)).graph.input[0].name, windows, config.calibration_windows)
+        quantize_static_int8(source, made, scratch, reader, config)
         how["recipe"] = "quant_pre_process + quantize_static(QDQ, activations and weights QInt8)"
         how["calibration"] = {
             "method": config.calibration_method,
             "windows": reader.count,
-            "source": source,
+            "source": what,
         }
-        report = float_nodes_report(out)
+        report = float_nodes_report(made)
         how["stayed_float"] = {
             op: WHY_FLOAT.get(op, "not quantized by onnxruntime's QDQ defaults") for op in report["float_ops"]
         }
     elif mode == "fp16":
-        convert_fp16(model_path, out)
+        convert_fp16(source, made)
         how["recipe"] = "onnxconverter_common.float16.convert_float_to_float16(keep_io_types=True)"
     else:
         raise EdgeseqError(f"unknown quantization mode {mode!r}")
+    if split is not None:
+        onnx.save(pre_post.wrap(onnx.load(str(made)), split[1]), out)
+        how["pre_post"] = "the fp32 file's pre/post-processing ops, float64, around the quantized network"
     return out, how
 
 
@@ -244,8 +258,8 @@ def _calibration_windows(manifest: dict[str, Any]) -> tuple[np.ndarray, str]:
     if manifest["kind"] == "sequence":
         from edgeseq.export.keras_file import recorded_windows
 
-        x, what = recorded_windows(manifest, require_sample=True)
-        return x, f"{what} (the export's --sample)"
+        windows = recorded_windows(manifest, require_sample=True)
+        return windows.network, f"{windows.what} (the export's --sample)"
     from edgeseq.quant_report import forecast_data
 
     return forecast_data(manifest).inputs("train"), "training split windows, evenly spaced"

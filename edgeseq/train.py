@@ -156,7 +156,8 @@ class ForecastData:
     dropped: tuple[tuple[str, str], ...] = ()  # (feature, why) left out by --drop-constant
 
     def inputs(self, part: str) -> np.ndarray:
-        return self.spec.model_inputs(self.table.values, self.ends[part])
+        """The network's inputs (scaled windows, float32): what Keras trains on and ridge regresses on."""
+        return self.spec.network_inputs(self.table.values, self.ends[part])
 
     def targets(self, part: str) -> np.ndarray:
         return self.spec.training_target(self.table.values, self.ends[part])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import replace
+from pathlib import Path
 
 
 def force_unfused(monkeypatch, reason: str = "forced by the test") -> None:
@@ -16,3 +19,32 @@ def force_unfused(monkeypatch, reason: str = "forced by the test") -> None:
         return replace(found, unfusable={layer.name: reason for layer in found.recurrent})
 
     monkeypatch.setattr(converter, "make_plan", plan)
+
+
+def old_format_forecaster(tmp_path: Path) -> Path:
+    """The shipped forecaster as edgeseq wrote it before pre/post moved into the graph: the bare network
+    (scaled float32 window in, scaled change out) and a manifest without in_graph."""
+    import onnx
+
+    from edgeseq.convert import pre_post
+    from edgeseq_device.manifest import sha256_of
+    from tests.conftest import EXPORTED
+    from tests.streams import SENSOR_CSV
+
+    manifest = json.loads((EXPORTED / "sensor_lstm.json").read_text())
+    network, _ = pre_post.network_of(onnx.load(EXPORTED / "sensor_lstm.onnx"))
+    for node in network.graph.node:
+        node.input[:] = ["window" if name == pre_post.NETWORK_INPUT else name for name in node.input]
+        node.output[:] = ["forecast" if name == pre_post.NETWORK_OUTPUT else name for name in node.output]
+    network.graph.input[0].name, network.graph.output[0].name = "window", "forecast"
+    path = tmp_path / "old_lstm.onnx"
+    onnx.save(network, path)
+    content = path.read_bytes()
+    manifest["files"] = {path.name: {"sha256": sha256_of(content), "size": len(content)}}
+    manifest["inputs"][0]["dtype"] = manifest["outputs"][0]["dtype"] = "float32"
+    for block in (manifest["scaling"], manifest["output_transform"]):
+        block.pop("in_graph", None)
+        block.pop("applied_by", None)
+    (tmp_path / "old_lstm.json").write_text(json.dumps(manifest))
+    shutil.copy(SENSOR_CSV, tmp_path / "sensor.csv")
+    return path

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from typer.testing import CliRunner
 
@@ -132,6 +133,14 @@ def test_a_keras3_classifier_streams_through_edgeseq_run_as_keras_predicts(files
     labels = np.array(["walk", "run", "sit"])
     assert [r["label"] for r in got] == list(labels[want.argmax(axis=1)])
     assert np.abs(np.array([r["probability"] for r in got]) - want.max(axis=1)).max() <= 1e-5
+    # the normalisation is in the graph: the file takes the raw rows, float64, in any onnxruntime
+    manifest = json.loads((tmp_path / "k3.json").read_text())
+    assert manifest["inputs"][0]["dtype"] == "float64" and manifest["normalization"]["in_graph"] is True
+    graph = onnx.load(tmp_path / "k3.onnx").graph
+    assert sorted(n.op_type for n in graph.node if n.name.startswith("edgeseq_io/pre/")) == ["Cast", "Div", "Sub"]
+    session = ort.InferenceSession(str(tmp_path / "k3.onnx"), providers=["CPUExecutionProvider"])
+    raw = table[-T:][None].astype(np.float64)
+    assert np.abs(session.run(None, {"window": raw})[0][0] - want[-1]).max() <= 1e-5
 
 
 def test_a_regressor_with_several_outputs_writes_one_field_per_target(tmp_path):

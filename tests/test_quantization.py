@@ -38,14 +38,45 @@ def test_static_int8_is_qdq_and_its_lstms_stay_float():
     assert static["calibration"]["windows"] == 1000 and "training" in static["calibration"]["source"]
 
 
-def test_fp16_keeps_float32_inputs_and_outputs():
+def test_fp16_keeps_the_fp32_files_inputs_and_outputs():
+    def io_types(name):
+        proto = onnx.load(EXPORTED / name)
+        return [v.type.tensor_type.elem_type for v in (*proto.graph.input, *proto.graph.output)]
+
+    assert io_types("letter_rnn.fp16.onnx") == io_types("letter_rnn.onnx") == [onnx.TensorProto.FLOAT] * 2
+    # the forecaster's raw window and forecast are float64, its pre/post ops too; only the network is fp16
+    assert io_types("sensor_lstm.fp16.onnx") == io_types("sensor_lstm.onnx") == [onnx.TensorProto.DOUBLE] * 2
     for name in ("sensor_lstm.fp16.onnx", "letter_rnn.fp16.onnx"):
         proto = onnx.load(EXPORTED / name)
-        io = [*proto.graph.input, *proto.graph.output]
-        assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in io)
         halves = [i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
         assert halves, "no fp16 weights"
     assert ops("sensor_lstm.fp16.onnx").get("LSTM") == 2
+
+
+def test_forecaster_variants_keep_the_same_pre_post_ops_in_float64():
+    fp32 = onnx.load(EXPORTED / "sensor_lstm.onnx")
+
+    def io_ops(proto):
+        return [(n.name, n.op_type) for n in proto.graph.node if n.name.startswith("edgeseq_io/")]
+
+    def io_constants(proto):
+        return {
+            i.name: onnx.numpy_helper.to_array(i).tolist()
+            for i in proto.graph.initializer
+            if i.name.startswith("edgeseq_io/")
+        }
+
+    assert len(io_ops(fp32)) == 9
+    for mode in MODES:
+        variant = onnx.load(EXPORTED / f"sensor_lstm.{mode}.onnx")
+        assert io_ops(variant) == io_ops(fp32), mode
+        assert io_constants(variant) == io_constants(fp32), mode
+        scales = [i for i in variant.graph.initializer if i.name.endswith(("input_scale", "target_scale"))]
+        assert [i.data_type for i in scales] == [onnx.TensorProto.DOUBLE] * 2, mode
+        assert not any(
+            n.op_type in ("QuantizeLinear", "DynamicQuantizeLinear") and "edgeseq_io/" in n.input[0]
+            for n in variant.graph.node
+        )
 
 
 def test_letter_variants_keep_one_rnn_node():

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseq.evaluate import forecasts
 from edgeseq.train import ForecasterConfig, prepare_forecast_data
+from edgeseq_device.forecast import ForecastSpec
 from edgeseq_device.model import load_model
 from tests.conftest import EXPORTED, LETTER_ONNX, REPO
+from tests.helpers import old_format_forecaster
 from tests.streams import LINES, MANIFEST, SENSOR_CSV, SENSOR_ONNX, H, T, cli, records, run, write_lines
 
 
@@ -44,7 +45,11 @@ def test_golden_runner_equals_evaluation_code_on_the_same_windows(full_run):
     recs, _ = full_run
     data = prepare_forecast_data(ForecasterConfig())
     model = load_model(SENSOR_ONNX)
-    expected = forecasts(lambda x: np.concatenate([model.run(x[i : i + 1]) for i in range(len(x))]), data, "test")
+    spec = ForecastSpec.from_json(MANIFEST)
+    x = spec.model_inputs(data.table.values, data.ends["test"])
+    expected = spec.forecasts(
+        np.concatenate([model.run(x[i : i + 1]) for i in range(len(x))]), data.last_target("test")
+    )
     by_row = {r["row"]: r["prediction"] for r in recs}
     # sensor.csv holds the test lines of the full file: a window's last row is found by its file line
     first = MANIFEST["split"]["test"]["lines"][0]
@@ -189,8 +194,10 @@ def test_a_signature_that_differs_from_the_manifest_is_refused(tmp_path: Path):
 
 
 def test_without_manifest_it_lists_what_is_missing_then_runs_when_given(tmp_path: Path, full_run):
-    bare = tmp_path / "bare.onnx"
-    bare.write_bytes(SENSOR_ONNX.read_bytes())
+    # the options describe a file that takes scaled windows: the network alone, as files were before
+    # the scaling moved into the graph
+    bare = old_format_forecaster(tmp_path)
+    bare.with_suffix(".json").unlink()
     refused = run("--stream", SENSOR_CSV, "--model", bare, "--window", "36")
     assert refused.exit_code == 2
     assert "--features, --target, --horizon, --input-scale, --target-scale" in refused.stderr
@@ -202,6 +209,19 @@ def test_without_manifest_it_lists_what_is_missing_then_runs_when_given(tmp_path
     )  # fmt: skip
     assert given.exit_code == 0, given.output
     assert records(given.stdout) == full_run[0]
+
+
+def test_a_raw_window_file_without_its_manifest_says_to_bring_the_manifest(tmp_path: Path):
+    bare = tmp_path / "bare.onnx"
+    bare.write_bytes(SENSOR_ONNX.read_bytes())
+    scaling = MANIFEST["scaling"]
+    result = run(
+        "--stream", SENSOR_CSV, "--model", bare, "--features", ",".join(MANIFEST["features"]),
+        "--target", MANIFEST["target"], "--window", T, "--horizon", H,
+        "--input-scale", ",".join(map(repr, scaling["input_scale"])), "--target-scale", repr(scaling["target_scale"]),
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "takes window float64[1, 36, 5]: raw windows" in result.stderr and "manifest beside it" in result.stderr
 
 
 def test_letter_model_is_refused_clearly():

@@ -39,11 +39,14 @@ def test_byo_csv_trains_exports_and_verifies(tmp_path: Path):
         "temp",
     )
     assert (manifest["window"], manifest["horizon"], manifest["time_column"]) == (12, 3, "time")
-    assert manifest["inputs"] == [{"name": "window", "shape": [1, 12, 3], "dtype": "float32"}]
-    assert manifest["outputs"] == [{"name": "forecast", "shape": [1, 1], "dtype": "float32"}]
+    # raw readings in, the forecast in the target's units out: the scaling is in the graph
+    assert manifest["inputs"] == [{"name": "window", "shape": [1, 12, 3], "dtype": "float64"}]
+    assert manifest["outputs"] == [{"name": "forecast", "shape": [1, 1], "dtype": "float64"}]
+    assert manifest["scaling"]["in_graph"] is True
     counts = op_type_counts(onnx.load(out / "room.onnx").graph)
     assert counts["LSTM"] == 2 and counts["Loop"] == 0 and counts["Scan"] == 0
-    assert manifest["parity"]["test_windows"]["max_abs_diff"] <= 1e-5
+    parity = manifest["parity"]["test_windows"]
+    assert parity["max_abs_diff"] <= parity["atol"] == pytest.approx(1e-5 * manifest["scaling"]["target_scale"])
     assert manifest["parity"]["test_windows"]["count"] == manifest["split"]["test"]["windows"] >= 60
     for name in ("model", "persistence", "ridge"):
         assert manifest["metrics"][name]["rmse"] > 0

@@ -5,6 +5,11 @@ Formulation ("window-relative delta"): the model sees each window relative to it
 and predicts the target's change over the horizon, in units of target_scale:
     forecast = y_last + target_scale * output,   y_last = the target's value in the window's last row.
 Level-free inputs and a delta output are what let a model fitted on winter months generalise to spring.
+
+edgeseq now exports both transforms as ONNX ops (manifest `scaling.in_graph`): the file takes the raw
+window [1, T, F] float64 and returns the forecast [1, 1] float64 in the target's units, and the runner only
+copies rows in. The numpy methods here stay the definition: export checks the graph against them on every test
+window. Older files (scaled float32 in, scaled change out) are scaled here, as before.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class ForecastSpec:
     input_scale: tuple[float, ...]
     target_scale: float
     time_column: str | None = None
+    in_graph: bool = False  # the ONNX file applies the scaling and the output transform itself
 
     def __post_init__(self) -> None:
         if self.target not in self.features:
@@ -67,32 +73,57 @@ class ForecastSpec:
     record_fields = ("prediction",)
     states: ClassVar[tuple[tuple[str, str], ...]] = ()  # a forecaster carries no state between windows
 
+    @property
+    def input_dtype(self) -> type:
+        return np.float64 if self.in_graph else np.float32
+
     def record_values(self, output: np.ndarray, rows: np.ndarray) -> tuple[float]:
         """The model's output [1, 1] and the window's raw rows -> (forecast in the target's units,)."""
+        if self.in_graph:
+            return (float(output[0, 0]),)
         # to_target_units in Python floats: the same double arithmetic, without numpy's per-scalar cost
         return (float(rows[-1, self.target_index]) + self.target_scale * float(output[0, 0]),)
 
     def model_input(
         self, rows: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None
     ) -> np.ndarray:
-        """One window of raw rows [T, F] (oldest first) -> model input [1, T, F] float32, written into `out`.
+        """One window of raw rows [T, F] (oldest first) -> the file's input [1, T, F], written into `out`: the
+        rows themselves (float64) when the graph scales them, else scaled here (float32).
 
         With `out` and a float64 `scratch` of shape [T, F], nothing is allocated: the runner's per-row path.
         """
         if out is None:
-            out = np.empty(self.input_shape, dtype=np.float32)
+            out = np.empty(self.input_shape, dtype=self.input_dtype)
+        if self.in_graph:
+            np.copyto(out[0], rows)
+            return out
         relative = np.subtract(rows, rows[-1], out=scratch)
         np.divide(relative, self._scale, out=out[0], casting="same_kind")
         return out
 
     def model_inputs(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        """Windows of `values` [N, F] ending at rows `ends` -> [len(ends), T, F] float32, as model_input."""
+        """Windows of `values` [N, F] ending at rows `ends` -> the file's inputs [len(ends), T, F], as
+        model_input."""
+        return self.raw_windows(values, ends) if self.in_graph else self.network_inputs(values, ends)
+
+    def network_inputs(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """What the network itself sees (in training, and inside the graph): scaled windows, float32."""
         return (self._relative(values, ends) / self._scale).astype(np.float32)
 
-    def _relative(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    def raw_windows(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Windows of `values` [N, F] ending at rows `ends`, as read: [len(ends), T, F] float64."""
         windows = sliding_window_view(values, self.window, axis=0)[np.asarray(ends) - self.window + 1]
-        windows = windows.transpose(0, 2, 1)  # sliding_window_view puts the window axis last
+        return np.ascontiguousarray(windows.transpose(0, 2, 1), dtype=np.float64)  # the window axis was last
+
+    def _relative(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        windows = self.raw_windows(values, ends)
         return windows - windows[:, -1:, :]
+
+    def forecasts(self, outputs: np.ndarray, last_target: np.ndarray) -> np.ndarray:
+        """The file's outputs [N, 1] -> forecasts in the target's units [N] float64."""
+        if self.in_graph:
+            return np.asarray(outputs, dtype=np.float64).reshape(-1)
+        return self.to_target_units(np.asarray(outputs).reshape(-1), last_target)
 
     def to_target_units(self, output: np.ndarray | float, last_target: np.ndarray | float) -> np.ndarray:
         """Model output (scaled change over the horizon) -> forecast in the target's units."""
@@ -118,11 +149,18 @@ class ForecastSpec:
                 "formulation": FORMULATION,
                 "input_scale": list(self.input_scale),
                 "target_scale": self.target_scale,
+                "in_graph": self.in_graph,
+                "applied_by": "the ONNX graph: its input is the raw window, float64"
+                if self.in_graph
+                else "the caller: the ONNX file takes scaled windows, float32",
             },
             "output_transform": {
                 "formula": "forecast = last_target + target_scale * output",
                 "last_target": f"{self.target} in the window's last row",
                 "units": f"{self.target}, {self.horizon} rows after the window's last row",
+                "applied_by": "the ONNX graph: its output is the forecast, float64"
+                if self.in_graph
+                else "the caller: the ONNX file returns the scaled change",
             },
         }
 
@@ -142,6 +180,7 @@ class ForecastSpec:
                 input_scale=tuple(float(s) for s in scaling["input_scale"]),
                 target_scale=float(scaling["target_scale"]),
                 time_column=None if data.get("time_column") is None else str(data["time_column"]),
+                in_graph=scaling.get("in_graph") is True,
             )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ManifestError(f"{where}: not a usable forecaster description ({exc})") from None
@@ -156,7 +195,8 @@ def fit_scaling(
     horizon: int,
     time_column: str | None = None,
 ) -> ForecastSpec:
-    """Fit the scales on the windows ending at `ends` (the training split only) and return the spec."""
+    """Fit the scales on the windows ending at `ends` (the training split only) and return the spec, for a
+    file that applies them in its graph."""
     unit = ForecastSpec(tuple(features), target, window, horizon, (1.0,) * len(features), 1.0, time_column)
     input_scale = unit._relative(values, ends).reshape(-1, len(features)).std(axis=0)
     y = values[:, unit.target_index]
@@ -167,5 +207,5 @@ def fit_scaling(
     if flat:
         raise ValueError(f"{', '.join(flat)} never changes in the training windows: nothing to scale by")
     return ForecastSpec(
-        tuple(features), target, window, horizon, tuple(input_scale.tolist()), float(deltas.std()), time_column
+        tuple(features), target, window, horizon, tuple(input_scale.tolist()), float(deltas.std()), time_column, True
     )

@@ -12,7 +12,8 @@ A stateful model (`states`) carries its recurrent state from one call to the nex
 outputs: it reads T new rows per call (T is often 1: one update per row), starts from zero, and starts from
 zero again after every gap, as a window would.
 This is the one definition: export checks parity on windows built by `model_inputs`, and the runner calls
-`model_input` and `record_values`.
+`model_input` and `record_values`. edgeseq now exports the normalization as ONNX ops (`in_graph`): the file
+takes the raw window, float64, and the runner only copies rows in.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class SequenceSpec:
     time_column: str | None = None
     states: tuple[tuple[str, str], ...] = ()  # (input, output) names of each carried state
     binary: bool = False  # one sigmoid output, two labels
+    in_graph: bool = False  # the ONNX file applies the normalization itself (raw float64 window in)
 
     def __post_init__(self) -> None:
         if not self.features or len(set(self.features)) != len(self.features):
@@ -118,20 +120,40 @@ class SequenceSpec:
     def _std(self) -> np.ndarray:
         return np.asarray(self.std if self.std is not None else [1.0] * len(self.features), dtype=np.float64)
 
+    @property
+    def input_dtype(self) -> type:
+        return np.float64 if self.in_graph else np.float32
+
     def model_input(
         self, rows: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None
     ) -> np.ndarray:
-        """One window of raw rows [T, F] (oldest first) -> model input [1, T, F] float32, written into `out`."""
+        """One window of raw rows [T, F] (oldest first) -> the file's input [1, T, F], written into `out`: the
+        rows themselves (float64) when the graph normalises them, else normalised here (float32)."""
         if out is None:
-            out = np.empty(self.input_shape, dtype=np.float32)
+            out = np.empty(self.input_shape, dtype=self.input_dtype)
+        if self.in_graph:
+            np.copyto(out[0], rows)
+            return out
         centred = np.subtract(rows, self._mean, out=scratch)
         np.divide(centred, self._std, out=out[0], casting="same_kind")
         return out
 
     def model_inputs(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        """Windows of `values` [N, F] ending at rows `ends` -> [len(ends), T, F] float32, as model_input."""
+        """Windows of `values` [N, F] ending at rows `ends` -> the file's inputs [len(ends), T, F], as
+        model_input."""
+        return self.raw_windows(values, ends) if self.in_graph else self.network_inputs(values, ends)
+
+    def raw_windows(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
         windows = sliding_window_view(values, self.window, axis=0)[np.asarray(ends) - self.window + 1]
-        return ((windows.transpose(0, 2, 1) - self._mean) / self._std).astype(np.float32)
+        return np.ascontiguousarray(windows.transpose(0, 2, 1), dtype=np.float64)  # the window axis was last
+
+    def network_inputs(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """What the network itself sees: normalised windows, float32."""
+        return self.normalised(self.raw_windows(values, ends))
+
+    def normalised(self, raw: np.ndarray) -> np.ndarray:
+        """Raw windows [..., T, F] float64 -> normalised, float32, as the graph (or model_input) does."""
+        return ((np.asarray(raw, dtype=np.float64) - self._mean) / self._std).astype(np.float32)
 
     def record_values(self, output: np.ndarray, rows: np.ndarray | None = None) -> tuple[Any, ...]:
         """The model's output [1, K] -> the record's values, in the order of `record_fields`."""
@@ -163,7 +185,15 @@ class SequenceSpec:
             "time_column": self.time_column,
             "normalization": None
             if self.mean is None
-            else {"formula": "input = (x - mean) / std", "mean": list(self.mean), "std": list(self.std or ())},
+            else {
+                "formula": "input = (x - mean) / std",
+                "mean": list(self.mean),
+                "std": list(self.std or ()),
+                "in_graph": self.in_graph,
+                "applied_by": "the ONNX graph: its input is the raw window, float64"
+                if self.in_graph
+                else "the caller: the ONNX file takes normalised windows, float32",
+            },
             "task": task,
             **(
                 {
@@ -195,6 +225,7 @@ class SequenceSpec:
                 time_column=None if data.get("time_column") is None else json_name(data["time_column"], "time_column"),
                 binary=task.get("binary") is True,
                 states=_states(data.get("stateful")),
+                in_graph=normalization is not None and normalization.get("in_graph") is True,
             )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ManifestError(f"{where}: not a usable sequence-model description ({exc})") from None

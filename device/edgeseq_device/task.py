@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from edgeseq_device.errors import ManifestError, SignatureError
 from edgeseq_device.forecast import FORMULATION, ForecastSpec
 from edgeseq_device.messages import shown
@@ -112,9 +114,17 @@ def resolve_spec(model: Model, overrides: dict[str, Any]) -> Task:
 
 def _check_input(model: Model, spec: Task) -> None:
     _check_states(model, spec, str(model.manifest.path) if model.manifest is not None else "the options")
-    for role, tensor in (("takes", model.inputs[0]), ("returns", model.outputs[0])):
-        if tensor.dtype != "float32":
-            raise SignatureError(f"{model.path} {role} {tensor}; the runner feeds and reads float32 only")
+    expected = np.dtype(spec.input_dtype).name
+    if model.inputs[0].dtype != expected:
+        if model.manifest is None and model.inputs[0].dtype == "float64":
+            raise SignatureError(
+                f"{model.path} takes {model.inputs[0]}: raw windows, scaled inside its graph by what its manifest "
+                "says; run it with its manifest beside it (the options describe a file that takes scaled float32)"
+            )
+        how = "raw rows (its graph scales them)" if spec.in_graph else "scaled rows"
+        raise SignatureError(f"{model.path} takes {model.inputs[0]}; its task feeds {how} as {expected}")
+    if model.outputs[0].dtype not in ("float32", "float64"):
+        raise SignatureError(f"{model.path} returns {model.outputs[0]}; the runner reads float32 or float64 only")
     if model.inputs[0].shape != spec.input_shape:
         raise SignatureError(
             f"{model.path} takes {model.inputs[0]}, but the task needs shape {list(spec.input_shape)} "

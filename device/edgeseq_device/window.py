@@ -57,7 +57,9 @@ class StreamRunner:
             )
         self.model, self.spec, self.stride, self.rules = model, spec, spec.window if states else stride, rules
         self.router = Router(spec.window, spec.features, rules)
-        self._input = np.zeros(spec.input_shape, dtype=np.float32)
+        # float64 raw rows for a file that scales them in its graph (the runner only copies them in), else
+        # float32 inputs scaled here; the manifest's signature check has matched the dtype to the file's
+        self._input = np.zeros(spec.input_shape, dtype=spec.input_dtype)
         self._scratch = np.zeros((spec.window, len(spec.features)), dtype=np.float64)
         self._output = np.zeros(model.outputs[0].shape, dtype=model.outputs[0].dtype)
         # Bound once to our own arrays: a forecast refills self._input in place, and onnxruntime writes

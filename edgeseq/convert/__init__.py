@@ -9,6 +9,7 @@ The modules, in the order a model goes through them:
     segments    tf2onnx for the layers between recurrent ones
     converter   convert(): plan, write, stitch, check signature and onnx.checker, audit
     audit       the fusion audit, counted on the graph
+    pre_post    the task's pre/post-processing as ONNX ops around the network (raw window in)
     parity      Keras against onnxruntime, and Keras unchanged by conversion
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,8 @@ import numpy as np
 
 import edgeseq
 from edgeseq import frameworks
-from edgeseq.convert import Converted, convert, producer_versions
+from edgeseq.convert import Converted, convert, op_type_counts, pre_post, producer_versions
+from edgeseq.convert.pre_post import Transform
 from edgeseq.errors import BadInputError
 from edgeseq.progress import Progress
 from edgeseq_device.manifest import MANIFEST_FORMAT, FileEntry, TensorSpec, sha256_of
@@ -134,15 +135,24 @@ def convert_and_stage(
     opset: int,
     allow_unfused: bool,
     progress: Progress,
+    transform: Transform | None = None,
 ) -> tuple[dict[str, Any], Model]:
-    """Convert (edgeseq.convert: fused recurrent nodes, onnx.checker, fusion audit), write <name>.onnx and
-    its manifest into staging, and load the file back through the device runtime, as a user would: its
-    sha256 and signature are checked first."""
+    """Convert (edgeseq.convert: fused recurrent nodes, onnx.checker, fusion audit), put the `transform`'s
+    pre/post-processing ops around the network (then `specs` is the file's signature, the transform's), write
+    <name>.onnx and its manifest into staging, and load the file back through the device runtime, as a user
+    would: its sha256 and signature are checked first."""
     import onnx
 
-    converted = convert(model, *specs, opset=opset, metadata=_metadata(name, kind, facts), allow_unfused=allow_unfused)
+    metadata = _metadata(name, kind, facts)
+    network_specs = pre_post.network_specs(transform) if transform else specs
+    converted = convert(model, *network_specs, opset=opset, metadata=metadata, allow_unfused=allow_unfused)
     if converted.warning:
         progress.step(f"warning: {converted.warning}")
+    if transform:
+        if specs != (transform.window, transform.output):
+            raise ValueError(f"the file's signature {specs} is not the transform's")
+        proto = pre_post.wrap(converted.proto, transform)
+        converted = replace(converted, proto=proto, op_types=dict(sorted(op_type_counts(proto.graph).items())))
     onnx_file = staging.dir / f"{name}.onnx"
     onnx.save(converted.proto, onnx_file)
     manifest = base_manifest(name, kind, converted, specs, [onnx_file, *source_files], opset)

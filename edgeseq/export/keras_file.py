@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgeseq import frameworks
-from edgeseq.convert import DEFAULT_OPSET, PARITY_ATOL, keras_unchanged, parity_figures
+from edgeseq.convert import DEFAULT_OPSET, PARITY_ATOL, keras_unchanged, parity_figures, pre_post
 from edgeseq.convert.loading import LoadedModel, ModelFileError, load
 from edgeseq.errors import BadInputError, ConversionError, DataError
 from edgeseq.export.artifacts import (
@@ -112,21 +112,37 @@ def _spec(
     if not binary and len(names or ()) != outputs:
         raise BadInputError(f"the model has {outputs} outputs, but {option} names {len(names or ())}")
     try:
-        return SequenceSpec(features, window, labels, targets, mean, std, time_column, states, binary)
+        return SequenceSpec(features, window, labels, targets, mean, std, time_column, states, binary, mean is not None)
     except ValueError as exc:
         raise BadInputError(str(exc)) from None
 
 
-def parity_windows(spec: SequenceSpec, sample: Path | None) -> tuple[np.ndarray, str]:
-    """Model inputs to check on, and what they are: every window of --sample (evenly spaced, at most 2,000),
-    normalised by the runtime's own SequenceSpec, or 500 random windows. For a stateful model, consecutive
-    chunks of T rows from the start, in order, as the runner feeds them: the state runs through all."""
+@dataclass(frozen=True)
+class ParityWindows:
+    """The windows parity is checked on: as the network sees them (normalised, float32), as the file takes
+    them (raw float64 when the graph normalises, else the same), and what they are."""
+
+    network: np.ndarray
+    file: np.ndarray
+    what: str
+
+
+def parity_windows(spec: SequenceSpec, sample: Path | None) -> ParityWindows:
+    """Windows to check on: every window of --sample (evenly spaced, at most 2,000), normalised by the
+    runtime's own SequenceSpec, or 500 random windows. For a stateful model, consecutive chunks of T rows
+    from the start, in order, as the runner feeds them: the state runs through all."""
     if sample is None:
         rng = np.random.default_rng(0)
         x = rng.standard_normal((RANDOM_WINDOWS, spec.window, len(spec.features))).astype(np.float32)
-        if spec.states:
-            return x, f"{RANDOM_WINDOWS} consecutive random chunks of {spec.window} rows, {RANDOM_DISTRIBUTION}"
-        return x, f"{RANDOM_WINDOWS} random windows, {RANDOM_DISTRIBUTION}"
+        what = (
+            f"{RANDOM_WINDOWS} consecutive random chunks of {spec.window} rows"
+            if spec.states
+            else f"{RANDOM_WINDOWS} random windows"
+        )
+        if spec.in_graph:  # the same windows in raw units, and what the graph makes of them
+            raw = x.astype(np.float64) * np.asarray(spec.std) + np.asarray(spec.mean)
+            return ParityWindows(spec.normalised(raw), raw, f"{what}, {RANDOM_DISTRIBUTION}")
+        return ParityWindows(x, x, f"{what}, {RANDOM_DISTRIBUTION}")
     from edgeseq.data import load_sensor_csv
 
     table = load_sensor_csv(sample, spec.features, spec.time_column)
@@ -135,10 +151,12 @@ def parity_windows(spec: SequenceSpec, sample: Path | None) -> tuple[np.ndarray,
         raise DataError(f"{sample} has {rows} data rows, fewer than one window of {spec.window}")
     if spec.states:
         ends = np.arange(spec.window - 1, rows, spec.window)[:MAX_SAMPLE_WINDOWS]
-        return spec.model_inputs(table.values, ends), f"{len(ends)} consecutive chunks of {sample.name}"
-    count = rows - spec.window + 1
-    ends = np.unique(np.linspace(spec.window - 1, rows - 1, min(count, MAX_SAMPLE_WINDOWS)).astype(int))
-    return spec.model_inputs(table.values, ends), f"{len(ends)} windows of {sample.name}"
+        what = f"{len(ends)} consecutive chunks of {sample.name}"
+    else:
+        count = rows - spec.window + 1
+        ends = np.unique(np.linspace(spec.window - 1, rows - 1, min(count, MAX_SAMPLE_WINDOWS)).astype(int))
+        what = f"{len(ends)} windows of {sample.name}"
+    return ParityWindows(spec.network_inputs(table.values, ends), spec.model_inputs(table.values, ends), what)
 
 
 def reset_states(model: Any) -> None:
@@ -222,11 +240,14 @@ def export_keras(
     if states and quantize:  # refused before anything is written, not after
         raise BadInputError(f"{keras_file.name} is a stateful model: --quantize does not carry state between calls yet")
     spec = _spec(features, steps, outputs, labels, targets, mean, std, time_column, states)
-    x, what = parity_windows(spec, sample)
-    keras_out = _keras_outputs(model, x, stateful=bool(states))
+    windows = parity_windows(spec, sample)
+    what = windows.what
+    keras_out = _keras_outputs(model, windows.network, stateful=bool(states))
     if not np.all(np.isfinite(keras_out)):
         raise BadInputError(f"{keras_file.name} gives outputs that are not finite on {what}")
-    specs = (TensorSpec("window", spec.input_shape, "float32"), TensorSpec("output", (1, outputs), "float32"))
+    output = TensorSpec("output", (1, outputs), "float32")
+    transform = pre_post.normalization_transform(spec, output) if spec.in_graph else None
+    specs = (transform.window, output) if transform else (TensorSpec("window", spec.input_shape, "float32"), output)
     source = {
         "file": keras_file.name,
         "path": str(keras_file.resolve()),
@@ -241,14 +262,20 @@ def export_keras(
         progress.step(f"converting {model.name} ({loaded.flavour}) to ONNX")
         training = {"note": f"trained outside edgeseq; loaded from {keras_file.name} with {loaded.flavour}"}
         manifest, device_model = convert_and_stage(
-            model, specs, name, KIND, facts, training, [], staging, opset, allow_unfused, progress
+            model, specs, name, KIND, facts, training, [], staging, opset, allow_unfused, progress, transform
         )
         progress.step(f"checking parity on {what}")
+        x = windows.file
         onnx_out = _onnx_stateful(device_model, x, states) if states else run_onnx(device_model, x)
         atol = PARITY_ATOL * max(1.0, float(np.abs(keras_out).max()))
         figures = parity_figures(keras_out, onnx_out, atol=atol, output="output", what=what, argmax=labels is not None)
         manifest["parity"] = {
-            "windows": {**figures, "bar": PARITY_BAR, "keras": loaded.flavour},
+            "windows": {
+                **figures,
+                "bar": PARITY_BAR,
+                "keras": loaded.flavour,
+                **({"space": "raw window in (the graph normalises), output out"} if transform else {}),
+            },
             "keras_unchanged_after_conversion": False,
         }
         if sample is not None:
@@ -257,7 +284,7 @@ def export_keras(
                 "path": str(sample.resolve()),
                 **asdict(file_entry(sample)),
             }
-        keras_unchanged(keras_out, _keras_outputs(model, x, stateful=bool(states)), name)
+        keras_unchanged(keras_out, _keras_outputs(model, windows.network, stateful=bool(states)), name)
         manifest["parity"]["keras_unchanged_after_conversion"] = True
         write_json(staging.dir / manifest_path.name, manifest)
         staging.commit()
@@ -276,7 +303,7 @@ def _recorded(entry: dict[str, Any], what: str) -> Path:
     return path
 
 
-def recorded_windows(manifest: dict[str, Any], require_sample: bool = False) -> tuple[np.ndarray, str]:
+def recorded_windows(manifest: dict[str, Any], require_sample: bool = False) -> ParityWindows:
     """The windows export checked parity on, built again: the --sample's (still there, unchanged) or the same
     random ones. With `require_sample`, real windows or DataError (static-int8 calibrates on real data)."""
     spec = SequenceSpec.from_json(manifest)
