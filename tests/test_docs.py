@@ -60,10 +60,15 @@ def _in_a_fresh_directory(tmp_path):
     return tmp_path
 
 
+def _without_section(text: str, title: str) -> str:
+    before, section = text.split(f"## {title}\n", 1)
+    return before + section.split("\n## ", 1)[1]
+
+
 def test_the_readme_python_snippets_run(tmp_path):
-    before, walk_through = README.split("## Your own Keras model", 1)
-    after = walk_through.split("\n## ", 1)[1]  # the walk-through has its own test
-    blocks = re.findall(r"```python\n(.*?)```", before + after, flags=re.S)
+    # the walk-through and the programs that use the model without edgeseq have their own tests
+    rest = _without_section(_without_section(README, "Your own Keras model"), "Using the model without edgeseq")
+    blocks = re.findall(r"```python\n(.*?)```", rest, flags=re.S)
     assert blocks
     cwd = _in_a_fresh_directory(tmp_path)
     for block in blocks:
@@ -201,3 +206,15 @@ def test_the_training_on_your_own_data_example_runs_and_its_data_figures_hold(tm
     )  # fmt: skip
     assert refused.returncode == 2 and "'wind_gust' in 14,399 of 18,280 (79%)" in refused.stderr
     assert "missing in 79% of the training rows" in section
+
+
+def test_the_programs_without_edgeseq_in_the_readme_are_the_tested_examples():
+    """tests/test_bindings.py runs examples/without_edgeseq/; the README shows those files, verbatim."""
+    section = README.split("## Using the model without edgeseq\n", 1)[1].split("\n## ", 1)[0]
+    blocks = dict(re.findall(r"```(python|js|c)\n(.*?)```", section, flags=re.S))
+    examples = REPO / "examples" / "without_edgeseq"
+    assert blocks == {
+        "python": (examples / "forecast.py").read_text(),
+        "js": (examples / "forecast.mjs").read_text(),
+        "c": (examples / "forecast.c").read_text(),
+    }
