@@ -15,6 +15,9 @@ everywhere.
 - Following (`follow=True`), end of file means "wait": a regular file is polled like `tail -F`: when it shrinks
   below what was read (truncated) or its path names a new file (rotated), it is reopened from its start and a
   `Reopened` event says so. A FIFO is reopened for its next writer. Stdin ends at end of file.
+- SIGHUP (counted by `StopSignals`) while following: once all that the open file holds has been read, the path
+  is looked at again at once: a new file there (rotated), or a shorter one (truncated), is reopened (`Reopened`);
+  the same file is read on, and a `Notice` says so. Without --follow there is nothing to reopen: a `Notice`.
 """
 
 from __future__ import annotations
@@ -65,6 +68,13 @@ class Reopened:
     """The followed input was reopened from its start; what comes next is a new file, maybe with a header."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something to tell the user about the input that is neither a line nor a reopening (a SIGHUP answered)."""
+
+    text: str
 
 
 def check_text(first: bytes, name: str) -> None:
@@ -169,6 +179,7 @@ class LineSource:
         self.follow, self.poll_seconds, self.max_line = follow, poll_seconds, max_line
         self.stop = stop or StopSignals()
         self._fd = -1
+        self._hangups_seen = self.stop.hangups
         self._compression = _compression_of(self.path)
         if self._compression is not None and follow:
             raise InputError(  # a compressor writes blocks, not lines: a file being written reads as truncated
@@ -183,6 +194,7 @@ class LineSource:
         source = cls.__new__(cls)
         source.name, source.path, source.follow, source.max_line = name, None, False, max_line
         source.poll_seconds, source.stop, source._fd = 0.0, StopSignals(), -1
+        source._hangups_seen = 0
         source._read = read
         source._regular = source._fifo = False
         return source
@@ -267,7 +279,14 @@ class LineSource:
             return f"it shrank to {info.st_size:,} bytes (truncated)"
         return None
 
-    def __iter__(self) -> Iterator[str | TooLong | Reopened]:
+    def _hangup_seen(self) -> bool:
+        """True once for each SIGHUP received since the last look."""
+        if self.stop.hangups == self._hangups_seen:
+            return False
+        self._hangups_seen = self.stop.hangups
+        return True
+
+    def __iter__(self) -> Iterator[str | TooLong | Reopened | Notice]:
         # bytes.splitlines breaks at \n, \r\n and \r only, in C; a line is decoded once it is complete (a
         # line break never falls inside a UTF-8 character). Per line, Python only yields. A \r that ends a
         # read ends its line at once (a sensor that ends lines with \r is not kept a row behind); a \n that
@@ -282,17 +301,26 @@ class LineSource:
                     continue
                 check_text(head, self.name)
                 chunk, head = head, None
+            waits = self.follow and (self._regular or self._fifo) and self.path is not None
+            if not waits and self.stop.hangups != self._hangups_seen and self._hangup_seen():
+                yield Notice("SIGHUP: nothing to reopen without --follow; reading on")
             if not chunk:
-                waits = self.follow and (self._regular or self._fifo) and self.path is not None
                 if not waits:
                     if pending and not skipping:  # a last line without a line break
                         yield pending.decode("utf-8", "replace")
                     return
+                hangup = self._hangup_seen()
+                if hangup and self._fifo:
+                    yield Notice("SIGHUP: the FIFO is read on; it is reopened when its writer closes it")
                 reason = self._after_end()
                 if reason is None:
+                    if hangup and self._regular:
+                        yield Notice(f"SIGHUP: {self.name} is still the same file; reading on")
                     with self.stop.waiting():
                         time.sleep(self.poll_seconds)
                     continue
+                if hangup:
+                    reason = f"SIGHUP: {reason}"
                 if pending and not skipping:  # the old file's last line
                     yield pending.decode("utf-8", "replace")
                 pending, skip_lf, skipping, head = bytearray(), False, False, b""

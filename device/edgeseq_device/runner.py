@@ -31,7 +31,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from edgeseq_device.errors import DeviceError, InputError
-from edgeseq_device.lines import MAX_LINE_BYTES, LineSource, Reopened, TooLong
+from edgeseq_device.lines import MAX_LINE_BYTES, LineSource, Notice, Reopened, TooLong
 from edgeseq_device.manifest import manifest_path_for
 from edgeseq_device.messages import Messages, point_at_devnull
 from edgeseq_device.model import load_model
@@ -209,8 +209,12 @@ def _stream(
         lines = iter(source)
         try:
             header = next(lines, None)
-            while isinstance(header, Reopened):  # a followed file replaced before it had a header
-                say(f"{prog}: reopened {source.name}: {header.reason}")
+            while isinstance(header, (Reopened, Notice)):  # a followed file replaced before it had a header
+                say(
+                    f"{prog}: reopened {source.name}: {header.reason}"
+                    if isinstance(header, Reopened)
+                    else f"{prog}: {header.text}"
+                )
                 header = next(lines, None)
         except InputError as exc:
             say(f"{prog}: error: {exc}")
@@ -273,6 +277,10 @@ def _stream(
                     runner.restart()
                     say(f"{prog}: reopened {source.name}: {line.reason}; a new window starts")
                     line_number, after_reopen = 0, True
+                    continue
+                elif isinstance(line, Notice):
+                    say(f"{prog}: {line.text}")
+                    line_number -= 1
                     continue
                 else:
                     stats.rows += 1

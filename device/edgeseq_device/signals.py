@@ -1,9 +1,14 @@
-"""SIGINT (Ctrl-C) and SIGTERM (`kill`, `systemctl stop`) as a request to stop cleanly.
+"""SIGINT (Ctrl-C) and SIGTERM (`kill`, `systemctl stop`) as a request to stop cleanly; SIGHUP (`systemctl
+reload`, logrotate's postrotate) as a request to reopen a followed file.
 
 The handler only records the signal. The runner checks it after each row, so the record in hand is always
 written and counted before it stops: an exception raised in the middle of writing a record could leave
 the summary one short of the records written. Only while the runner waits for input (a read, a poll, the
 open of a FIFO) does the handler raise `StopRequested`, because nothing is half done there.
+
+SIGHUP only counts (`hangups`): the line source looks at the count once it has read all that its open file
+holds, and reopens the path then, so no line of a rotated file is lost. Its default action, ending the
+process, would make `systemctl reload` kill the service.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+REOPEN_SIGNAL = getattr(signal, "SIGHUP", None)  # not on Windows
 
 
 class StopRequested(BaseException):  # like KeyboardInterrupt: a request, not an error
@@ -27,10 +33,11 @@ class StopRequested(BaseException):  # like KeyboardInterrupt: a request, not an
 
 
 class StopSignals:
-    """Records SIGINT and SIGTERM while installed (`with StopSignals() as stop:`)."""
+    """Records SIGINT and SIGTERM, and counts SIGHUP, while installed (`with StopSignals() as stop:`)."""
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.hangups = 0
         self._waiting = False
         self._previous: dict[int, Any] = {}
 
@@ -38,12 +45,17 @@ class StopSignals:
         if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
             for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
+            if REOPEN_SIGNAL is not None:
+                self._previous[REOPEN_SIGNAL] = signal.signal(REOPEN_SIGNAL, self._hangup)
         return self
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+
+    def _hangup(self, signum: int, frame: FrameType | None) -> None:
+        self.hangups += 1
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received = signum
