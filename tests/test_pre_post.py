@@ -113,6 +113,9 @@ def test_network_of_takes_the_network_out_and_wrap_puts_it_back(tmp_path):
     assert [n.op_type for n in transform.pre] == ["Slice", "Sub", "Div", "Cast"]
     again = pre_post.wrap(network, transform)
     assert pre_post.network_of(network) is None
+    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        assert getattr(again, field) == getattr(original, field), field
+    assert again.metadata_props == original.metadata_props and again.opset_import == original.opset_import
     for window in np.random.default_rng(3).normal(20.0, 5.0, (20, 1, 36, 5)):
         a = _session(original).run(None, {"window": window})[0]
         b = _session(again).run(None, {"window": window})[0]

@@ -114,8 +114,10 @@ CPU_TOLERANCE = {
     ("letter_rnn", "dynamic-int8", "argmax_agreement_625"): (0.025, 0),  # 0.9984 vs 0.9824 (10 sequences)
     ("letter_rnn", "static-int8", "max_abs_diff_vs_fp32"): (0.20, 0),  # 0.015 vs 0.147
     ("letter_rnn", "static-int8", "argmax_agreement_625"): (0.05, 0),  # 0.9968 vs 0.9632 (21 sequences)
-    ("sensor_lstm", "dynamic-int8", "max_abs_diff_vs_fp32"): (0.19, 0),  # 0.119 vs 0.242
-    ("sensor_lstm", "static-int8", "max_abs_diff_vs_fp32"): (0.035, 0),  # 0.102 vs 0.126
+    # the forecaster's files return deg C since its scaling moved into the graph: the spreads measured in its
+    # scaled output times target_scale (0.370), so the same 1.5x: 0.044 vs 0.090 and 0.038 vs 0.047 deg C
+    ("sensor_lstm", "dynamic-int8", "max_abs_diff_vs_fp32"): (0.19 * 0.370, 0),  # 0.119 vs 0.242 scaled
+    ("sensor_lstm", "static-int8", "max_abs_diff_vs_fp32"): (0.035 * 0.370, 0),  # 0.102 vs 0.126 scaled
     ("sensor_lstm", "dynamic-int8", "test_rmse"): (0, 2e-3),  # 0.415716 vs 0.416105: 9.3e-4 relative
     ("sensor_lstm", "dynamic-int8", "test_mae"): (0, 2e-3),  # 9.0e-5 relative
     ("sensor_lstm", "static-int8", "test_rmse"): (0, 2e-3),  # 4.0e-4 relative

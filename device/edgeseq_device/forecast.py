@@ -32,6 +32,12 @@ SCALE_RANGE = (float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
 MAX_WINDOW = 100_000
 
 
+def raw_windows(values: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
+    """Windows of `values` [N, F] of `window` rows ending at rows `ends`, as read: [len(ends), T, F] float64."""
+    windows = sliding_window_view(values, window, axis=0)[np.asarray(ends) - window + 1]
+    return np.ascontiguousarray(windows.transpose(0, 2, 1), dtype=np.float64)  # the window axis was last
+
+
 @dataclass(frozen=True)
 class ForecastSpec:
     """What a forecaster reads and how its inputs and output are scaled. Stored in the manifest."""
@@ -111,9 +117,7 @@ class ForecastSpec:
         return (self._relative(values, ends) / self._scale).astype(np.float32)
 
     def raw_windows(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        """Windows of `values` [N, F] ending at rows `ends`, as read: [len(ends), T, F] float64."""
-        windows = sliding_window_view(values, self.window, axis=0)[np.asarray(ends) - self.window + 1]
-        return np.ascontiguousarray(windows.transpose(0, 2, 1), dtype=np.float64)  # the window axis was last
+        return raw_windows(values, ends, self.window)
 
     def _relative(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
         windows = self.raw_windows(values, ends)

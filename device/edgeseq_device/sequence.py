@@ -24,10 +24,9 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from edgeseq_device.errors import ManifestError
-from edgeseq_device.forecast import MAX_WINDOW, SCALE_RANGE
+from edgeseq_device.forecast import MAX_WINDOW, SCALE_RANGE, raw_windows
 from edgeseq_device.manifest import json_count, json_name, json_names, json_numbers
 from edgeseq_device.messages import shown
 
@@ -144,8 +143,7 @@ class SequenceSpec:
         return self.raw_windows(values, ends) if self.in_graph else self.network_inputs(values, ends)
 
     def raw_windows(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        windows = sliding_window_view(values, self.window, axis=0)[np.asarray(ends) - self.window + 1]
-        return np.ascontiguousarray(windows.transpose(0, 2, 1), dtype=np.float64)  # the window axis was last
+        return raw_windows(values, ends, self.window)
 
     def network_inputs(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """What the network itself sees: normalised windows, float32."""

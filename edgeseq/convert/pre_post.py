@@ -148,10 +148,20 @@ def wrap(network: Any, transform: Transform) -> Any:
         initializer=[*transform.initializers, *graph.initializer],
         value_info=list(graph.value_info),
     )
-    model = helper.make_model(new_graph, opset_imports=list(network.opset_import), producer_name=network.producer_name)
-    model.ir_version = network.ir_version
-    helper.set_model_props(model, {prop.key: prop.value for prop in network.metadata_props})
+    model = _model_like(new_graph, network)
     onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _model_like(graph: Any, like: Any) -> Any:
+    """A ModelProto around `graph` with everything else of `like`: opsets, IR version, producer, domain, model
+    version, doc string, functions and metadata."""
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=list(like.opset_import), functions=list(like.functions))
+    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        setattr(model, field, getattr(like, field))
+    helper.set_model_props(model, {prop.key: prop.value for prop in like.metadata_props})
     return model
 
 
@@ -178,10 +188,7 @@ def network_of(model: Any) -> tuple[Any, Transform] | None:
         initializer=[init for init in graph.initializer if not init.name.startswith(PREFIX)],
         value_info=list(graph.value_info),
     )
-    network = helper.make_model(net_graph, opset_imports=list(model.opset_import), producer_name=model.producer_name)
-    network.ir_version = model.ir_version
-    helper.set_model_props(network, {prop.key: prop.value for prop in model.metadata_props})
-    return network, transform
+    return _model_like(net_graph, model), transform
 
 
 def _spec_of(value: Any) -> TensorSpec:
