@@ -6,4 +6,4 @@ import os
 # This must be set before TensorFlow is first imported, so it is set when edgeseq is.
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 import edgeseq
+from edgeseq.cli_bundle import bundle
 from edgeseq.cli_export import export, quantize_command
 from edgeseq.cli_output import (
     EXPORTED,
@@ -37,6 +38,7 @@ app = typer.Typer(
 app.add_typer(train_app, name="train")
 app.command()(export)
 app.command("quantize")(quantize_command)
+app.command()(bundle)
 
 DEFAULT_LETTER_MODEL = EXPORTED / "letter_rnn.onnx"
 DEFAULT_SENSOR_MODEL = EXPORTED / "sensor_lstm.onnx"
@@ -232,7 +234,9 @@ def run(
     intervals is a gap; a duplicated or backwards time is a bad row. Lines may end in \n, \r\n or \r.
 
     --follow keeps reading a growing file like tail -F: a file that is truncated or replaced (log rotation) is
-    reopened from its start, and a new window starts. Stdin ends when its writer closes it.
+    reopened from its start, and a new window starts; SIGHUP (systemctl reload) is logged and looked at at
+    the next poll, and does not end a --follow run whose stderr is not a terminal. Stdin ends when its
+    writer closes it.
 
     A missing or duplicated column, a file that is not CSV text, or a model whose sha256 or signature
     differs from its manifest stops before anything runs (exit 2). Ctrl-C (exit 130) and SIGTERM (exit 143)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -48,3 +49,29 @@ def old_format_forecaster(tmp_path: Path) -> Path:
     (tmp_path / "old_lstm.json").write_text(json.dumps(manifest))
     shutil.copy(SENSOR_CSV, tmp_path / "sensor.csv")
     return path
+
+
+def require_in_ci(reason: str) -> None:
+    """Skip the test, saying why; under CI (the variable CI set), whose .ci/run installs what it needs, fail
+    instead: a check that CI must run never passes by being skipped."""
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI is set, and .ci/run should have installed it")
+    pytest.skip(reason)
+
+
+def bundle_of_the_forecaster(platform: str, out: Path) -> dict[str, str]:
+    """`edgeseq bundle` of the shipped fp32 and dynamic-int8 forecasters for `platform` to `out`, through the CLI;
+    returns the environment to run the bundle's install.sh in (this venv's variables left out)."""
+    from typer.testing import CliRunner
+
+    from edgeseq.cli import app
+
+    built = CliRunner().invoke(
+        app,
+        ["bundle", "--model", "exported/sensor_lstm.onnx", "--model", "exported/sensor_lstm.dynamic-int8.onnx",
+         "--platform", platform, "--out", str(out)],
+    )  # fmt: skip
+    assert built.exit_code == 0, built.output
+    return {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}

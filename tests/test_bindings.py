@@ -3,7 +3,6 @@
 
 import csv
 import json
-import os
 import platform
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXPORTED, REPO
+from tests.helpers import require_in_ci
 from tests.streams import LINES, MANIFEST, SENSOR_CSV, SENSOR_ONNX, T, records, run
 
 EXAMPLES = REPO / "examples" / "without_edgeseq"
@@ -31,10 +31,7 @@ ATOL = 1e-5  # T2 in deg C; every example runs the same file through onnxruntime
 
 def missing(what: str, how: str) -> None:
     """Skip a check whose dependency is absent, saying how to install it; under CI, which installs it, fail."""
-    message = f"{what} is missing; to install it: {how}"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message}; CI is set, and .ci/run should have installed it")
-    pytest.skip(message)
+    require_in_ci(f"{what} is missing; to install it: {how}")
 
 
 @pytest.fixture(scope="module")

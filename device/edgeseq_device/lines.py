@@ -15,9 +15,10 @@ everywhere.
 - Following (`follow=True`), end of file means "wait": a regular file is polled like `tail -F`: when it shrinks
   below what was read (truncated) or its path names a new file (rotated), it is reopened from its start and a
   `Reopened` event says so. A FIFO is reopened for its next writer. Stdin ends at end of file.
-- SIGHUP (counted by `StopSignals`) while following: once all that the open file holds has been read, the path
-  is looked at again at once: a new file there (rotated), or a shorter one (truncated), is reopened (`Reopened`);
-  the same file is read on, and a `Notice` says so. Without --follow there is nothing to reopen: a `Notice`.
+- SIGHUP (counted by `StopSignals` when the runner follows a file as a service) is answered once all that the
+  open file holds has been read, at the poll: a new file there (rotated) or a shorter one (truncated) is
+  reopened, as it would be anyway (`Reopened`, its reason saying SIGHUP); the same file is read on, and a
+  `Notice` says so. A FIFO is reopened when its writer closes it; stdin cannot be reopened (a `Notice`).
 """
 
 from __future__ import annotations
@@ -303,18 +304,17 @@ class LineSource:
                 chunk, head = head, None
             waits = self.follow and (self._regular or self._fifo) and self.path is not None
             if not waits and self.stop.hangups != self._hangups_seen and self._hangup_seen():
-                yield Notice("SIGHUP: nothing to reopen without --follow; reading on")
+                yield Notice(f"SIGHUP: {self.name} cannot be reopened; reading on")
             if not chunk:
                 if not waits:
                     if pending and not skipping:  # a last line without a line break
                         yield pending.decode("utf-8", "replace")
                     return
-                hangup = self._hangup_seen()
-                if hangup and self._fifo:
-                    yield Notice("SIGHUP: the FIFO is read on; it is reopened when its writer closes it")
+                # a FIFO is reopened when its writer closes it, SIGHUP or not
+                hangup = self._regular and self._hangup_seen()
                 reason = self._after_end()
                 if reason is None:
-                    if hangup and self._regular:
+                    if hangup:
                         yield Notice(f"SIGHUP: {self.name} is still the same file; reading on")
                     with self.stop.waiting():
                         time.sleep(self.poll_seconds)

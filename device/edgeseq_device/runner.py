@@ -135,6 +135,13 @@ def _check_output(options: RunOptions) -> None:
         raise InputError(f"--output {options.output} is the file on stdin: writing records there would destroy it")
 
 
+def _is_terminal(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
 def _stdin_is(path: str) -> bool:
     try:
         stdin, other = os.fstat(sys.stdin.fileno()), os.stat(path)
@@ -160,7 +167,9 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
         say(f"{prog}: error: --on-bad-row must be skip or fail, got {options.on_bad_row!r}")
         return EXIT_USAGE
     stats = Stats()
-    with StopSignals() as stop:
+    # SIGHUP asks a service to reopen its followed file; on a terminal it keeps its default (a closed terminal
+    # ends the run)
+    with StopSignals(reopen=options.follow and not _is_terminal(stderr)) as stop:
         try:
             model = load_model(options.model, threads=options.threads, require_manifest=False)
             spec = resolve_spec(model, options.task_overrides())

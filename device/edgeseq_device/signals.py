@@ -6,9 +6,10 @@ written and counted before it stops: an exception raised in the middle of writin
 the summary one short of the records written. Only while the runner waits for input (a read, a poll, the
 open of a FIFO) does the handler raise `StopRequested`, because nothing is half done there.
 
-SIGHUP only counts (`hangups`): the line source looks at the count once it has read all that its open file
-holds, and reopens the path then, so no line of a rotated file is lost. Its default action, ending the
-process, would make `systemctl reload` kill the service.
+SIGHUP, with `reopen=True` (the runner follows a file and stderr is not a terminal: a service), only counts
+(`hangups`): the line source looks at the count once it has read all that its open file holds, at its next
+poll, so no line of a rotated file is lost; its default action, ending the process, would make `systemctl
+reload` kill the service. Otherwise SIGHUP keeps its default: a closed terminal ends the run.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ class StopRequested(BaseException):  # like KeyboardInterrupt: a request, not an
 class StopSignals:
     """Records SIGINT and SIGTERM, and counts SIGHUP, while installed (`with StopSignals() as stop:`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, reopen: bool = False) -> None:
         self.received: int | None = None
         self.hangups = 0
+        self.reopen = reopen
         self._waiting = False
         self._previous: dict[int, Any] = {}
 
@@ -45,7 +47,7 @@ class StopSignals:
         if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
             for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
-            if REOPEN_SIGNAL is not None:
+            if self.reopen and REOPEN_SIGNAL is not None:
                 self._previous[REOPEN_SIGNAL] = signal.signal(REOPEN_SIGNAL, self._hangup)
         return self
 

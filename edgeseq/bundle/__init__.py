@@ -1,0 +1,232 @@
+"""`edgeseq bundle`: one folder (or tarball) that installs and runs exported models on a box with no network.
+
+    wheelhouse.py   edgeseq-device from this tree, numpy and onnxruntime for the target platform and Python
+    scripts.py      install.sh, the systemd unit and its settings, the README for the box
+
+The folder holds wheels/, models/ (each model with its manifest, and a sample stream), install.sh,
+edgeseq.service.in, edgeseq.env.in, README.md, bundle.json (what was bundled, for whom) and SHA256SUMS.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import edgeseq
+from edgeseq.bundle import scripts
+from edgeseq.bundle.wheelhouse import PLATFORM_TAGS, build_device_wheel, download_dependencies
+from edgeseq.errors import BadInputError
+from edgeseq.progress import Progress, Silent
+from edgeseq_device.lines import LineSource, Reopened, TooLong
+from edgeseq_device.manifest import manifest_path_for, sha256_of
+from edgeseq_device.model import load_model
+from edgeseq_device.runner import RunOptions, run_stream
+
+MACHINES = {"linux-aarch64": "aarch64", "linux-x86_64": "x86_64"}
+SMOKE_FORECASTS = 5
+SMOKE_FILE = "smoke.csv"
+TARBALL_SUFFIXES = (".tar.gz", ".tgz")
+# Names are written into install.sh and the unit: plain ones only, so no quoting can go wrong
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    path: Path  # the folder, or the tarball
+    files: int
+    size: int  # bytes of every file in the folder
+    seconds: float
+    first_forecast: str  # the smoke test's first record, on this machine
+
+
+def _sample_of(model: Path, manifest: dict, sample: Path | None) -> Path:
+    if sample is not None:
+        if not sample.is_file():
+            raise BadInputError(f"--sample {sample}: no such file")
+        return sample
+    recorded = manifest.get("sample", {}).get("file")
+    if recorded and (model.parent / recorded).is_file():
+        return model.parent / recorded
+    raise BadInputError(
+        f"{model.name} records no sample stream beside it: give --sample FILE (a CSV with its columns), which "
+        "install.sh runs as its smoke test"
+    )
+
+
+def _smoke_lines(sample: Path, rows: int) -> str:
+    """The header and the first `rows` lines of the sample, as plain text (the sample may be compressed)."""
+    kept = []
+    for line in LineSource(str(sample)):
+        if isinstance(line, (Reopened, TooLong)):
+            continue
+        kept.append(line)
+        if len(kept) > rows:
+            break
+    return "".join(f"{line}\n" for line in kept)
+
+
+def smoke_test(model: Path, smoke: Path) -> str:
+    """Run `model` on the smoke rows here, through the device runtime as install.sh will on the box; the first
+    record, or BadInputError when there is none (a sample that does not fit the model)."""
+    records, messages = io.StringIO(), io.StringIO()
+    code = run_stream(RunOptions(stream=str(smoke), model=model), records, messages, prog="smoke test")
+    if code in (130, 143):  # Ctrl-C or SIGTERM while it ran: the bundle is abandoned, not the sample blamed
+        raise KeyboardInterrupt
+    first = records.getvalue().partition("\n")[0]
+    if code != 0 or not first:
+        said = " ".join(line for line in messages.getvalue().splitlines() if "done:" not in line)[:300]
+        raise BadInputError(
+            f"the sample gives {model.name} no forecast in its first {SMOKE_FORECASTS} windows"
+            f"{': ' + said if said else ''}: give --sample FILE with the model's columns"
+        )
+    return first
+
+
+def write_sha256sums(folder: Path) -> None:
+    """SHA256SUMS in `sha256sum -c` form: every file under `folder` but itself, sorted."""
+    lines = [
+        f"{sha256_of(path.read_bytes())}  {path.relative_to(folder).as_posix()}"
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != "SHA256SUMS"
+    ]
+    (folder / "SHA256SUMS").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        template = template.replace(f"@{key}@", value)
+    return template
+
+
+def _destination(out: Path) -> tuple[str, bool]:
+    """The bundle's folder name and whether `out` is a tarball; BadInputError for what cannot be written."""
+    tarball = out.name.endswith(TARBALL_SUFFIXES)
+    name = out.name
+    for suffix in TARBALL_SUFFIXES:
+        name = name.removesuffix(suffix) if tarball else name
+    if not SAFE_NAME.fullmatch(name):
+        raise BadInputError(f"--out {out}: name the bundle with letters, digits, '.', '_' and '-'")
+    if out.exists() and (tarball or not out.is_dir() or any(out.iterdir())):
+        raise BadInputError(f"--out {out} already exists: give a new folder or tarball name")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".edgeseq-bundle-"):
+            pass
+    except OSError as exc:
+        raise BadInputError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    return name, tarball
+
+
+def make_bundle(
+    models: list[Path],
+    platform: str,
+    out: Path,
+    *,
+    python: str = "3.11",
+    sample: Path | None = None,
+    command: str = "edgeseq bundle",
+    progress: Progress = Silent(),
+) -> BundleResult:
+    """Write the bundle for `models` (exported ONNX files, each checked against its manifest first) to `out`:
+    a folder, or a tarball when `out` ends in .tar.gz or .tgz. The first model is the one the service and the
+    smoke test run; the smoke test runs here first. `out` appears whole or not at all."""
+    started = time.perf_counter()
+    if platform not in PLATFORM_TAGS:
+        raise BadInputError(f"--platform {platform}: choose {' or '.join(PLATFORM_TAGS)}")
+    if not models:
+        raise BadInputError("give at least one --model")
+    out = Path(out)
+    name, tarball = _destination(out)
+    checked, shipped = [], {}
+    for model in map(Path, models):
+        loaded = load_model(model, require_manifest=True)  # sha256 and signature, as on the box
+        checked.append((model, loaded.manifest))
+    stream = _sample_of(checked[0][0], checked[0][1].data, sample)
+    for source in [path for model, _ in checked for path in (model, manifest_path_for(model))] + [stream]:
+        if not SAFE_NAME.fullmatch(source.name):
+            raise BadInputError(f"{source}: bundled files need plain names (letters, digits, '.', '_' and '-')")
+        other = shipped.setdefault(source.name, source)
+        if other.resolve() != source.resolve() and other.read_bytes() != source.read_bytes():
+            raise BadInputError(f"{other} and {source} would both be models/{source.name}: bundle them separately")
+    window = int(checked[0][1].data.get("window", 1))
+
+    with tempfile.TemporaryDirectory(prefix="edgeseq-bundle-") as scratch:
+        folder = Path(scratch) / name
+        (folder / "wheels").mkdir(parents=True)
+        (folder / "models").mkdir()
+        smoke = folder / "models" / SMOKE_FILE
+        smoke.write_text(_smoke_lines(stream, window + SMOKE_FORECASTS - 1), encoding="utf-8")
+        progress.step(f"smoke test here: {checked[0][0].name} on the first rows of {stream.name}")
+        for source in shipped.values():
+            shutil.copy2(source, folder / "models" / source.name)
+        first_forecast = smoke_test(folder / "models" / checked[0][0].name, smoke)
+        progress.step("building the edgeseq-device wheel from this tree")
+        build_device_wheel(folder / "wheels")
+        progress.step(f"downloading numpy and onnxruntime wheels for {platform}, Python {python}")
+        download_dependencies(folder / "wheels", platform, python)
+        values = {
+            "DIR": "@DIR@",  # filled on the box by install.sh
+            "MODEL": checked[0][0].name,
+            "MODELS": ", ".join(model.name for model, _ in checked),
+            "SAMPLE": stream.name,
+            "PLATFORM": platform,
+            "MACHINE": MACHINES[platform],
+            "PYTHON": python,
+            "COMMAND": command,
+            "VERSION": edgeseq.__version__,
+            "BUILT": time.strftime("%Y-%m-%d", time.gmtime()),
+        }
+        install = folder / "install.sh"
+        install.write_text(_fill(scripts.INSTALL_SH, values), encoding="utf-8")
+        install.chmod(0o755)
+        (folder / "edgeseq.service.in").write_text(_fill(scripts.SERVICE, values), encoding="utf-8")
+        (folder / "edgeseq.env.in").write_text(_fill(scripts.ENV, values), encoding="utf-8")
+        (folder / "README.md").write_text(_fill(scripts.README, values), encoding="utf-8")
+        described = {
+            "platform": platform,
+            "python": python,
+            "models": [model.name for model, _ in checked],
+            "service_model": checked[0][0].name,
+            "sample": stream.name,
+            "smoke": {"file": f"models/{SMOKE_FILE}", "first_forecast_here": json.loads(first_forecast)},
+            "wheels": sorted(path.name for path in (folder / "wheels").iterdir()),
+            "edgeseq_version": edgeseq.__version__,
+            "command": command,
+        }
+        (folder / "bundle.json").write_text(json.dumps(described, indent=2) + "\n", encoding="utf-8")
+        write_sha256sums(folder)
+        files = [path for path in folder.rglob("*") if path.is_file()]
+        size = sum(path.stat().st_size for path in files)
+        progress.step(f"writing {out}")
+        _publish(folder, out, name, tarball)
+    return BundleResult(out, len(files), size, time.perf_counter() - started, first_forecast)
+
+
+def _publish(folder: Path, out: Path, name: str, tarball: bool) -> None:
+    """Move the finished bundle to `out` under a temporary name first, so an interrupted or failed write
+    leaves nothing that a second run would take for a bundle."""
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    try:
+        if tarball:
+            with tarfile.open(partial, "w:gz") as archive:
+                archive.add(folder, arcname=name)
+        else:
+            shutil.copytree(folder, partial)
+        if out.is_dir():  # an empty folder given as --out
+            out.rmdir()
+        os.replace(partial, out)
+    except OSError as exc:
+        raise BadInputError(f"--out {out}: cannot write the bundle ({exc.strerror or exc})") from None
+    finally:
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        elif partial.exists():
+            partial.unlink()

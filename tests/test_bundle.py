@@ -1,0 +1,262 @@
+"""`edgeseq bundle` on x86-64: installed offline from its own wheels into a fresh venv, its runner equal to
+`edgeseq run`, its checksums, its refusals, and its systemd unit run as systemd would run it."""
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from edgeseq.cli import app
+from edgeseq_device.manifest import sha256_of
+from tests.helpers import bundle_of_the_forecaster
+from tests.streams import LINES, SENSOR_CSV, records, run
+
+FP32 = "sensor_lstm.onnx"
+INT8 = "sensor_lstm.dynamic-int8.onnx"
+
+
+def _network_free() -> list[str]:
+    """A prefix that runs a command with no network at all (a new, empty network namespace), where we can."""
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+        if probe.returncode == 0:
+            return ["unshare", "-n"]
+    return []
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """The x86-64 bundle of the fp32 and dynamic-int8 files, as a tarball, unpacked and installed by its own
+    install.sh with no network."""
+    where = tmp_path_factory.mktemp("bundle")
+    env = bundle_of_the_forecaster("linux-x86_64", where / "edge.tar.gz")
+    with tarfile.open(where / "edge.tar.gz") as archive:
+        archive.extractall(where / "box", filter="data")
+    folder = where / "box" / "edge"
+    proc = subprocess.run(
+        [*_network_free(), "./install.sh"], cwd=folder, capture_output=True, text=True, timeout=600,
+        env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return folder, proc
+
+
+def test_the_bundle_holds_wheels_models_scripts_and_checksums(installed):
+    folder, _ = installed
+    described = json.loads((folder / "bundle.json").read_text())
+    assert described["platform"] == "linux-x86_64" and described["python"] == "3.11"
+    assert described["models"] == [FP32, INT8] and described["service_model"] == FP32
+    wheels = sorted(p.name.split("-")[0] for p in (folder / "wheels").iterdir())
+    assert {"edgeseq_device", "numpy", "onnxruntime", "protobuf", "flatbuffers", "packaging"} <= set(wheels)
+    assert all("x86_64" in p.name or "none-any" in p.name for p in (folder / "wheels").iterdir())
+    models = {FP32, INT8, "sensor_lstm.json", "sensor.csv", "smoke.csv"}
+    assert {p.name for p in (folder / "models").iterdir()} == models
+    assert (folder / "models" / "smoke.csv").read_text().splitlines() == LINES[: 36 + 4 + 1]  # 5 windows
+    listed = dict(reversed(line.split("  ", 1)) for line in (folder / "SHA256SUMS").read_text().splitlines())
+    shipped = {"README.md", "bundle.json", "install.sh", "edgeseq.service.in", "edgeseq.env.in"}
+    assert shipped | {f"models/{name}" for name in models} <= set(listed)
+    assert all(
+        name.startswith("wheels/") for name in set(listed) - shipped - {n for n in listed if n.startswith("models/")}
+    )
+    check = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=folder, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_install_sh_installs_offline_and_prints_the_first_forecast_of_the_sample(installed):
+    folder, proc = installed
+    first = [line for line in proc.stdout.splitlines() if line.startswith("first forecast: ")]
+    assert first, proc.stdout
+    reference = records(run("--stream", SENSOR_CSV, "--model", f"exported/{FP32}").stdout)[0]
+    printed = json.loads(first[0].removeprefix("first forecast: "))
+    assert printed["row"] == reference["row"] and abs(printed["prediction"] - reference["prediction"]) <= 1e-6
+    here = json.loads((folder / "bundle.json").read_text())["smoke"]["first_forecast_here"]
+    assert here["row"] == reference["row"] and abs(here["prediction"] - reference["prediction"]) <= 1e-6
+    assert (folder / "venv" / "bin" / "python").exists()
+    assert "edgeseq.service" in proc.stdout and "journalctl -u edgeseq" in proc.stdout
+
+
+@pytest.mark.parametrize("model", [FP32, INT8])
+def test_the_bundles_runner_equals_edgeseq_run_on_the_whole_sample(installed, model):
+    folder, _ = installed
+    proc = subprocess.run(
+        [folder / "venv" / "bin" / "python", "-m", "edgeseq_device", "run", "--stream", "models/sensor.csv",
+         "--model", f"models/{model}"],
+        cwd=folder, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    ours = records(proc.stdout)
+    reference = records(run("--stream", SENSOR_CSV, "--model", f"exported/{model}").stdout)
+    assert len(ours) == len(reference) == len(LINES) - 36
+    worst = max(abs(a["prediction"] - b["prediction"]) for a, b in zip(ours, reference, strict=True))
+    assert worst <= 1e-6, worst
+    assert [(a["row"], a["time"]) for a in ours] == [(b["row"], b["time"]) for b in reference]
+
+
+def test_a_changed_file_is_refused_by_install_sh(installed, tmp_path):
+    folder, _ = installed
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("venv"))
+    with (copy / "models" / "sensor.csv").open("a") as handle:
+        handle.write("tampered\n")
+    proc = subprocess.run(["./install.sh"], cwd=copy, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "models/sensor.csv: FAILED" in proc.stderr and "differ from SHA256SUMS" in proc.stderr
+    assert not (copy / "venv").exists()
+
+
+def test_install_sh_refuses_another_python_by_name(installed, tmp_path):
+    folder, _ = installed
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("venv"))
+    fake = tmp_path / "python3.12"
+    fake.write_text('#!/bin/sh\ncase "$*" in *version_info*) echo 3.12 ;; *) echo x86_64 ;; esac\n')
+    fake.chmod(0o755)
+    proc = subprocess.run(["./install.sh"], cwd=copy, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHON": str(fake)})  # fmt: skip
+    assert proc.returncode == 1
+    assert "wheels are for Python 3.11 on x86_64" in proc.stderr and "Python 3.12 on x86_64" in proc.stderr
+    assert "edgeseq bundle --platform linux-x86_64 --python 3.12" in proc.stderr
+
+
+def test_installing_again_makes_the_venv_afresh_and_keeps_the_settings(installed, tmp_path):
+    folder, _ = installed
+    copy = tmp_path / "again"
+    shutil.copytree(folder, copy, symlinks=True)
+    stale = next((copy / "venv" / "lib").glob("python3*/site-packages/edgeseq_device")) / "stale_module.py"
+    stale.write_text("# from an older bundle's runtime\n")
+    settings = copy / "edgeseq.env"
+    settings.write_text(settings.read_text() + "# edited on the box\n")
+    proc = subprocess.run(["./install.sh"], cwd=copy, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert not stale.exists() and settings.read_text().endswith("# edited on the box\n")
+
+
+def test_a_folder_with_spaces_percent_and_ampersand_gets_a_unit_systemd_accepts(installed, tmp_path):
+    folder, _ = installed
+    odd = tmp_path / "edge box & 100%"
+    shutil.copytree(folder, odd, ignore=shutil.ignore_patterns("venv", "edgeseq.env", "edgeseq.service"))
+    proc = subprocess.run(["./install.sh"], cwd=odd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    unit = (odd / "edgeseq.service").read_text()
+    assert f'ExecStart="{str(odd).replace("%", "%%")}/venv/bin/python"' in unit
+    assert f"EDGESEQ_MODEL={odd}/models/{FP32}" in (odd / "edgeseq.env").read_text()
+    if shutil.which("systemd-analyze"):
+        verify = subprocess.run(
+            ["systemd-analyze", "verify", str(odd / "edgeseq.service")], capture_output=True, text=True
+        )
+        assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+
+
+def test_bundle_refusals_are_one_line_each(tmp_path):
+    def bundle(*args):
+        return CliRunner().invoke(app, ["bundle", *map(str, args)])
+
+    existing = tmp_path / "there"
+    existing.mkdir()
+    (existing / "x").write_text("x")
+    cases = [
+        (["--platform", "linux-x86_64", "--out", existing], "already exists"),
+        (["--platform", "linux-x86_64", "--out", tmp_path / "a", "--python", "3.9"], "--python 3.9: choose one of"),
+        (["--platform", "linux-x86_64", "--out", tmp_path / "b", "--model", tmp_path / "none.onnx"], "none.onnx"),
+        (["--platform", "linux-x86_64", "--out", tmp_path / "c", "--sample", tmp_path / "no.csv"], "--sample"),
+        (["--platform", "windows", "--out", tmp_path / "d"], "'windows' is not one of"),
+        (["--platform", "linux-x86_64", "--out", "/proc/edgeseq.tar.gz"], "cannot write there"),
+        (["--platform", "linux-x86_64", "--out", tmp_path / ".tar.gz"], "name the bundle with letters"),
+        # a sample that does not fit the model is found here, not on the box
+        (["--platform", "linux-x86_64", "--out", tmp_path / "e", "--model", "exported/letter_rnn.onnx",
+          "--sample", "exported/sensor.csv"], "no forecast in its first 5 windows"),
+        # two files that would both be models/sensor_lstm.onnx
+        (["--platform", "linux-x86_64", "--out", tmp_path / "f", "--model", "exported/sensor_lstm.onnx",
+          "--model", old_copy(tmp_path)], "would both be models/sensor_lstm.onnx"),
+    ]  # fmt: skip
+    for args, message in cases:
+        result = bundle(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output and "Traceback" not in result.output, (args, result.output)
+    assert not any((tmp_path / name).exists() for name in "abcef")
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name or p.name.startswith(".edgeseq-bundle")]
+
+
+def old_copy(tmp_path: Path) -> Path:
+    """Another sensor_lstm.onnx with its manifest: the shipped one, re-saved (other bytes, its own sha256)."""
+    other = tmp_path / "other"
+    other.mkdir(exist_ok=True)
+    manifest = json.loads(Path("exported/sensor_lstm.json").read_text())
+    proto = onnx.load("exported/sensor_lstm.onnx")
+    proto.doc_string = "another export"
+    (other / "sensor_lstm.onnx").write_bytes(proto.SerializeToString())
+    written = (other / "sensor_lstm.onnx").read_bytes()
+    manifest["files"] = {"sensor_lstm.onnx": {"sha256": sha256_of(written), "size": len(written)}}
+    (other / "sensor_lstm.json").write_text(json.dumps(manifest))
+    return other / "sensor_lstm.onnx"
+
+
+def _unit(folder: Path) -> dict[str, str]:
+    """The [Service] settings of the installed unit, continuation lines joined, as systemd reads them."""
+    text = (folder / "edgeseq.service").read_text().replace("\\\n", " ")
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith(("#", "[")))
+
+
+def _exec_start(folder: Path, settings: dict[str, str], env: dict[str, str]) -> list[str]:
+    """ExecStart with systemd's substitutions: ${VAR} is one word, $VAR splits on whitespace."""
+    words = []
+    for word in shlex.split(settings["ExecStart"]):
+        if word.startswith("${") and word.endswith("}"):
+            words.append(env[word[2:-1]])
+        elif word.startswith("$"):
+            words.extend(env[word[1:]].split())
+        else:
+            words.append(word)
+    return words
+
+
+def test_systemd_accepts_the_unit(installed):
+    folder, _ = installed
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed here")
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(folder / "edgeseq.service")], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+    settings = _unit(folder)
+    assert settings["SuccessExitStatus"] == "143" and settings["KillSignal"] == "SIGTERM"
+    assert settings["Restart"] == "on-failure" and settings["ExecReload"] == "/bin/kill -HUP $MAINPID"
+
+
+def test_the_units_command_follows_a_file_and_sigterm_is_a_clean_stop(installed, tmp_path):
+    """ExecStart as systemd runs it, with the settings pointed at a file a logger appends to: the rows appended
+    become forecasts, SIGTERM (systemctl stop) writes every one, then the summary, then exits with a status the
+    unit lists as success."""
+    folder, _ = installed
+    settings = _unit(folder)
+    env = dict(line.split("=", 1) for line in (folder / "edgeseq.env").read_text().splitlines() if "=" in line)
+    source, sink = tmp_path / "sensor.csv", tmp_path / "forecasts.jsonl"
+    env.update(EDGESEQ_SOURCE=str(source), EDGESEQ_SINK=str(sink))
+    source.write_text("\n".join(LINES[:40]) + "\n")
+    proc = subprocess.Popen(_exec_start(folder, settings, env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **env})  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while (not sink.exists() or len(sink.read_text().splitlines()) < 4) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with source.open("a") as handle:
+            handle.write("\n".join(LINES[40:60]) + "\n")
+        while len(sink.read_text().splitlines()) < 24 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    written = sink.read_text()
+    assert written.endswith("\n") and len(written.splitlines()) == 59 - 36 + 1  # 59 data rows, windows of 36
+    assert proc.returncode == int(settings["SuccessExitStatus"]) == 143, err
+    assert "stopped by SIGTERM" in err and "24 predictions" in err and "Traceback" not in err
