@@ -15,6 +15,7 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
+from edgeseq.bundle import write_smoke_test
 from edgeseq.cli import app
 from edgeseq_device.manifest import sha256_of
 from tests.helpers import bundle_of_the_forecaster
@@ -156,6 +157,18 @@ def test_a_folder_with_spaces_percent_and_ampersand_gets_a_unit_systemd_accepts(
         assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
 
 
+def test_the_smoke_rows_are_as_many_as_the_first_five_forecasts_need(tmp_path):
+    # 50 bad rows first (a logger starting up): the smoke test looks past them, and stops after 5 forecasts
+    sample = tmp_path / "late.csv"
+    bad = ",".join(["x"] * len(LINES[0].split(",")))
+    sample.write_text("\n".join([LINES[0], *[bad] * 50, *LINES[1:200]]) + "\n")
+    smoke = tmp_path / "smoke.csv"
+    first = json.loads(write_smoke_test(Path("exported") / FP32, sample, smoke))
+    assert smoke.read_text().splitlines() == [LINES[0], *[bad] * 50, *LINES[1:41]]
+    assert first["row"] == 50 + 36
+    assert len(records(run("--stream", smoke, "--model", f"exported/{FP32}").stdout)) == 5
+
+
 def test_bundle_refusals_are_one_line_each(tmp_path):
     def bundle(*args):
         return CliRunner().invoke(app, ["bundle", *map(str, args)])
@@ -173,7 +186,7 @@ def test_bundle_refusals_are_one_line_each(tmp_path):
         (["--platform", "linux-x86_64", "--out", tmp_path / ".tar.gz"], "name the bundle with letters"),
         # a sample that does not fit the model is found here, not on the box
         (["--platform", "linux-x86_64", "--out", tmp_path / "e", "--model", "exported/letter_rnn.onnx",
-          "--sample", "exported/sensor.csv"], "no forecast in its first 5 windows"),
+          "--sample", "exported/sensor.csv"], "give letter_rnn.onnx no forecast"),
         # two files that would both be models/sensor_lstm.onnx
         (["--platform", "linux-x86_64", "--out", tmp_path / "f", "--model", "exported/sensor_lstm.onnx",
           "--model", old_copy(tmp_path)], "would both be models/sensor_lstm.onnx"),

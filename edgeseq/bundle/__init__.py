@@ -32,6 +32,7 @@ from edgeseq_device.runner import RunOptions, run_stream
 
 MACHINES = {"linux-aarch64": "aarch64", "linux-x86_64": "x86_64"}
 SMOKE_FORECASTS = 5
+SMOKE_SEARCH_ROWS = 20_000  # the first rows of the sample looked through for the smoke test's forecasts
 SMOKE_FILE = "smoke.csv"
 TARBALL_SUFFIXES = (".tar.gz", ".tgz")
 # Names are written into install.sh and the unit: plain ones only, so no quoting can go wrong
@@ -61,33 +62,48 @@ def _sample_of(model: Path, manifest: dict, sample: Path | None) -> Path:
     )
 
 
-def _smoke_lines(sample: Path, rows: int) -> str:
-    """The header and the first `rows` lines of the sample, as plain text (the sample may be compressed)."""
-    kept = []
-    for line in LineSource(str(sample)):
-        if isinstance(line, (Reopened, TooLong)):
-            continue
-        kept.append(line)
-        if len(kept) > rows:
-            break
-    return "".join(f"{line}\n" for line in kept)
+def _first_lines(sample: Path, rows: int) -> list[str]:
+    """The header and the first `rows` lines of the sample, as text (the sample may be compressed)."""
+    kept: list[str] = []
+    source = LineSource(str(sample))
+    try:
+        for line in source:
+            if isinstance(line, (Reopened, TooLong)):
+                continue
+            kept.append(line)
+            if len(kept) > rows:
+                break
+    finally:
+        source.close()
+    return kept
 
 
-def smoke_test(model: Path, smoke: Path) -> str:
-    """Run `model` on the smoke rows here, through the device runtime as install.sh will on the box; the first
-    record, or BadInputError when there is none (a sample that does not fit the model)."""
+def _run_here(model: Path, stream: Path) -> tuple[int, list[str], str]:
     records, messages = io.StringIO(), io.StringIO()
-    code = run_stream(RunOptions(stream=str(smoke), model=model), records, messages, prog="smoke test")
+    code = run_stream(RunOptions(stream=str(stream), model=model), records, messages, prog="smoke test")
     if code in (130, 143):  # Ctrl-C or SIGTERM while it ran: the bundle is abandoned, not the sample blamed
         raise KeyboardInterrupt
-    first = records.getvalue().partition("\n")[0]
-    if code != 0 or not first:
-        said = " ".join(line for line in messages.getvalue().splitlines() if "done:" not in line)[:300]
+    said = " ".join(line for line in messages.getvalue().splitlines() if "done:" not in line)[:300]
+    return code, records.getvalue().splitlines(), said
+
+
+def write_smoke_test(model: Path, sample: Path, smoke: Path) -> str:
+    """Write to `smoke` the sample's first lines, as many as `model` needs for its first SMOKE_FORECASTS
+    forecasts (a keyed stream needs a window per key), after running them here through the device runtime as
+    install.sh will on the box; return the first record. BadInputError when they give no forecast."""
+    lines = _first_lines(sample, SMOKE_SEARCH_ROWS)
+    smoke.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    code, records, said = _run_here(model, smoke)
+    if records:  # cut after the row of the last forecast wanted (rows count the data lines read)
+        last = json.loads(records[min(SMOKE_FORECASTS, len(records)) - 1])["row"]
+        smoke.write_text("".join(f"{line}\n" for line in lines[: last + 1]), encoding="utf-8")
+        code, records, said = _run_here(model, smoke)
+    if code != 0 or not records:
         raise BadInputError(
-            f"the sample gives {model.name} no forecast in its first {SMOKE_FORECASTS} windows"
-            f"{': ' + said if said else ''}: give --sample FILE with the model's columns"
+            f"the sample's first {len(lines) - 1:,} rows give {model.name} no forecast{': ' + said if said else ''}: "
+            "give --sample FILE with the model's columns"
         )
-    return first
+    return records[0]
 
 
 def write_sha256sums(folder: Path) -> None:
@@ -151,23 +167,23 @@ def make_bundle(
         checked.append((model, loaded.manifest))
     stream = _sample_of(checked[0][0], checked[0][1].data, sample)
     for source in [path for model, _ in checked for path in (model, manifest_path_for(model))] + [stream]:
-        if not SAFE_NAME.fullmatch(source.name):
-            raise BadInputError(f"{source}: bundled files need plain names (letters, digits, '.', '_' and '-')")
+        if not SAFE_NAME.fullmatch(source.name) or source.name == SMOKE_FILE:
+            raise BadInputError(
+                f"{source}: bundled files need plain names (letters, digits, '.', '_' and '-'), other than {SMOKE_FILE}"
+            )
         other = shipped.setdefault(source.name, source)
         if other.resolve() != source.resolve() and other.read_bytes() != source.read_bytes():
             raise BadInputError(f"{other} and {source} would both be models/{source.name}: bundle them separately")
-    window = int(checked[0][1].data.get("window", 1))
 
     with tempfile.TemporaryDirectory(prefix="edgeseq-bundle-") as scratch:
         folder = Path(scratch) / name
         (folder / "wheels").mkdir(parents=True)
         (folder / "models").mkdir()
         smoke = folder / "models" / SMOKE_FILE
-        smoke.write_text(_smoke_lines(stream, window + SMOKE_FORECASTS - 1), encoding="utf-8")
         progress.step(f"smoke test here: {checked[0][0].name} on the first rows of {stream.name}")
         for source in shipped.values():
             shutil.copy2(source, folder / "models" / source.name)
-        first_forecast = smoke_test(folder / "models" / checked[0][0].name, smoke)
+        first_forecast = write_smoke_test(folder / "models" / checked[0][0].name, stream, smoke)
         progress.step("building the edgeseq-device wheel from this tree")
         build_device_wheel(folder / "wheels")
         progress.step(f"downloading numpy and onnxruntime wheels for {platform}, Python {python}")
