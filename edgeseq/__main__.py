@@ -5,11 +5,22 @@ modules are imported, while typer builds the command, and inside a command. `edg
 handlers while it streams, so that the record in hand is finished first.
 """
 
+import sys
+
 from edgeseq_device.interrupt import CtrlC
 
 
 def main() -> None:
     with CtrlC("edgeseq") as ctrl_c:
+        if sys.argv[1:2] == ["run"]:  # the streaming command starts without typer when its line is plain
+            from edgeseq.cli_run import parse
+
+            options = parse(sys.argv[2:])
+            if options is not None:
+                from edgeseq_device.runner import run_stream
+
+                ctrl_c.armed()
+                sys.exit(run_stream(options, sys.stdout, sys.stderr))
         from edgeseq.cli import main as cli_main
         from edgeseq_device import runner  # noqa: F401 - numpy and onnxruntime, imported while SIGINT waits
 

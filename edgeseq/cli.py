@@ -18,7 +18,6 @@ from edgeseq.cli_output import (
     RichProgress,
     floats,
     format_info,
-    names,
     print_bench,
     user_errors,
 )
@@ -245,18 +244,19 @@ def run(
     onnxruntime).
     """
     with user_errors():  # Ctrl-C before the runner has installed its own handlers
-        from edgeseq_device.runner import RunOptions, run_stream
+        from edgeseq.cli_run import run_options
+        from edgeseq_device.runner import run_stream
 
-        options = RunOptions(
+        options = run_options(
             stream=stream,
             model=model,
             follow=follow,
             stride=stride,
-            format=fmt.value,
-            output=str(output) if output else None,
+            fmt=fmt.value,
+            output=output,
             threads=threads,
             on_bad_row=on_bad_row.value,
-            features=names(features) if features else None,
+            features=features,
             target=target,
             window=window,
             horizon=horizon,

@@ -12,10 +12,10 @@ from edgeseq.cli_output import (
     RichProgress,
     export_summary,
     floats,
-    names,
     user_errors,
     variant_summary,
 )
+from edgeseq.cli_run import names
 from edgeseq.errors import BadInputError, EdgeseqError
 
 

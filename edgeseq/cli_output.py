@@ -43,10 +43,6 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def names(text: str) -> tuple[str, ...]:
-    return tuple(n.strip() for n in text.split(",") if n.strip())
-
-
 def floats(text: str | None, option: str) -> tuple[float, ...] | None:
     """Comma-separated numbers of an option, or a usage error naming it."""
     if text is None:

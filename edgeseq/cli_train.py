@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from edgeseq.cli_output import EXPORTED, RichProgress, export_summary, names, user_errors
+from edgeseq.cli_output import EXPORTED, RichProgress, export_summary, user_errors
+from edgeseq.cli_run import names
 from edgeseq.errors import BadInputError
 
 train_app = typer.Typer(
