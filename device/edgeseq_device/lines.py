@@ -288,13 +288,24 @@ class LineSource:
         return True
 
     def __iter__(self) -> Iterator[str | TooLong | Reopened | Notice]:
+        for block in self.blocks():
+            yield from block
+
+    def blocks(self) -> Iterator[list[str | TooLong | Reopened | Notice]]:
+        """The same items as iterating, in lists: each list holds what one read of the input gave, so nothing
+        in a list waited for input (the runner handles a list's rows together, and a live reader still gets
+        each read's records at once)."""
         # bytes.splitlines breaks at \n, \r\n and \r only, in C; a line is decoded once it is complete (a
-        # line break never falls inside a UTF-8 character). Per line, Python only yields. A \r that ends a
+        # line break never falls inside a UTF-8 character). Per line, Python only decodes. A \r that ends a
         # read ends its line at once (a sensor that ends lines with \r is not kept a row behind); a \n that
         # then starts the next read is the rest of that \r\n and is dropped.
         pending, skip_lf, skipping, head = bytearray(), False, False, b""
         limit = self.max_line
+        out: list[str | TooLong | Reopened | Notice] = []
         while True:
+            if out:
+                yield out
+                out = []
             chunk = self._chunk()
             if head is not None:  # the first bytes (up to a line break, 512 at most) tell if this is text
                 head += chunk
@@ -304,27 +315,33 @@ class LineSource:
                 chunk, head = head, None
             waits = self.follow and (self._regular or self._fifo) and self.path is not None
             if not waits and self.stop.hangups != self._hangups_seen and self._hangup_seen():
-                yield Notice(f"SIGHUP: {self.name} cannot be reopened; reading on")
+                out.append(Notice(f"SIGHUP: {self.name} cannot be reopened; reading on"))
             if not chunk:
                 if not waits:
                     if pending and not skipping:  # a last line without a line break
-                        yield pending.decode("utf-8", "replace")
+                        out.append(pending.decode("utf-8", "replace"))
+                    if out:
+                        yield out
                     return
                 # a FIFO is reopened when its writer closes it, SIGHUP or not
                 hangup = self._regular and self._hangup_seen()
                 reason = self._after_end()
                 if reason is None:
                     if hangup:
-                        yield Notice(f"SIGHUP: {self.name} is still the same file; reading on")
+                        yield [*out, Notice(f"SIGHUP: {self.name} is still the same file; reading on")]
+                        out = []
+                    elif out:
+                        yield out
+                        out = []
                     with self.stop.waiting():
                         time.sleep(self.poll_seconds)
                     continue
                 if hangup:
                     reason = f"SIGHUP: {reason}"
                 if pending and not skipping:  # the old file's last line
-                    yield pending.decode("utf-8", "replace")
+                    out.append(pending.decode("utf-8", "replace"))
                 pending, skip_lf, skipping, head = bytearray(), False, False, b""
-                yield Reopened(reason)
+                out.append(Reopened(reason))
                 continue
             if skip_lf:
                 skip_lf = False
@@ -342,19 +359,21 @@ class LineSource:
                     pending += rest
                     if len(pending) > limit:
                         pending, skipping = bytearray(), True
-                        yield TooLong(limit)
+                        out.append(TooLong(limit))
                 continue
             if skipping:  # the end of a line that was too long, already reported
                 skipping = False
             else:
                 pending += pieces[0]
-                yield TooLong(limit) if len(pending) > limit else pending.decode("utf-8", "replace")
+                out.append(TooLong(limit) if len(pending) > limit else pending.decode("utf-8", "replace"))
             if len(chunk) <= limit:  # no line inside this chunk can be over the limit
-                yield from [line.decode("utf-8", "replace") for line in islice(pieces, 1, None)]
+                out += [line.decode("utf-8", "replace") for line in islice(pieces, 1, None)]
             else:
-                for line in islice(pieces, 1, None):
-                    yield TooLong(limit) if len(line) > limit else line.decode("utf-8", "replace")
+                out += [
+                    TooLong(limit) if len(line) > limit else line.decode("utf-8", "replace")
+                    for line in islice(pieces, 1, None)
+                ]
             pending = bytearray(rest)
             if len(pending) > limit:
                 pending, skipping = bytearray(), True
-                yield TooLong(limit)
+                out.append(TooLong(limit))

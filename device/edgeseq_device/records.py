@@ -1,5 +1,5 @@
-"""Predictions to output records: JSON lines or CSV, one per window, each flushed as it is made when a live
-consumer reads them."""
+"""Predictions to output records: JSON lines or CSV, one per window, written a block at a time and flushed at
+once when a live consumer reads them."""
 
 from __future__ import annotations
 
@@ -8,14 +8,22 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 
+def json_text(text: str | None) -> str:
+    """`json.dumps(text)`, without its cost for the usual time text (printable ASCII, no quote or backslash)."""
+    if text.__class__ is str and text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text)
+
+
 def _csv_field(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
     return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n\r') else text
 
 
 class Writer:
-    """One record per line; with `flush_each` (a terminal, a pipe, a followed stream) flushed at once so the
-    reader downstream sees each as it is made, else left to the sink's buffer (a file written from a file).
+    """One record per line; with `flush_each` (a terminal, a pipe, a followed stream) each write is flushed at
+    once so the reader downstream sees its records as they are made, else left to the sink's buffer (a file
+    written from a file).
 
     Records are `row`, `time` (when the stream has a time column), `key` (when it has a key column) and the
     task's fields: `prediction` for a forecaster. Numbers are always finite here: the runner reports a
@@ -39,21 +47,27 @@ class Writer:
             sink.write(",".join([*head, *map(_csv_field, fields)]) + "\n")
             sink.flush()
 
-    def write(self, row: int, when: str | None, values: Sequence[Any], key: str | None = None) -> None:
+    def format(self, row: int, when: str | None, values: Sequence[Any], key: str | None = None) -> str:
+        """The record as a line, with its line break."""
         if self.fmt == "jsonl":
-            head = f'{{"row": {row}, "time": {json.dumps(when)}' if self.has_time else f'{{"row": {row}'
+            head = f'{{"row": {row}, "time": {json_text(when)}' if self.has_time else f'{{"row": {row}'
             if self.has_key:
                 head += f', "key": {json.dumps(key)}'
             if len(values) == 1 and values[0].__class__ is float:  # a forecast: the per-row path, kept short
-                self.sink.write(f"{head}{self.keys[0]}{values[0]!r}}}\n")
-            else:
-                pairs = zip(self.keys, values, strict=True)
-                parts = [key + (json.dumps(v) if v.__class__ is str else repr(v)) for key, v in pairs]
-                self.sink.write(head + "".join(parts) + "}\n")
-        else:
-            head = [str(row), *([_csv_field(when or "")] if self.has_time else [])]
-            if self.has_key:
-                head.append(_csv_field(key or ""))
-            self.sink.write(",".join([*head, *map(_csv_field, values)]) + "\n")
+                return f"{head}{self.keys[0]}{values[0]!r}}}\n"
+            pairs = zip(self.keys, values, strict=True)
+            parts = [key + (json.dumps(v) if v.__class__ is str else repr(v)) for key, v in pairs]
+            return head + "".join(parts) + "}\n"
+        head = [str(row), *([_csv_field(when or "")] if self.has_time else [])]
+        if self.has_key:
+            head.append(_csv_field(key or ""))
+        return ",".join([*head, *map(_csv_field, values)]) + "\n"
+
+    def write_all(self, records: list[str]) -> None:
+        """Write formatted records in one write (flushed when the reader is live)."""
+        self.sink.write("".join(records))
         if self.flush_each:
             self.sink.flush()
+
+    def write(self, row: int, when: str | None, values: Sequence[Any], key: str | None = None) -> None:
+        self.write_all([self.format(row, when, values, key)])

@@ -1,44 +1,48 @@
 """The streaming runner: sensor rows in, one prediction per window out, bad rows survived and reported.
 
-The pipeline, one module a stage: `lines` (bytes to lines, following a file), `rows` (a line to values by
-column name), `series` (missing values, time, gaps and keys: the rules training shares), `window` (values to a
-prediction; no window spans a gap), `records` (a prediction to a JSON or CSV record); `task` says what the
-model is (a forecaster, or a general sequence model) and checks it against the model before any row. This
-module runs them over a stream and keeps the promises a user relies on:
+The pipeline, one module a stage: `lines` (bytes to lines, a read's worth at a time, following a file), `rows` (a
+line to values by column name), `series` (missing values, time, gaps and keys: the rules training shares),
+`window` (values to a prediction; no window spans a gap), `records` (a prediction to a JSON or CSV record), and
+`sinks` (where records go); `task` says what the model is (a forecaster, or a general sequence model) and checks
+it against the model before any row. This module runs them over a stream, one block (one read) at a time: the
+block's rows are parsed and their due windows staged, then the staged windows are run and their records written
+in one write. A block of plain lines (`bulk`: no bad row, no missing value, no gap) is parsed at once with the
+same result as row by row. It keeps the promises a user relies on:
 
 - nothing computed is lost: a record is written and counted whole before a stop signal (SIGINT, SIGTERM) is
-  acted on, and the summary's count is the number of records written;
+  acted on, and the summary's count is the number of records written; a stop ends the run at the next row or
+  window, and windows staged but not yet run are dropped;
 - bad input never crashes the stream: a bad row is reported with its line number and counted, and is a gap;
 - a broken stderr never stops the work (messages.Messages); a closed stdout ends it quietly;
+- a live reader (a pipe, a terminal, a followed stream) gets each block's records as soon as they are made;
 - nothing is run before the model, its manifest and the stream's header have been checked.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import math
-import os
 import signal
-import stat
-import sys
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
+from edgeseq_device.bulk import PlainReader
 from edgeseq_device.errors import DeviceError, InputError
 from edgeseq_device.lines import MAX_LINE_BYTES, LineSource, Notice, Reopened, TooLong
-from edgeseq_device.manifest import manifest_path_for
-from edgeseq_device.messages import Messages, point_at_devnull
+from edgeseq_device.messages import Messages
 from edgeseq_device.model import load_model
 from edgeseq_device.records import Writer
 from edgeseq_device.rows import BadRowError, RowParser, is_header, split_line
 from edgeseq_device.series import FILLED, TIME_GAP
 from edgeseq_device.signals import StopRequested, StopSignals
+from edgeseq_device.sinks import check_output, is_live, is_terminal, silence_stdout
+from edgeseq_device.summary import Stats, stopped
 from edgeseq_device.task import resolve_rules, resolve_spec
 from edgeseq_device.window import PredictionError, StreamRunner
 
@@ -83,73 +87,6 @@ class RunOptions:
         return {k: v for k, v in given.items() if v is not None}
 
 
-@dataclass
-class Stats:
-    rows: int = 0
-    predictions: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    filled: int = 0
-    time_gaps: int = 0
-    not_finite: int = 0
-    model_failed: int = 0
-    reopened: int = 0
-    keys: int = 0
-    first_row_at: float | None = None
-    finished_at: float | None = None
-
-    def line(self, prog: str, final: bool) -> str:
-        now = time.monotonic()
-        elapsed = (self.finished_at or now) - self.first_row_at if self.first_row_at is not None else 0.0
-        rate = self.rows / elapsed if elapsed > 0 else 0.0
-        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(self.skipped.items()))
-        skipped = sum(self.skipped.values())
-        extra = f", {self.filled} rows filled (--fill-gaps)" if self.filled else ""
-        extra += f", {self.time_gaps} gaps in time" if self.time_gaps else ""
-        extra += f", {self.keys} series" if self.keys else ""
-        extra += f", {self.not_finite} predictions not finite (not written)" if self.not_finite else ""
-        extra += f", the model failed on {self.model_failed} windows (not written)" if self.model_failed else ""
-        extra += f", input reopened {self.reopened} times" if self.reopened else ""
-        return (
-            f"{prog}: {'done' if final else 'progress'}: {self.rows} rows read, {self.predictions} predictions, "
-            f"{skipped} rows skipped{f' ({reasons})' if reasons else ''}{extra}, {elapsed:.2f} s, {rate:,.0f} rows/s"
-        )
-
-
-def _same_file(a: str | Path, b: str | Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet)
-        return False
-
-
-def _check_output(options: RunOptions) -> None:
-    """Refuse an --output that would overwrite the input or the model: opening it empties it."""
-    if options.output is None:
-        return
-    model = Path(options.model)
-    protected = {"--stream": options.stream, "--model": model, "the model's manifest": manifest_path_for(model)}
-    for what, path in protected.items():
-        if path != "-" and _same_file(options.output, path):
-            raise InputError(f"--output {options.output} is {what}: writing records there would destroy it")
-    if options.stream == "-" and _stdin_is(options.output):
-        raise InputError(f"--output {options.output} is the file on stdin: writing records there would destroy it")
-
-
-def _is_terminal(stream: TextIO | None) -> bool:
-    try:
-        return stream is not None and stream.isatty()
-    except (OSError, ValueError):
-        return False
-
-
-def _stdin_is(path: str) -> bool:
-    try:
-        stdin, other = os.fstat(sys.stdin.fileno()), os.stat(path)
-    except (OSError, ValueError, AttributeError):  # no such file yet, or no real stdin
-        return False
-    return (stdin.st_dev, stdin.st_ino) == (other.st_dev, other.st_ino)
-
-
 def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = "edgeseq") -> int:
     """Run `options`; return the exit code. Records go to `stdout` (or --output), everything else to `stderr`.
 
@@ -169,13 +106,13 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
     stats = Stats()
     # SIGHUP asks a service to reopen its followed file; on a terminal it keeps its default (a closed terminal
     # ends the run)
-    with StopSignals(reopen=options.follow and not _is_terminal(stderr)) as stop:
+    with StopSignals(reopen=options.follow and not is_terminal(stderr)) as stop:
         try:
             model = load_model(options.model, threads=options.threads, require_manifest=False)
             spec = resolve_spec(model, options.task_overrides())
             rules = resolve_rules(model, spec)
             runner = StreamRunner(model, spec, options.stride, rules)
-            _check_output(options)
+            check_output(options)
             source = LineSource(
                 options.stream, follow=options.follow, poll_seconds=options.poll_seconds,
                 max_line=options.max_line, stop=stop,
@@ -211,35 +148,24 @@ def _stream(
     say: Any,
     prog: str,
 ) -> int | None:
-    """The loop over rows; returns the exit code, or None when a stop signal ended it."""
+    """The loop over blocks of rows; returns the exit code, or None when a stop signal ended it."""
     spec = runner.spec
     sink: TextIO | None = None
     try:
-        lines = iter(source)
+        blocks = source.blocks()
         try:
-            header = next(lines, None)
-            while isinstance(header, (Reopened, Notice)):  # a followed file replaced before it had a header
-                say(
-                    f"{prog}: reopened {source.name}: {header.reason}"
-                    if isinstance(header, Reopened)
-                    else f"{prog}: {header.text}"
-                )
-                header = next(lines, None)
+            header, rest = _header(blocks, say, prog, source.name)
         except InputError as exc:
             say(f"{prog}: error: {exc}")
             return EXIT_USAGE
         if isinstance(header, TooLong):
             say(f"{prog}: error: {source.name}: the header line is longer than {header.limit:,} bytes")
             return EXIT_USAGE
-        if header is None or isinstance(header, Reopened) or not header.strip():
+        if header is None or not header.strip():
             say(f"{prog}: error: {source.name} has no header row")
             return EXIT_USAGE
-
-        def parser_for(line: str) -> RowParser:
-            return RowParser(split_line(line), spec.features, spec.time_column, runner.rules.group_by)
-
         try:
-            parser = parser_for(header)
+            loop = _Loop(options, runner, stats, stop, say, prog, header, source.name)
         except InputError as exc:
             say(f"{prog}: error: {source.name}: {exc}")
             return EXIT_USAGE
@@ -254,81 +180,16 @@ def _stream(
         if sink is stdout and hasattr(stdout, "reconfigure"):
             # a time text the terminal's encoding cannot show (PYTHONIOENCODING=ascii) is escaped, not fatal
             stdout.reconfigure(errors="backslashreplace")
-        live = _live(options, sink)
-        writer = Writer(
+        live = is_live(options, sink)
+        loop.writer = Writer(
             sink, options.format, spec.time_column is not None, spec.record_fields, runner.rules.group_by, live
         )
         progress_every = options.progress_seconds
         next_progress = time.monotonic() + progress_every if progress_every > 0 else math.inf
-        line_number, after_reopen = 1, False
-        for line in lines:
-            if stop.received is not None:
-                return None
-            line_number += 1
-            if stats.first_row_at is None:
-                stats.first_row_at = time.monotonic()
-            try:
-                if line.__class__ is str:
-                    if after_reopen:  # a new file may start with its own header
-                        after_reopen = False
-                        if is_header(line, spec.features):
-                            parser = parser_for(line)
-                            continue
-                    stats.rows += 1
-                    due, when = runner.push(parser, split_line(line))
-                    if runner.flags:
-                        stats.filled += bool(runner.flags & FILLED)
-                        stats.time_gaps += bool(runner.flags & TIME_GAP)
-                    if parser.key_index is not None:
-                        stats.keys = len(runner.keys)
-                elif isinstance(line, Reopened):
-                    stats.reopened += 1
-                    runner.restart()
-                    say(f"{prog}: reopened {source.name}: {line.reason}; a new window starts")
-                    line_number, after_reopen = 0, True
-                    continue
-                elif isinstance(line, Notice):
-                    say(f"{prog}: {line.text}")
-                    line_number -= 1
-                    continue
-                else:
-                    stats.rows += 1
-                    runner.unreadable()
-                    raise BadRowError("line too long", f"more than {line.limit:,} bytes")
-            except BadRowError as exc:
-                if line.__class__ is str and is_header(line, spec.features):
-                    # a header again (files concatenated, a writer restarted): its columns may be reordered
-                    parser = parser_for(line)
-                    runner.restart()  # a writer restarted, or files concatenated: every series starts afresh
-                    stats.rows -= 1
-                    say(f"{prog}: line {line_number} is a header; columns found anew, every series starts afresh")
-                    continue
-                stats.skipped[exc.reason] += 1
-                stats.time_gaps += exc.time_gap
-                if options.on_bad_row == "fail":
-                    return _stopped(stats, say, prog, f"line {line_number}: {exc}")
-                shown_so_far = stats.skipped[exc.reason]
-                if shown_so_far <= SHOWN_PER_REASON:
-                    say(f"{prog}: skipped line {line_number}: {exc}")
-                    if shown_so_far == SHOWN_PER_REASON:
-                        say(f"{prog}: further rows skipped for {exc.reason} are counted in the summary, not shown")
-                continue
-            if due:
-                try:
-                    values = runner.predict()
-                except PredictionError as exc:
-                    stats.model_failed += 1
-                    if options.on_bad_row == "fail":
-                        return _stopped(stats, say, prog, f"line {line_number}: {exc}")
-                    say(f"{prog}: line {line_number}: {exc}; not written")
-                    continue
-                bad = [v for v in values if v.__class__ is float and not math.isfinite(v)]
-                if bad:  # inf and NaN are not JSON: reported, never written
-                    stats.not_finite += 1
-                    say(f"{prog}: line {line_number}: the prediction is {', '.join(map(repr, values))}; not written")
-                else:
-                    writer.write(stats.rows, when, values, runner.key)
-                    stats.predictions += 1
+        for block in chain((rest,), blocks):
+            code = loop.block(block)
+            if code is not None:
+                return None if code is _STOPPED else code
             if time.monotonic() >= next_progress:
                 if not live:  # a file being written shows its progress too
                     sink.flush()
@@ -367,27 +228,176 @@ def _stream(
     return EXIT_OK
 
 
-def _live(options: RunOptions, sink: TextIO) -> bool:
-    """Whether records go to a live consumer, who must see each at once (a terminal, a pipe, a FIFO, a socket,
-    or any sink of a --follow or stdin run); a regular file written from a file is flushed at the end, not per
-    record, which a flush per record would slow."""
-    if options.follow or options.stream == "-":
-        return True
-    try:
-        mode = os.fstat(sink.fileno()).st_mode
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # an object without a descriptor
-        return True
-    return not stat.S_ISREG(mode)
+Item = str | TooLong | Reopened | Notice
 
 
-def _stopped(stats: Stats, say: Any, prog: str, what: str) -> int:
-    """--on-bad-row fail: say what stopped the run and the summary; exit 1."""
-    say(f"{prog}: error: {what}; stopping (--on-bad-row fail)")
-    stats.finished_at = time.monotonic()
-    say(stats.line(prog, final=True))
-    return EXIT_BAD_ROW
+def _header(blocks: Iterator[list[Item]], say: Any, prog: str, name: str) -> tuple[str | TooLong | None, list[Item]]:
+    """The first line (or None at the end of the input) and the rest of its block; a followed file replaced
+    before it had a header is said and passed over."""
+    for block in blocks:
+        for i, item in enumerate(block):
+            if isinstance(item, Reopened):
+                say(f"{prog}: reopened {name}: {item.reason}")
+            elif isinstance(item, Notice):
+                say(f"{prog}: {item.text}")
+            else:
+                return item, block[i + 1 :]
+    return None, []
 
 
-def silence_stdout() -> None:
-    """After a closed stdout pipe: the interpreter's final flush must raise nothing either."""
-    point_at_devnull(sys.stdout)
+_STOPPED = object()  # what _Loop returns when a stop signal ended the run
+
+
+class _Loop:
+    """One run's rows, a block (one read) at a time: each block is parsed first and its due windows staged,
+    then the staged windows are run and their records written. A block of plain lines (bulk.py) is read at
+    once; any other block, row by row with a message per bad row. Each method returns None to go on, an exit
+    code, or _STOPPED."""
+
+    writer: Writer
+
+    def __init__(
+        self,
+        options: RunOptions,
+        runner: StreamRunner,
+        stats: Stats,
+        stop: StopSignals,
+        say: Any,
+        prog: str,
+        header: str,
+        name: str,
+    ) -> None:
+        self.name, self.runner, self.stats, self.stop, self.say, self.prog = name, runner, stats, stop, say, prog
+        self.fail = options.on_bad_row == "fail"
+        self.meta: list[tuple[int, str | None, str | None, int]] = []  # per staged window: row, time, key, line
+        self.line_number, self.after_reopen = 1, False
+        self.use_header(header)
+
+    def use_header(self, line: str) -> None:
+        spec, rules = self.runner.spec, self.runner.rules
+        self.parser = RowParser(split_line(line), spec.features, spec.time_column, rules.group_by)
+        bulk = not spec.states and self.parser.key_index is None
+        self.reader = PlainReader(self.parser, rules.time_format if rules.checks_time else None) if bulk else None
+
+    def block(self, items: list[Item]) -> object:
+        if self.stop.received is not None:
+            return _STOPPED
+        if not items:
+            return None
+        if self.stats.first_row_at is None:
+            self.stats.first_row_at = time.monotonic()
+        if self.reader is None or self.after_reopen or not all(item.__class__ is str for item in items):
+            return self.rows(items)
+        runner, stats, capacity = self.runner, self.stats, self.runner.capacity
+        for start in range(0, len(items), capacity):
+            if self.stop.received is not None:
+                return _STOPPED
+            part = items[start : start + capacity]
+            plain = self.reader.read(part)  # type: ignore[arg-type]
+            due = None if plain is None else runner.push_plain(plain)
+            if due is None:
+                return self.rows(items[start:])
+            row, line, texts = stats.rows + 1, self.line_number + 1, plain.time_texts
+            stats.rows += len(part)
+            self.line_number += len(part)
+            self.meta += [(row + i, None if texts is None else texts[i], None, line + i) for i in due.tolist()]
+            code = self.run()
+            if code is not None:
+                return code
+        return None
+
+    def rows(self, items: list[Item]) -> object:
+        """Row by row: the rules' own path, with a message for each bad row."""
+        runner, stats, say, prog, stop = self.runner, self.stats, self.say, self.prog, self.stop
+        features = runner.spec.features
+        for line in items:
+            if stop.received is not None:
+                return _STOPPED  # windows staged but not run are dropped: nothing computed is lost
+            self.line_number += 1
+            try:
+                if line.__class__ is str:
+                    if self.after_reopen:  # a new file may start with its own header
+                        self.after_reopen = False
+                        if is_header(line, features):  # type: ignore[arg-type]
+                            self.use_header(line)  # type: ignore[arg-type]
+                            continue
+                    stats.rows += 1
+                    due, when = runner.push(self.parser, split_line(line))  # type: ignore[arg-type]
+                    if runner.flags:
+                        stats.filled += bool(runner.flags & FILLED)
+                        stats.time_gaps += bool(runner.flags & TIME_GAP)
+                    if self.parser.key_index is not None:
+                        stats.keys = len(runner.keys)
+                elif isinstance(line, Reopened):
+                    stats.reopened += 1
+                    runner.restart()
+                    say(f"{prog}: reopened {self.name}: {line.reason}; a new window starts")
+                    self.line_number, self.after_reopen = 0, True
+                    continue
+                elif isinstance(line, Notice):
+                    say(f"{prog}: {line.text}")
+                    self.line_number -= 1
+                    continue
+                else:
+                    stats.rows += 1
+                    runner.unreadable()
+                    raise BadRowError("line too long", f"more than {line.limit:,} bytes")
+            except BadRowError as exc:
+                if line.__class__ is str and is_header(line, features):  # type: ignore[arg-type]
+                    # a header again (files concatenated, a writer restarted): its columns may be reordered
+                    self.use_header(line)  # type: ignore[arg-type]
+                    runner.restart()  # a writer restarted, or files concatenated: every series starts afresh
+                    stats.rows -= 1
+                    say(f"{prog}: line {self.line_number} is a header; columns found anew, every series starts afresh")
+                    continue
+                stats.skipped[exc.reason] += 1
+                stats.time_gaps += exc.time_gap
+                if self.fail:
+                    code = self.run()  # the rows before it are run and written first
+                    if code is None:
+                        stopped(stats, say, prog, f"line {self.line_number}: {exc}")
+                    return EXIT_BAD_ROW if code is None else code
+                shown_so_far = stats.skipped[exc.reason]
+                if shown_so_far <= SHOWN_PER_REASON:
+                    say(f"{prog}: skipped line {self.line_number}: {exc}")
+                    if shown_so_far == SHOWN_PER_REASON:
+                        say(f"{prog}: further rows skipped for {exc.reason} are counted in the summary, not shown")
+                continue
+            if due:
+                runner.stage()
+                self.meta.append((stats.rows, when, runner.key, self.line_number))
+                if runner.full:
+                    code = self.run()
+                    if code is not None:
+                        return code
+        return self.run()
+
+    def run(self) -> object:
+        """Run the staged windows and write their records, in one write; a window the model fails on, or whose
+        prediction is not finite, is reported instead."""
+        if not self.meta:
+            return None
+        stats, say, prog, writer = self.stats, self.say, self.prog, self.writer
+        results = self.runner.run_staged(self.stop)
+        records, failed = [], None
+        for (row, when, key, line_number), values in zip(self.meta, results, strict=False):  # fewer after a stop
+            if values.__class__ is PredictionError:
+                stats.model_failed += 1
+                if self.fail:
+                    failed = f"line {line_number}: {values}"
+                    break
+                say(f"{prog}: line {line_number}: {values}; not written")
+                continue
+            if any(v.__class__ is float and not math.isfinite(v) for v in values):  # type: ignore[union-attr]
+                stats.not_finite += 1  # inf and NaN are not JSON: reported, never written
+                say(f"{prog}: line {line_number}: the prediction is {', '.join(map(repr, values))}; not written")
+                continue
+            records.append(writer.format(row, when, values, key))  # type: ignore[arg-type]
+        self.meta.clear()
+        if records:
+            writer.write_all(records)
+            stats.predictions += len(records)
+        if failed is not None:
+            stopped(stats, say, prog, failed)
+            return EXIT_BAD_ROW
+        return None

@@ -16,10 +16,8 @@ know what it missed, and a filled hour of readings would be made up.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -27,103 +25,38 @@ import numpy as np
 from edgeseq_device.errors import InputError, ManifestError
 from edgeseq_device.messages import shown
 from edgeseq_device.rows import MISSING_TOKENS, BadRowError, RowParser, is_missing
+from edgeseq_device.times import (  # re-exported: the rules' time functions were first defined here
+    TIME_FORMATS,
+    check_time_format,
+    detect_time_format,
+    interval_words,
+    parse_interval,
+    parse_time,
+)
 
 GAP_TOLERANCE = 1.5  # steps up to 1.5 intervals are jitter; longer ones lost at least one row
 NEWEST_FIRST_STEPS = 5
 RESYNC_ROWS = 100  # rows in a row behind the newest time: the clock was set back, and the series follows it
 MAX_KEYS = 100_000  # series one stream may hold: about 3.5 KB each at T=36, F=5
-TIME_FORMATS = ("iso8601", "unix-seconds", "unix-milliseconds")  # or a strptime pattern: "%d/%m/%Y %H:%M"
 TIME_GAP, FILLED = 1, 2  # what admit() reports about a row
 
 __all__ = [
     "MISSING_TOKENS",
+    "TIME_FORMATS",
     "NewestFirstError",
     "Router",
     "Series",
     "SeriesRules",
+    "check_time_format",
     "detect_time_format",
+    "interval_words",
     "parse_interval",
+    "parse_time",
 ]
-
-_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 class NewestFirstError(InputError):
     """The rows run newest first: every step goes back in time."""
-
-
-# Unix times are read in seconds or milliseconds; either must fall within years 1 to 9999, as datetimes do.
-_UNIX_SCALE = {"unix-seconds": 1.0, "unix-milliseconds": 1e-3}
-_LATEST = 253402300799.0  # 9999-12-31T23:59:59Z
-_EARLIEST = -62135596800.0  # 0001-01-01T00:00:00Z
-_EPOCH = datetime(1970, 1, 1)
-
-
-def parse_time(text: str, time_format: str) -> float:
-    """A time text -> unix seconds. Times without a zone are read as UTC (no daylight-saving shifts)."""
-    try:
-        scale = _UNIX_SCALE.get(time_format)
-        if scale is not None:
-            value = float(text) * scale
-            if not _EARLIEST <= value <= _LATEST:  # also false for NaN
-                raise ValueError("out of range")
-            return value
-        if time_format == "iso8601":
-            try:
-                moment = datetime.fromisoformat(text)
-            except ValueError:  # Python 3.10's fromisoformat knows no "Z"; and spaces around
-                text = text.strip()
-                moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
-        else:
-            moment = datetime.strptime(text.strip(), time_format)
-        if moment.tzinfo is None:  # the runner's per-row path: subtraction is 4x faster than .timestamp()
-            return (moment - _EPOCH).total_seconds()
-        return moment.timestamp()
-    except (ValueError, IndexError, OverflowError, OSError):
-        raise BadRowError("bad time", f"time {shown(text, 40)} is not {_format_words(time_format)}") from None
-
-
-def _format_words(time_format: str) -> str:
-    words = {"iso8601": "an ISO 8601 time", "unix-seconds": "unix seconds", "unix-milliseconds": "unix milliseconds"}
-    return words.get(time_format, repr(time_format))
-
-
-def detect_time_format(text: str) -> str | None:
-    """Which of TIME_FORMATS reads `text` (a first time value), or None. ISO 8601 first, so 20260301 is a
-    date; a number is unix seconds unless that would be after year 9999, then milliseconds."""
-    for time_format in TIME_FORMATS:
-        try:
-            parse_time(text, time_format)
-        except BadRowError:
-            continue
-        return time_format
-    return None
-
-
-def check_time_format(time_format: str) -> None:
-    """ValueError unless `time_format` is one of TIME_FORMATS or a strptime pattern that reads what it writes."""
-    if time_format in TIME_FORMATS:
-        return
-    sample = datetime(2001, 2, 3, 4, 5, 6)
-    try:
-        datetime.strptime(sample.strftime(time_format), time_format)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"time format {time_format!r} is not a usable strptime pattern ({exc})") from None
-
-
-def parse_interval(text: str) -> float:
-    """'10min', '1h', '15.625ms', '600' (seconds) -> seconds. ValueError otherwise."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|sec|min|h|d)?\s*", text)
-    if not match or not 0 < float(match.group(1)) * _UNITS[match.group(2) or "s"] < 1e12:
-        raise ValueError(f"{text!r} is not an interval such as 10min, 1h, 30s, 15.625ms or 1d")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-
-
-def interval_words(seconds: float) -> str:
-    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0), ("s", 1.0)):
-        if seconds >= size and (seconds / size).is_integer():
-            return f"{int(seconds / size)}{unit}"
-    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
 
 
 @dataclass(frozen=True)
@@ -214,12 +147,24 @@ class WindowBuffer:
         self._next = (self._next + 1) % self.window
         self.filled += 1
 
+    def push_many(self, rows: np.ndarray) -> None:
+        """Push `rows` [n, F], oldest first: as n pushes, in a few array writes."""
+        count = min(len(rows), self.window)
+        slots = (self._next + len(rows) - count + np.arange(count)) % self.window
+        self._data[slots] = self._data[slots + self.window] = rows[len(rows) - count :]
+        self._next = (self._next + len(rows)) % self.window
+        self.filled += len(rows)
+
     def reset(self) -> None:
         self.filled = 0
 
     def last(self) -> np.ndarray:
         """The newest row; valid while `filled >= 1`."""
         return self._data[self._next + self.window - 1]
+
+    def newest(self, count: int) -> np.ndarray:
+        """The newest `count` rows, oldest first (a view); valid while `count <= min(filled, window)`."""
+        return self._data[self._next + self.window - count : self._next + self.window]
 
     def view(self) -> np.ndarray:
         """The buffered rows oldest first; valid while `filled >= window`."""
@@ -283,6 +228,24 @@ class Series:
             self._runs = [0] * len(self.columns)
         self.buffer.push(row)
         return flags
+
+    def admit_plain(self, rows: np.ndarray, times: np.ndarray | None) -> bool:
+        """Push rows [n, F] that have no missing value, with their times (seconds, or None when the rules check
+        none), if each is a row `admit` would push with no flag: every step forward and no longer than the gap
+        tolerance. Then the state is what n admits leave, and True; otherwise nothing changes, and False."""
+        if times is not None:
+            newest = self.last_time
+            steps = np.diff(times) if newest is None else np.diff(times, prepend=newest)
+            if not bool(((steps > 0) & (steps <= self._max_step)).all()):
+                return False
+            if len(steps):
+                self._forward += len(steps)
+                self._behind = 0
+            self.last_time = float(times[-1])
+        if self.rules.fill_gaps and any(self._runs):
+            self._runs = [0] * len(self.columns)
+        self.buffer.push_many(rows)
+        return True
 
     def _behind_the_newest(self, step: float, when: float, time_text: str | None) -> None:
         """A row at or before the newest time seen: a bad row and a gap. The newest time stays, so readings

@@ -1,11 +1,16 @@
-"""Rows to predictions: the last T good rows of each series in a ring buffer, turned into the model's input
-and run.
+"""Rows to predictions: the last T good rows of each series in a ring buffer; each due window is staged (copied
+out), and the staged windows are run together, one session.run each.
 
 A skipped (bad) row is a gap, and so is what the series rules (series.py) call one; a window never spans a gap:
 after one, the series' buffer refills with T good rows before its next prediction. A prediction is due once a
 buffer is full and then every `stride` good rows of that series. With a key column, each key is its own series
 (memory: keys x 2T x F floats). The task (a ForecastSpec or a SequenceSpec) says how rows become the input and
 the output a record.
+
+Staging is what keeps the runner's Python work apart from the model's: a block of rows (one read) is parsed, the
+due windows are staged, and then they are run back to back. Alternating the two row by row made each slower
+(the model evicts what the parser had in the CPU's caches, and back); a stateful model still runs each window
+as soon as it is due, since a gap zeroes its state before the next row.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
+from edgeseq_device.bulk import PlainRows
 from edgeseq_device.errors import InputError
 from edgeseq_device.forecast import ForecastSpec
 from edgeseq_device.model import Model
@@ -29,6 +35,9 @@ __all__ = ["PredictionError", "StreamRunner", "Task", "WindowBuffer"]
 Task = ForecastSpec | SequenceSpec
 
 
+STAGED_BYTES = 4 << 20  # windows staged at most: 256 of them, or fewer that hold 4 MB
+MAX_STAGED = 256
+
 # What onnxruntime raises when a model fails on one input (an Embedding index out of range, say).
 _RUN_ERRORS = (RuntimeError, ort_state.Fail, ort_state.InvalidArgument, ort_state.RuntimeException)
 
@@ -39,7 +48,7 @@ class PredictionError(InputError):
 
 class StreamRunner:
     """Turns rows into predictions with preallocated buffers: per row, a parse and two row writes; per
-    prediction, one input fill and one session.run."""
+    prediction, one window staged, then one input fill and one session.run."""
 
     def __init__(self, model: Model, spec: Task, stride: int = 1, rules: SeriesRules = SeriesRules()) -> None:
         if stride < 1:
@@ -62,6 +71,10 @@ class StreamRunner:
         self._input = np.zeros(spec.input_shape, dtype=spec.input_dtype)
         self._scratch = np.zeros((spec.window, len(spec.features)), dtype=np.float64)
         self._output = np.zeros(model.outputs[0].shape, dtype=model.outputs[0].dtype)
+        size = spec.window * len(spec.features) * 8
+        self.capacity = 1 if states else max(1, min(MAX_STAGED, STAGED_BYTES // size))
+        self._copies = np.zeros((self.capacity, spec.window, len(spec.features)), dtype=np.float64)
+        self._windows: list[np.ndarray] = []  # staged: copies of the ring buffer, or views of a plain block
         # Bound once to our own arrays: a forecast refills self._input in place, and onnxruntime writes
         # into self._output, with no feed dict, no output allocation and no copy per call.
         self._values = (ort.OrtValue.ortvalue_from_numpy(self._input), ort.OrtValue.ortvalue_from_numpy(self._output))
@@ -117,16 +130,73 @@ class StreamRunner:
         for state_in, _ in self._states:
             state_in.fill(0.0)
 
+    def stage(self) -> None:
+        """Copy the window of the last row pushed (its prediction is due) to be run by `run_staged`; the
+        caller runs them when `full`."""
+        copy = self._copies[len(self._windows)]
+        np.copyto(copy, self.router.series.buffer.view())
+        self._windows.append(copy)
+
+    @property
+    def staged(self) -> int:
+        return len(self._windows)
+
+    @property
+    def full(self) -> bool:
+        return len(self._windows) == self.capacity
+
+    def push_plain(self, plain: PlainRows) -> np.ndarray | None:
+        """Push a plain block (bulk.py) of at most `capacity` rows into the single series of a stream without
+        keys and stage its due windows; return the block indices of the rows whose windows were staged. None
+        when a time step in it is not plain (nothing was pushed: the caller reads it row by row)."""
+        if self._states or self.rules.group_by is not None or self.staged:
+            return None
+        series = self.router.series
+        buffer, window = series.buffer, self.spec.window
+        kept = min(buffer.filled, window - 1)
+        history = buffer.newest(kept).copy()
+        if not series.admit_plain(plain.values, plain.seconds):
+            return None
+        self.router.flags = 0
+        count = len(plain.values)
+        filled = buffer.filled - count + np.arange(1, count + 1)  # each row's fill, as the row path counts it
+        due = np.flatnonzero((filled >= window) & ((filled - window) % self.stride == 0))
+        if len(due):  # views of the block's own rows: nothing else writes to them
+            rows = np.concatenate((history, plain.values)) if kept else plain.values
+            self._windows = [rows[end - window + 1 : end + 1] for end in (due + kept).tolist()]
+        return due
+
+    def run_staged(self, stop: Any = None) -> list[tuple[Any, ...] | PredictionError]:
+        """Run the staged windows in order; each one's record values, or the PredictionError it raised. With
+        `stop` (signals.StopSignals), a stop signal ends the run between two windows: what was run is returned,
+        the rest is dropped."""
+        results: list[tuple[Any, ...] | PredictionError] = []
+        run, binding, model_input = self.model.session.run_with_iobinding, self._binding, self.spec.model_input
+        record_values, output, states = self.spec.record_values, self._output, self._states
+        for window in self._windows:
+            if stop is not None and stop.received is not None:
+                break
+            model_input(window, out=self._input, scratch=self._scratch)
+            try:
+                run(binding)
+            except _RUN_ERRORS as exc:
+                self._zero_states()  # a carried state after a failed call is not trustworthy
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                results.append(PredictionError(f"the model failed on this window: {first[:300]}"))
+                continue
+            for state_in, state_out in states:
+                np.copyto(state_in, state_out)
+            results.append(record_values(output, window))
+        self._windows = []
+        return results
+
     def predict(self) -> tuple[Any, ...]:
-        """Run the model on the buffered window; the record's values, in the order of spec.record_fields."""
-        window = self.router.series.buffer.view()
-        self.spec.model_input(window, out=self._input, scratch=self._scratch)
-        try:
-            self.model.session.run_with_iobinding(self._binding)
-        except _RUN_ERRORS as exc:
-            self._zero_states()  # a carried state after a failed call is not trustworthy
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise PredictionError(f"the model failed on this window: {first[:300]}") from None
-        for state_in, state_out in self._states:
-            np.copyto(state_in, state_out)
-        return self.spec.record_values(self._output, window)
+        """Run the model on the buffered window now; the record's values, in the order of spec.record_fields.
+        Raises PredictionError."""
+        if self.staged:
+            raise RuntimeError("predict() with windows staged: run_staged() first")
+        self.stage()
+        (result,) = self.run_staged()
+        if isinstance(result, PredictionError):
+            raise result
+        return result

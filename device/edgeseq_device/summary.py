@@ -1,0 +1,47 @@
+"""A run's counts, and the summary line that reports them."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Stats:
+    rows: int = 0
+    predictions: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    filled: int = 0
+    time_gaps: int = 0
+    not_finite: int = 0
+    model_failed: int = 0
+    reopened: int = 0
+    keys: int = 0
+    first_row_at: float | None = None
+    finished_at: float | None = None
+
+    def line(self, prog: str, final: bool) -> str:
+        now = time.monotonic()
+        elapsed = (self.finished_at or now) - self.first_row_at if self.first_row_at is not None else 0.0
+        rate = self.rows / elapsed if elapsed > 0 else 0.0
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(self.skipped.items()))
+        skipped = sum(self.skipped.values())
+        extra = f", {self.filled} rows filled (--fill-gaps)" if self.filled else ""
+        extra += f", {self.time_gaps} gaps in time" if self.time_gaps else ""
+        extra += f", {self.keys} series" if self.keys else ""
+        extra += f", {self.not_finite} predictions not finite (not written)" if self.not_finite else ""
+        extra += f", the model failed on {self.model_failed} windows (not written)" if self.model_failed else ""
+        extra += f", input reopened {self.reopened} times" if self.reopened else ""
+        return (
+            f"{prog}: {'done' if final else 'progress'}: {self.rows} rows read, {self.predictions} predictions, "
+            f"{skipped} rows skipped{f' ({reasons})' if reasons else ''}{extra}, {elapsed:.2f} s, {rate:,.0f} rows/s"
+        )
+
+
+def stopped(stats: Stats, say: Any, prog: str, what: str) -> None:
+    """--on-bad-row fail: say what stopped the run and the summary; exit 1."""
+    say(f"{prog}: error: {what}; stopping (--on-bad-row fail)")
+    stats.finished_at = time.monotonic()
+    say(stats.line(prog, final=True))
