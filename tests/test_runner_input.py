@@ -236,6 +236,23 @@ def test_a_live_stream_ending_lines_with_a_lone_cr_is_not_kept_a_row_behind():
     assert first is not None and records(first)[0]["row"] == T
 
 
+def test_a_sensor_writing_a_row_at_a_time_gets_each_forecast_before_its_next_row():
+    # the runner works a read at a time: a read that holds one row must give its record at once, not wait
+    # for a block to fill
+    proc = cli("--stream", "-", "--model", SENSOR_ONNX, stdin=-1)
+    try:
+        proc.stdin.write("\n".join(LINES[:T]) + "\n")  # the header and T - 1 rows: no window yet
+        proc.stdin.flush()
+        seen = []
+        for line in LINES[T : T + 5]:
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+            seen.append(_readline_within(proc, 30))
+    finally:
+        proc.kill()
+    assert [records(r)[0]["row"] for r in seen if r] == [T, T + 1, T + 2, T + 3, T + 4]
+
+
 def _readline_within(proc, seconds: float) -> str | None:
     import threading
 

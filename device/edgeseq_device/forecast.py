@@ -86,7 +86,7 @@ class ForecastSpec:
     def record_values(self, output: np.ndarray, rows: np.ndarray) -> tuple[float]:
         """The model's output [1, 1] and the window's raw rows -> (forecast in the target's units,)."""
         if self.in_graph:
-            return (float(output[0, 0]),)
+            return (output.item(),)  # a Python float, as float(output[0, 0]) gives
         # to_target_units in Python floats: the same double arithmetic, without numpy's per-scalar cost
         return (float(rows[-1, self.target_index]) + self.target_scale * float(output[0, 0]),)
 

@@ -248,6 +248,11 @@ def _header(blocks: Iterator[list[Item]], say: Any, prog: str, name: str) -> tup
 _STOPPED = object()  # what _Loop returns when a stop signal ended the run
 
 
+def _finite(values: Any) -> bool:
+    """No value is an infinite or NaN float (x - x is 0.0 for a finite x, NaN otherwise)."""
+    return not any(v.__class__ is float and not math.isfinite(v) for v in values)
+
+
 class _Loop:
     """One run's rows, a block (one read) at a time: each block is parsed first and its due windows staged,
     then the staged windows are run and their records written. A block of plain lines (bulk.py) is read at
@@ -388,7 +393,8 @@ class _Loop:
                     break
                 say(f"{prog}: line {line_number}: {values}; not written")
                 continue
-            if any(v.__class__ is float and not math.isfinite(v) for v in values):  # type: ignore[union-attr]
+            first = values[0]  # type: ignore[index]
+            if (first.__class__ is float and first - first != 0.0) or (len(values) > 1 and not _finite(values)):  # type: ignore[arg-type]
                 stats.not_finite += 1  # inf and NaN are not JSON: reported, never written
                 say(f"{prog}: line {line_number}: the prediction is {', '.join(map(repr, values))}; not written")
                 continue
