@@ -238,8 +238,9 @@ def test_a_live_stream_ending_lines_with_a_lone_cr_is_not_kept_a_row_behind():
 
 def test_a_sensor_writing_a_row_at_a_time_gets_each_forecast_before_its_next_row():
     # the runner works a read at a time: a read that holds one row must give its record at once, not wait
-    # for a block to fill
-    proc = cli("--stream", "-", "--model", SENSOR_ONNX, stdin=-1)
+    # for a block to fill, and flush it (stdout on a pipe is block-buffered unless PYTHONUNBUFFERED is set)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = cli("--stream", "-", "--model", SENSOR_ONNX, stdin=-1, env=env)
     try:
         proc.stdin.write("\n".join(LINES[:T]) + "\n")  # the header and T - 1 rows: no window yet
         proc.stdin.flush()
