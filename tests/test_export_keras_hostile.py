@@ -92,6 +92,12 @@ def test_a_window_the_model_fails_on_is_reported_and_the_stream_goes_on(tmp_path
     assert "the model failed on 4 windows (not written)" in result.stderr
     failed = invoke("run", "--model", tmp_path / "emb.onnx", "--stream", csv, "--on-bad-row", "fail")
     assert failed.exit_code == 1 and "stopping (--on-bad-row fail)" in failed.stderr
+    # the run stops at the failing window's row: the rows after it, read in the same read, are not counted
+    after = tmp_path / "after.csv"
+    after.write_text("a\n1\n2\n3\n4\n70\n1\nx\n2\n")
+    failed = invoke("run", "--model", tmp_path / "emb.onnx", "--stream", after, "--on-bad-row", "fail")
+    assert failed.exit_code == 1 and "line 6: the model failed on this window" in failed.stderr
+    assert "5 rows read, 1 predictions, 0 rows skipped" in failed.stderr, failed.stderr
 
 
 def test_a_one_output_model_is_a_binary_classifier_with_two_labels(tmp_path):

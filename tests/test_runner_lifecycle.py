@@ -198,6 +198,50 @@ def test_ctrl_c_while_a_record_is_written_still_counts_it(at: int):
     assert f"{written} predictions" in messages.getvalue() and "interrupted" in messages.getvalue()
 
 
+def test_ctrl_c_while_records_before_a_bad_row_are_written_is_exit_130_not_1(tmp_path: Path):
+    # --on-bad-row fail writes the records before the bad row, then stops with exit 1; a SIGINT during that
+    # write is the user's stop, and wins (exit 130), as it did when every window ran as it came
+    from edgeseq_device.runner import RunOptions, run_stream
+
+    lines = [*LINES[:100], "junk", *LINES[100:200]]
+    path = write_lines(tmp_path / "bad.csv", lines)
+    sink, messages = _SignallingSink(1), io.StringIO()
+    code = run_stream(RunOptions(stream=str(path), model=SENSOR_ONNX, on_bad_row="fail"), sink, messages)
+    assert code == 130, messages.getvalue()
+    written = sink.getvalue().count("\n")
+    assert f"{written} predictions" in messages.getvalue() and "interrupted" in messages.getvalue()
+
+
+@pytest.mark.parametrize(
+    "second_header",
+    [
+        lambda h: h.replace('"date"', '"when"'),  # a needed column missing
+        lambda h: h.replace('"T1"', '"T2"'),  # a needed column named twice
+    ],
+)
+def test_a_new_header_that_ends_the_run_comes_after_the_records_before_it(tmp_path: Path, second_header):
+    from edgeseq_device.runner import RunOptions, run_stream
+
+    path = write_lines(tmp_path / "s.csv", [*LINES[: T + 5], second_header(LINES[0]), *LINES[T + 5 : T + 50]])
+    out, messages = io.StringIO(), io.StringIO()
+    code = run_stream(RunOptions(stream=str(path), model=SENSOR_ONNX), out, messages)
+    assert code == 2, messages.getvalue()
+    # the header and T + 4 data rows before it: windows end at rows T to T + 4
+    assert [json.loads(r)["row"] for r in out.getvalue().splitlines()] == [T, T + 1, T + 2, T + 3, T + 4]
+    assert "5 predictions" in messages.getvalue()
+
+
+def test_a_new_file_running_newest_first_ends_the_run_after_the_records_before_it(tmp_path: Path):
+    from edgeseq_device.runner import RunOptions, run_stream
+
+    backwards = list(reversed(LINES[T + 5 : T + 12]))  # a header again, then rows newest first
+    path = write_lines(tmp_path / "s.csv", [*LINES[: T + 5], LINES[0], *backwards])
+    out, messages = io.StringIO(), io.StringIO()
+    code = run_stream(RunOptions(stream=str(path), model=SENSOR_ONNX), out, messages)
+    assert code == 2 and "newest first" in messages.getvalue(), messages.getvalue()
+    assert [json.loads(r)["row"] for r in out.getvalue().splitlines()] == [T, T + 1, T + 2, T + 3, T + 4]
+
+
 def test_a_closed_stderr_does_not_stop_the_run(tmp_path: Path):
     # `edgeseq run ... --output o.jsonl 2>&-`: Python sets sys.stderr to None
     lines = [LINES[0], *("junk" if i % 500 == 0 else line for i, line in enumerate(LINES[1:], start=1))]

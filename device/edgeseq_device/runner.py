@@ -4,10 +4,10 @@ The pipeline, one module a stage: `lines` (bytes to lines, a read's worth at a t
 line to values by column name), `series` (missing values, time, gaps and keys: the rules training shares),
 `window` (values to a prediction; no window spans a gap), `records` (a prediction to a JSON or CSV record), and
 `sinks` (where records go); `task` says what the model is (a forecaster, or a general sequence model) and checks
-it against the model before any row. This module runs them over a stream, one block (one read) at a time: the
-block's rows are parsed and their due windows staged, then the staged windows are run and their records written
-in one write. A block of plain lines (`bulk`: no bad row, no missing value, no gap) is parsed at once with the
-same result as row by row. It keeps the promises a user relies on:
+it against the model before any row. This module sets a run up and ends it; `reads` runs the stages over the
+stream one read at a time: the read's rows are parsed and their due windows staged, then the staged windows are
+run and their records written in one write. A read of plain lines (`bulk`: no bad row, no missing value, no
+gap) is parsed at once with the same result as row by row. Together they keep the promises a user relies on:
 
 - nothing computed is lost: a record is written and counted whole before a stop signal (SIGINT, SIGTERM) is
   acted on, and the summary's count is the number of records written; a stop ends the run at the next row or
@@ -32,23 +32,19 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from edgeseq_device.bulk import PlainReader
 from edgeseq_device.errors import DeviceError, InputError
 from edgeseq_device.lines import MAX_LINE_BYTES, LineSource, Notice, Reopened, TooLong
 from edgeseq_device.messages import Messages
 from edgeseq_device.model import load_model
+from edgeseq_device.reads import STOPPED, Item, ReadLoop
 from edgeseq_device.records import Writer
-from edgeseq_device.rows import BadRowError, RowParser, is_header, split_line
-from edgeseq_device.series import FILLED, TIME_GAP
 from edgeseq_device.signals import StopRequested, StopSignals
 from edgeseq_device.sinks import check_output, is_live, is_terminal, silence_stdout
-from edgeseq_device.summary import Stats, stopped
+from edgeseq_device.summary import EXIT_BAD_ROW, EXIT_OK, EXIT_USAGE, Stats
 from edgeseq_device.task import resolve_rules, resolve_spec
-from edgeseq_device.window import PredictionError, StreamRunner
+from edgeseq_device.window import StreamRunner
 
 DEFAULT_MODEL = Path("exported/sensor_lstm.onnx")
-SHOWN_PER_REASON = 10  # skipped lines named per reason; a messy file's thousands are counted, not listed
-EXIT_OK, EXIT_BAD_ROW, EXIT_USAGE = 0, 1, 2  # and 128 + the signal after SIGINT (130) or SIGTERM (143)
 
 
 @dataclass(frozen=True)
@@ -165,7 +161,7 @@ def _stream(
             say(f"{prog}: error: {source.name} has no header row")
             return EXIT_USAGE
         try:
-            loop = _Loop(options, runner, stats, stop, say, prog, header, source.name)
+            loop = ReadLoop(options.on_bad_row == "fail", runner, stats, stop, say, prog, header, source.name)
         except InputError as exc:
             say(f"{prog}: error: {source.name}: {exc}")
             return EXIT_USAGE
@@ -189,7 +185,7 @@ def _stream(
         for block in chain((rest,), blocks):
             code = loop.block(block)
             if code is not None:
-                return None if code is _STOPPED else code
+                return None if code is STOPPED else code
             if time.monotonic() >= next_progress:
                 if not live:  # a file being written shows its progress too
                     sink.flush()
@@ -228,9 +224,6 @@ def _stream(
     return EXIT_OK
 
 
-Item = str | TooLong | Reopened | Notice
-
-
 def _header(blocks: Iterator[list[Item]], say: Any, prog: str, name: str) -> tuple[str | TooLong | None, list[Item]]:
     """The first line (or None at the end of the input) and the rest of its block; a followed file replaced
     before it had a header is said and passed over."""
@@ -243,167 +236,3 @@ def _header(blocks: Iterator[list[Item]], say: Any, prog: str, name: str) -> tup
             else:
                 return item, block[i + 1 :]
     return None, []
-
-
-_STOPPED = object()  # what _Loop returns when a stop signal ended the run
-
-
-def _finite(values: Any) -> bool:
-    """No value is an infinite or NaN float (x - x is 0.0 for a finite x, NaN otherwise)."""
-    return not any(v.__class__ is float and not math.isfinite(v) for v in values)
-
-
-class _Loop:
-    """One run's rows, a block (one read) at a time: each block is parsed first and its due windows staged,
-    then the staged windows are run and their records written. A block of plain lines (bulk.py) is read at
-    once; any other block, row by row with a message per bad row. Each method returns None to go on, an exit
-    code, or _STOPPED."""
-
-    writer: Writer
-
-    def __init__(
-        self,
-        options: RunOptions,
-        runner: StreamRunner,
-        stats: Stats,
-        stop: StopSignals,
-        say: Any,
-        prog: str,
-        header: str,
-        name: str,
-    ) -> None:
-        self.name, self.runner, self.stats, self.stop, self.say, self.prog = name, runner, stats, stop, say, prog
-        self.fail = options.on_bad_row == "fail"
-        self.meta: list[tuple[int, str | None, str | None, int]] = []  # per staged window: row, time, key, line
-        self.line_number, self.after_reopen = 1, False
-        self.use_header(header)
-
-    def use_header(self, line: str) -> None:
-        spec, rules = self.runner.spec, self.runner.rules
-        self.parser = RowParser(split_line(line), spec.features, spec.time_column, rules.group_by)
-        bulk = not spec.states and self.parser.key_index is None
-        self.reader = PlainReader(self.parser, rules.time_format if rules.checks_time else None) if bulk else None
-
-    def block(self, items: list[Item]) -> object:
-        if self.stop.received is not None:
-            return _STOPPED
-        if not items:
-            return None
-        if self.stats.first_row_at is None:
-            self.stats.first_row_at = time.monotonic()
-        if self.reader is None or self.after_reopen or not all(item.__class__ is str for item in items):
-            return self.rows(items)
-        runner, stats, capacity = self.runner, self.stats, self.runner.capacity
-        for start in range(0, len(items), capacity):
-            if self.stop.received is not None:
-                return _STOPPED
-            part = items[start : start + capacity]
-            plain = self.reader.read(part)  # type: ignore[arg-type]
-            due = None if plain is None else runner.push_plain(plain)
-            if due is None:
-                return self.rows(items[start:])
-            row, line, texts = stats.rows + 1, self.line_number + 1, plain.time_texts
-            stats.rows += len(part)
-            self.line_number += len(part)
-            self.meta += [(row + i, None if texts is None else texts[i], None, line + i) for i in due.tolist()]
-            code = self.run()
-            if code is not None:
-                return code
-        return None
-
-    def rows(self, items: list[Item]) -> object:
-        """Row by row: the rules' own path, with a message for each bad row."""
-        runner, stats, say, prog, stop = self.runner, self.stats, self.say, self.prog, self.stop
-        features = runner.spec.features
-        for line in items:
-            if stop.received is not None:
-                return _STOPPED  # windows staged but not run are dropped: nothing computed is lost
-            self.line_number += 1
-            try:
-                if line.__class__ is str:
-                    if self.after_reopen:  # a new file may start with its own header
-                        self.after_reopen = False
-                        if is_header(line, features):  # type: ignore[arg-type]
-                            self.use_header(line)  # type: ignore[arg-type]
-                            continue
-                    stats.rows += 1
-                    due, when = runner.push(self.parser, split_line(line))  # type: ignore[arg-type]
-                    if runner.flags:
-                        stats.filled += bool(runner.flags & FILLED)
-                        stats.time_gaps += bool(runner.flags & TIME_GAP)
-                    if self.parser.key_index is not None:
-                        stats.keys = len(runner.keys)
-                elif isinstance(line, Reopened):
-                    stats.reopened += 1
-                    runner.restart()
-                    say(f"{prog}: reopened {self.name}: {line.reason}; a new window starts")
-                    self.line_number, self.after_reopen = 0, True
-                    continue
-                elif isinstance(line, Notice):
-                    say(f"{prog}: {line.text}")
-                    self.line_number -= 1
-                    continue
-                else:
-                    stats.rows += 1
-                    runner.unreadable()
-                    raise BadRowError("line too long", f"more than {line.limit:,} bytes")
-            except BadRowError as exc:
-                if line.__class__ is str and is_header(line, features):  # type: ignore[arg-type]
-                    # a header again (files concatenated, a writer restarted): its columns may be reordered
-                    self.use_header(line)  # type: ignore[arg-type]
-                    runner.restart()  # a writer restarted, or files concatenated: every series starts afresh
-                    stats.rows -= 1
-                    say(f"{prog}: line {self.line_number} is a header; columns found anew, every series starts afresh")
-                    continue
-                stats.skipped[exc.reason] += 1
-                stats.time_gaps += exc.time_gap
-                if self.fail:
-                    code = self.run()  # the rows before it are run and written first
-                    if code is None:
-                        stopped(stats, say, prog, f"line {self.line_number}: {exc}")
-                    return EXIT_BAD_ROW if code is None else code
-                shown_so_far = stats.skipped[exc.reason]
-                if shown_so_far <= SHOWN_PER_REASON:
-                    say(f"{prog}: skipped line {self.line_number}: {exc}")
-                    if shown_so_far == SHOWN_PER_REASON:
-                        say(f"{prog}: further rows skipped for {exc.reason} are counted in the summary, not shown")
-                continue
-            if due:
-                runner.stage()
-                self.meta.append((stats.rows, when, runner.key, self.line_number))
-                if runner.full:
-                    code = self.run()
-                    if code is not None:
-                        return code
-        return self.run()
-
-    def run(self) -> object:
-        """Run the staged windows and write their records, in one write; a window the model fails on, or whose
-        prediction is not finite, is reported instead."""
-        if not self.meta:
-            return None
-        stats, say, prog, writer = self.stats, self.say, self.prog, self.writer
-        results = self.runner.run_staged(self.stop)
-        records, failed = [], None
-        for (row, when, key, line_number), values in zip(self.meta, results, strict=False):  # fewer after a stop
-            if values.__class__ is PredictionError:
-                stats.model_failed += 1
-                if self.fail:
-                    failed = f"line {line_number}: {values}"
-                    break
-                say(f"{prog}: line {line_number}: {values}; not written")
-                continue
-            first = values[0]  # type: ignore[index]
-            if (first.__class__ is float and first - first != 0.0) or (len(values) > 1 and not _finite(values)):  # type: ignore[arg-type]
-                stats.not_finite += 1  # inf and NaN are not JSON: reported, never written
-                say(f"{prog}: line {line_number}: the prediction is {', '.join(map(repr, values))}; not written")
-                continue
-            records.append(writer.format(row, when, values, key))  # type: ignore[arg-type]
-        self.meta.clear()
-        if records:
-            writer.write_all(records)
-            stats.predictions += len(records)
-        if failed is not None:
-            stopped(stats, say, prog, failed)
-            return EXIT_BAD_ROW
-        return None
