@@ -2,7 +2,7 @@
 
 Ctrl-C at any moment ends with "edgeseq: interrupted" and exit code 130, never a traceback: while the CLI's
 modules are imported, while typer builds the command, and inside a command. `edgeseq run` installs its own
-handlers while it streams, so that the record in hand is finished first.
+handlers while it streams, so that every record computed is written first.
 """
 
 import sys

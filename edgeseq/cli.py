@@ -218,8 +218,10 @@ def run(
     Reads a CSV with a header from a file (.csv, .csv.gz, .csv.xz, .csv.bz2) or stdin (-); columns are found
     by name (order and extra columns do not matter). A ring buffer keeps the last T rows of each series (each
     key, for a model trained with --group-by); a record comes out once it is full and then every --stride
-    rows, as JSON lines (or CSV), flushed one by one to a live reader (a terminal, a pipe, --follow; a file
-    written from a file is flushed at each progress line and at the end). For the forecaster, {"row", "time", "key",
+    rows, as JSON lines (or CSV). The input is taken a read at a time (at most 64 KiB, never waiting for
+    more); a live reader (a terminal, a pipe, --follow, stdin) gets each read's records flushed at once, so a
+    sensor writing a row at a time gets each forecast as its row arrives; a file written from a file is
+    flushed at each progress line and at the end. For the forecaster, {"row", "time", "key",
     "prediction"}: the target H rows ahead, in its units ("key" only with a key column). For a model
     exported with `export --keras`, its manifest's fields: "label" and "probability" for a classifier,
     "prediction" (or one field per target) for a regressor; a stateful model takes T new rows per call and
@@ -239,7 +241,7 @@ def run(
 
     A missing or duplicated column, a file that is not CSV text, or a model whose sha256 or signature
     differs from its manifest stops before anything runs (exit 2). Ctrl-C (exit 130) and SIGTERM (exit 143)
-    stop after the record in hand: every forecast computed is written, then the summary. Progress and the
+    stop at the next row or window: every forecast computed is written, then the summary. Progress and the
     summary go to stderr; if stderr is closed, the run goes on. Runs on the device runtime only (numpy +
     onnxruntime).
     """

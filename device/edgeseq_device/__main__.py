@@ -10,9 +10,10 @@ longer than 1 MiB) is reported on stderr and skipped, and no window spans it; so
 in time or a duplicated or backwards time, by the series rules in the model's manifest. With a key column
 (a model trained with --group-by) each key is its own series, and each record carries its "key".
 --follow reads a growing file like tail -F and reopens it when it is truncated or rotated; SIGHUP does not end
-a --follow run whose stderr is not a terminal (a service): it is logged and looked at at the next poll. Ctrl-C (exit
-130) and SIGTERM (exit 143) stop after the record in hand, with every forecast written and a summary on
-stderr. Exit codes: 0 done, 1 a bad row under --on-bad-row fail, 2 bad usage, model, manifest or header.
+a --follow run whose stderr is not a terminal (a service): it is logged and looked at at the next poll. Rows are
+taken a read at a time; a live reader gets each read's records at once. Ctrl-C (exit 130) and SIGTERM
+(exit 143) stop at the next row or window, with every forecast computed written and a summary on stderr.
+Exit codes: 0 done, 1 a bad row under --on-bad-row fail, 2 bad usage, model, manifest or header.
 """
 
 from __future__ import annotations

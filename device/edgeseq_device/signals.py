@@ -1,9 +1,9 @@
 """SIGINT (Ctrl-C) and SIGTERM (`kill`, `systemctl stop`) as a request to stop cleanly; SIGHUP (`systemctl
 reload`, logrotate's postrotate) as a request to reopen a followed file.
 
-The handler only records the signal. The runner checks it after each row, so the record in hand is always
-written and counted before it stops: an exception raised in the middle of writing a record could leave
-the summary one short of the records written. Only while the runner waits for input (a read, a poll, the
+The handler only records the signal. The runner checks it before each row and each window it runs, so what
+it computed is always written and counted before it stops: an exception raised in the middle of writing
+records could leave the summary short of the records written. Only while the runner waits for input (a read, a poll, the
 open of a FIFO) does the handler raise `StopRequested`, because nothing is half done there.
 
 SIGHUP, with `reopen=True` (the runner follows a file and stderr is not a terminal: a service), only counts
