@@ -68,6 +68,3 @@ class Writer:
         self.sink.write("".join(records))
         if self.flush_each:
             self.sink.flush()
-
-    def write(self, row: int, when: str | None, values: Sequence[Any], key: str | None = None) -> None:
-        self.write_all([self.format(row, when, values, key)])

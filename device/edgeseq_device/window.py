@@ -193,14 +193,3 @@ class StreamRunner:
             results.append(record_values(output, window))
         self._windows = []
         return results
-
-    def predict(self) -> tuple[Any, ...]:
-        """Run the model on the buffered window now; the record's values, in the order of spec.record_fields.
-        Raises PredictionError."""
-        if self.staged:
-            raise RuntimeError("predict() with windows staged: run_staged() first")
-        self.stage()
-        (result,) = self.run_staged()
-        if isinstance(result, PredictionError):
-            raise result
-        return result
