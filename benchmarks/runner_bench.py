@@ -30,7 +30,7 @@ from edgeseq_device.model import load_model
 from edgeseq_device.rows import RowParser, split_line
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "edgeseq" / "datasets" / "appliances_energy.csv.xz"
+DATA = REPO / "src" / "edgeseq" / "datasets" / "appliances_energy.csv.xz"
 MODEL = REPO / "exported" / "sensor_lstm.onnx"
 # issue 14's bars
 BARS = {"end_to_end_vs_raw": 0.95, "start_to_first_s": 0.3, "peak_rss_mb": 100.0}

@@ -61,9 +61,10 @@ def require_in_ci(reason: str) -> None:
     pytest.skip(reason)
 
 
-def bundle_of_the_forecaster(platform: str, out: Path) -> dict[str, str]:
+def bundle_of_the_forecaster(platform: str, out: Path) -> tuple[dict[str, str], str]:
     """`edgeseq bundle` of the shipped fp32 and dynamic-int8 forecasters for `platform` to `out`, through the CLI;
-    returns the environment to run the bundle's install.sh in (this venv's variables left out)."""
+    returns the environment to run the bundle's install.sh in (this venv's variables left out), and what the
+    command printed."""
     from typer.testing import CliRunner
 
     from edgeseq.cli import app
@@ -74,4 +75,4 @@ def bundle_of_the_forecaster(platform: str, out: Path) -> dict[str, str]:
          "--platform", platform, "--out", str(out)],
     )  # fmt: skip
     assert built.exit_code == 0, built.output
-    return {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    return {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}, built.stdout

@@ -35,7 +35,7 @@ def pi(tmp_path_factory):
     if why is not None:
         require_in_ci(why)
     where = tmp_path_factory.mktemp("pi")
-    env = bundle_of_the_forecaster("linux-aarch64", where / "edge")
+    env, _ = bundle_of_the_forecaster("linux-aarch64", where / "edge")
     folder = where / "edge"
     # install.sh is a host shell script; the python it is given, and every aarch64 program that starts, runs
     # under qemu as a Cortex-A72 (tests/emulation.py)

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 import edgeseq
 from edgeseq.cli import app
 from tests.conftest import LETTER_KERAS, LETTER_ONNX
+from tests.streams import LINES, SENSOR_CSV, SENSOR_ONNX, write_lines
 
 runner = CliRunner()
 
@@ -52,6 +53,22 @@ def test_missing_model_is_one_line_exit_2(tmp_path: Path):
     assert result.exit_code == 2
     assert result.stderr.strip() == f"edgeseq: error: model file not found: {tmp_path / 'none.onnx'}"
     assert result.stdout == ""
+
+
+def test_the_default_model_path_missing_says_it_is_relative_to_where_the_command_runs(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the clone: exported/ is not here
+    result = invoke("run", "--stream", str(SENSOR_CSV))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"edgeseq: error: model file not found: exported/sensor_lstm.onnx (a relative path: looked for in {tmp_path})\n"
+    )
+
+
+def test_one_gap_in_time_is_singular_in_the_summary(tmp_path: Path):
+    lines = [*LINES[:60], *LINES[62:100]]  # 20 minutes missing once: one step over 1.5 intervals
+    result = invoke("run", "--stream", str(write_lines(tmp_path / "gap.csv", lines)), "--model", str(SENSOR_ONNX))
+    assert result.exit_code == 0
+    assert ", 1 gap in time," in result.stderr and "1 gaps" not in result.stderr
 
 
 def test_corrupt_model_is_one_line_exit_2(tmp_path: Path):
@@ -135,6 +152,8 @@ def test_version():
 def test_export_without_the_train_extra_says_what_to_install(tmp_path: Path, monkeypatch):
     import importlib.util
 
+    from edgeseq.frameworks import install_command
+
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name in ("onnx", "tf2onnx") else real_find_spec(name, *a)
@@ -142,8 +161,7 @@ def test_export_without_the_train_extra_says_what_to_install(tmp_path: Path, mon
     result = invoke("export", "--out", tmp_path / "out")
     assert result.exit_code == 2  # an environment the user fixes with the pip command given, like bad input
     assert result.stderr == (
-        "edgeseq: error: training and export need tf2onnx, onnx, which are not installed: "
-        "pip install 'edgeseq[train]'\n"
+        f"edgeseq: error: training and export need tf2onnx, onnx, which are not installed: {install_command('train')}\n"
     )
     assert not (tmp_path / "out").exists()
 

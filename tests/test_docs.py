@@ -83,10 +83,23 @@ def test_the_your_own_keras_model_walk_through_runs_as_written(tmp_path):
     assert [c.split()[:2] for c in commands] == [["edgeseq", "export"], ["edgeseq", "run"]]
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    printed = []
     for command in commands:
         args = [sys.executable, "-m", "edgeseq", *command.split()[1:]]
         proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, command + proc.stderr
+        printed.append(proc.stdout)
+    # the summary line as the README shows it; its size figure is for a Keras file at /tmp/walk/activity.keras
+    shown = re.search(r"\n    (activity: .*)\n", section).group(1)
+    said = next(line for line in printed[0].splitlines() if line.startswith("activity: "))
+    number = r"\(([\d,]+) bytes\), parity max abs diff ([\d.e+-]+) over (\d+) windows"
+    (size, diff, windows), (readme_size, _, readme_windows) = (re.search(number, t).groups() for t in (said, shown))
+    assert re.sub(number + r".*", "", said) == re.sub(number + r".*", "", shown)
+    assert windows == readme_windows and float(diff) <= 1e-5
+    expected = (
+        int(readme_size.replace(",", "")) + len(str(tmp_path / "activity.keras")) - len("/tmp/walk/activity.keras")
+    )
+    assert abs(int(size.replace(",", "")) - expected) <= 0.01 * expected, (size, expected)  # Keras/tf2onnx versions
     records = [json.loads(line) for line in (tmp_path / "activity.jsonl").read_text().splitlines()]
     assert len(records) == 300 - 32 + 1 == int(re.search(r"\b(\d+) records, one per window", section).group(1))
     assert records[0] == {**records[0], "row": 32, "time": "1.24"}
@@ -173,12 +186,11 @@ def test_the_training_on_your_own_data_example_runs_and_its_data_figures_hold(tm
     section = README.split("## Training on your own data", 1)[1].split("\n## ", 1)[0]
     commands = [c.strip() for block in re.findall(r"```sh\n(.*?)```", section, flags=re.S) for c in block.splitlines()]
     assert [c.split()[:3] for c in commands] == [["edgeseq", "train", "forecaster"], ["edgeseq", "run", "--model"]]
-    data = REPO / "edgeseq" / "datasets" / "nyc_airport_weather.csv.xz"
+    data = REPO / "src" / "edgeseq" / "datasets" / "nyc_airport_weather.csv.xz"
     fast = ["--epochs", "1", "--units", "4,4"]
     for command, extra in zip(commands, (fast, []), strict=True):
-        # the bundled file by its absolute path: a folder named edgeseq/ in the working directory would shadow
-        # the installed package
-        command = command.replace("edgeseq/datasets/nyc_airport_weather.csv.xz", str(data))
+        # the bundled file by its absolute path, as the commands run in a scratch folder
+        command = command.replace("src/edgeseq/datasets/nyc_airport_weather.csv.xz", str(data))
         args = [sys.executable, "-m", "edgeseq", *command.split()[1:], *extra]
         proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, command + proc.stderr

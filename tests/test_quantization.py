@@ -234,7 +234,9 @@ def test_quantize_rejects_an_unknown_mode_and_a_variant_input():
     again = runner.invoke(app, ["quantize", "--model", str(EXPORTED / "letter_rnn.fp16.onnx"), "--mode", "fp16"])
     assert again.exit_code == 2 and "is already a variant" in again.stderr
     missing = runner.invoke(app, ["quantize", "--model", "nowhere.onnx", "--mode", "fp16"])
-    assert missing.exit_code == 2 and missing.stderr == "edgeseq: error: model file not found: nowhere.onnx\n"
+    assert missing.exit_code == 2 and missing.stderr == (
+        f"edgeseq: error: model file not found: nowhere.onnx (a relative path: looked for in {Path.cwd()})\n"
+    )
     method = runner.invoke(
         app,
         [

@@ -47,13 +47,33 @@ def test_sighup_after_a_rotation_reopens_the_new_file(tmp_path: Path):
     assert [r["prediction"] for r in after] == [expected[T], expected[T + 1]]
 
 
-def test_sighup_without_follow_keeps_its_default_and_ends_the_run():
-    # a run reading a terminal's pipe: a closed terminal (SIGHUP) must still end it, as it did before
-    proc = cli("--stream", "-", "--model", SENSOR_ONNX, stdin=subprocess.PIPE)
+def _hung_up(disposition: signal.Handlers) -> subprocess.Popen:
+    """A run reading stdin, with its SIGHUP disposition set by the test, not inherited (under `nohup pytest`
+    it would be ignored), sent SIGHUP after its first record."""
+    proc = cli("--stream", "-", "--model", SENSOR_ONNX, stdin=subprocess.PIPE,
+               preexec_fn=lambda: signal.signal(signal.SIGHUP, disposition))  # fmt: skip
     proc.stdin.write("\n".join(LINES[: T + 1]) + "\n")
     proc.stdin.flush()
     _read_records(proc, 1)
     proc.send_signal(signal.SIGHUP)
+    return proc
+
+
+def test_sighup_without_follow_keeps_its_default_and_ends_the_run():
+    # a run reading a terminal's pipe: a closed terminal (SIGHUP) must still end it, as it did before
+    proc = _hung_up(signal.SIG_DFL)
     proc.wait(timeout=60)
     proc.stdin.close()
     assert proc.returncode == -signal.SIGHUP
+
+
+def test_sighup_ignored_by_nohup_stays_ignored_without_follow():
+    # `nohup edgeseq run ...`: the user asked for the run to outlive the terminal, and it does
+    proc = _hung_up(signal.SIG_IGN)
+    time.sleep(0.3)
+    assert proc.poll() is None, "SIGHUP ended a run started under nohup"
+    proc.stdin.write(LINES[T + 1] + "\n")
+    proc.stdin.close()  # end of input: the run ends by itself
+    out, err = proc.stdout.read(), proc.stderr.read()  # through the buffers _read_records read from
+    assert proc.wait(timeout=60) == 0, err
+    assert [r["row"] for r in records(out)] == [T + 1]  # the first record was read above

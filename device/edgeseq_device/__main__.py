@@ -38,21 +38,34 @@ def _positive(text: str) -> int:
     return value
 
 
+def _paragraphs(text: str, width: int, indent: str) -> str:
+    """The description's paragraphs, each re-wrapped to the terminal's width (argparse's default formatter
+    would join them into one; the raw one would keep lines wider than the terminal)."""
+    import textwrap
+
+    return "\n\n".join(
+        textwrap.fill(" ".join(paragraph.split()), width, initial_indent=indent, subsequent_indent=indent)
+        for paragraph in text.strip().split("\n\n")
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     from pathlib import Path
 
+    class Help(argparse.HelpFormatter):
+        def _fill_text(self, text: str, width: int, indent: str) -> str:
+            return _paragraphs(text, width, indent)
+
     from edgeseq_device.runner import DEFAULT_MODEL, RunOptions, run_stream
 
-    parser = argparse.ArgumentParser(
-        prog="python -m edgeseq_device", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(prog="python -m edgeseq_device", description=__doc__, formatter_class=Help)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
         "run",
         help="stream sensor rows through an exported model",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=Help,
     )
     run.add_argument("--stream", required=True, metavar="PATH|-", help="CSV file with a header row, or - for stdin")
     run.add_argument(

@@ -10,6 +10,13 @@ MANIFEST_MAX_BYTES = 4 << 20  # a manifest is a few KB; more is not one
 MODEL_MAX_BYTES = 2 << 30  # protobuf's own limit for one ONNX file
 
 
+def not_found(what: str, path: str | Path) -> str:
+    """The message `model file not found: PATH`, saying where a relative path (such as --model's default,
+    exported/sensor_lstm.onnx) was looked for: from where the command runs, not where edgeseq is installed."""
+    where = "" if Path(path).is_absolute() else f" (a relative path: looked for in {Path.cwd()})"
+    return f"{what} not found: {path}{where}"
+
+
 def read_regular_file(path: Path, max_bytes: int, what: str, error: type[Exception]) -> bytes:
     """The bytes of `path`, which must be a regular file of at most `max_bytes`; otherwise `error`.
 
@@ -24,7 +31,7 @@ def read_regular_file(path: Path, max_bytes: int, what: str, error: type[Excepti
                 raise error(f"{what} {path} is {info.st_size:,} bytes, more than the {max_bytes:,} a {what} may be")
             content = handle.read(max_bytes + 1)
     except FileNotFoundError:
-        raise error(f"{what} not found: {path}") from None
+        raise error(not_found(what, path)) from None
     except IsADirectoryError:
         raise error(f"{what} {path} is a directory") from None
     except OSError as exc:

@@ -31,7 +31,7 @@ class Stats:
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(self.skipped.items()))
         skipped = sum(self.skipped.values())
         extra = f", {self.filled} rows filled (--fill-gaps)" if self.filled else ""
-        extra += f", {self.time_gaps} gaps in time" if self.time_gaps else ""
+        extra += f", {self.time_gaps} gap{'s' if self.time_gaps != 1 else ''} in time" if self.time_gaps else ""
         extra += f", {self.keys} series" if self.keys else ""
         extra += f", {self.not_finite} predictions not finite (not written)" if self.not_finite else ""
         extra += f", the model failed on {self.model_failed} windows (not written)" if self.model_failed else ""

@@ -87,7 +87,7 @@ class Report:
             rows = "row" if n == 1 else "rows"
             said.append(f"{n:,} {rows} dropped as gaps ({reason}), first at line{'s' if n > 1 else ''} {lines}")
         if self.time_gaps:
-            said.append(f"{self.time_gaps:,} gaps in time")
+            said.append(f"{self.time_gaps:,} gap{'s' if self.time_gaps != 1 else ''} in time")
         if self.filled:
             said.append(f"{self.filled:,} rows filled (--fill-gaps)")
         return said

@@ -129,9 +129,10 @@ Built by `@COMMAND@` with edgeseq @VERSION@ on @BUILT@. Everything here installs
 | `SHA256SUMS` | the sha256 of every other file (`sha256sum -c SHA256SUMS`) |
 
 ## On the box
-1. Copy the folder (or the tarball, then `tar xzf`) to where it will stay, such as `/opt/edgeseq`.
-2. `./install.sh`: it prints the first forecast of the sample (`bundle.json` has the one the build machine
-   made: int8 models can differ in the last digits between CPUs). It needs Python @PYTHON@ with venv
+1. Unpack it where it will stay, as root: `@UNPACK@` makes `/opt/@NAME@` (a bundle
+   made as a folder: copy the folder there).
+2. `cd /opt/@NAME@ && ./install.sh`: it prints the first forecast of the sample (`bundle.json` has the one
+   the build machine made: int8 models can differ in the last digits between CPUs). It needs Python @PYTHON@ with venv
    (Debian, Raspberry Pi OS: `apt install python3-venv`). Run it again after copying a newer bundle over:
    it makes `venv/` afresh and keeps `edgeseq.env`.
 3. Point the service at your data in `edgeseq.env`: `EDGESEQ_SOURCE` (a CSV a logger appends to, or a FIFO;

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import sys
-from enum import Enum
 from pathlib import Path
 
 import typer
@@ -15,7 +14,9 @@ from edgeseq.cli_bundle import bundle
 from edgeseq.cli_export import export, quantize_command
 from edgeseq.cli_output import (
     EXPORTED,
+    PlainArguments,
     RichProgress,
+    choice,
     floats,
     format_info,
     print_bench,
@@ -87,7 +88,8 @@ def bench(
     the same Keras model, run with XNNPACK and num_threads set); onnxruntime fp32, dynamic-int8, static-int8
     and fp16; the edgeseq runner end to end. All run the same real windows, warmed up, in rounds that
     alternate the paths. Reports p50/p99 latency, file size, load time, agreement with Keras, and the peak
-    RSS of minimal processes running onnxruntime and LiteRT. Needs: pip install 'edgeseq[bench]'.
+    RSS of minimal processes running onnxruntime and LiteRT. Needs the bench extra: pip install 'edgeseq[bench]'
+    (from a clone: pip install '.[bench]').
     """
     progress = RichProgress()
     with user_errors():
@@ -118,11 +120,11 @@ def bench(
             markdown.write_text(render_markdown(result, command) + "\n", encoding="utf-8")
 
 
-@app.command()
+@app.command(cls=PlainArguments)
 def letters(
     sequences: list[str] | None = typer.Argument(
         None,
-        metavar="SEQUENCE...",
+        metavar="SEQUENCE",
         help="Sequences of 4 letters from 'abcde'. With none, one per line is read from stdin.",
         show_default=False,
     ),
@@ -162,16 +164,6 @@ def letters(
             silence_stdout()
 
 
-class RowPolicy(str, Enum):
-    skip = "skip"
-    fail = "fail"
-
-
-class OutputFormat(str, Enum):
-    jsonl = "jsonl"
-    csv = "csv"
-
-
 @app.command()
 def run(
     stream: str = typer.Option(..., "--stream", metavar="PATH|-", help="CSV file with a header row, or - for stdin."),
@@ -187,15 +179,21 @@ def run(
     stride: int = typer.Option(
         1, "--stride", min=1, metavar="N", help="One forecast every N rows once the window is full."
     ),
-    fmt: OutputFormat = typer.Option(OutputFormat.jsonl, "--format", help="Output records as JSON lines or CSV."),
+    fmt: str = typer.Option(
+        "jsonl", "--format", parser=choice("jsonl", "csv"), metavar="jsonl|csv", help="Records as JSON lines or CSV."
+    ),
     output: Path | None = typer.Option(
         None, "--output", metavar="FILE", help="Write records to FILE instead of stdout."
     ),
     threads: int = typer.Option(
         1, "--threads", min=1, metavar="N", help="onnxruntime intra-op threads, at most the CPUs available."
     ),
-    on_bad_row: RowPolicy = typer.Option(
-        RowPolicy.skip, "--on-bad-row", help="skip: report on stderr and go on; fail: stop with exit code 1."
+    on_bad_row: str = typer.Option(
+        "skip",
+        "--on-bad-row",
+        parser=choice("skip", "fail"),
+        metavar="skip|fail",
+        help="skip: report on stderr and go on; fail: stop with exit code 1.",
     ),
     features: str | None = typer.Option(
         None, "--features", metavar="NAMES", help="No manifest: comma-separated input columns."
@@ -254,10 +252,10 @@ def run(
             model=model,
             follow=follow,
             stride=stride,
-            fmt=fmt.value,
+            fmt=fmt,
             output=output,
             threads=threads,
-            on_bad_row=on_bad_row.value,
+            on_bad_row=on_bad_row,
             features=features,
             target=target,
             window=window,
@@ -270,7 +268,7 @@ def run(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=PlainArguments)
 def info(
     model: Path = typer.Argument(..., metavar="FILE", help="An ONNX file, e.g. exported/letter_rnn.onnx."),
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),

@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeseq import frameworks
 from edgeseq.errors import BadInputError, EdgeseqError, MissingExtraError
+from edgeseq_device.files import not_found
 from edgeseq_device.manifest import manifest_path_for
 
 MODES = ("dynamic-int8", "static-int8", "fp16")
@@ -98,7 +99,9 @@ def convert_fp16(model_input: Path, model_output: Path) -> None:
     try:
         from onnxconverter_common import float16
     except ImportError:
-        raise MissingExtraError("fp16 needs onnxconverter-common: pip install 'edgeseq[train]'") from None
+        raise MissingExtraError(
+            f"fp16 needs onnxconverter-common, which is not installed: {frameworks.install_command('train')}"
+        ) from None
     onnx.save(float16.convert_float_to_float16(onnx.load(str(model_input)), keep_io_types=True), str(model_output))
 
 
@@ -221,7 +224,7 @@ def quantize(
             f"unknown calibration method {config.calibration_method!r}: {', '.join(CALIBRATION_METHODS)}"
         )
     if not model_path.exists():
-        raise BadInputError(f"model file not found: {model_path}")
+        raise BadInputError(not_found("model file", model_path))
     manifest_path = manifest_path_for(model_path)
     if not manifest_path.exists():
         raise BadInputError(f"{model_path} has no manifest: quantize a model exported by edgeseq")

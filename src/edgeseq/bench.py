@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgeseq import frameworks
-from edgeseq.errors import BadInputError, MissingExtraError
+from edgeseq.errors import BadInputError
 
 Run = Callable[[np.ndarray], np.ndarray]
 
@@ -213,10 +213,6 @@ def build_paths(
         PathResult("Keras call", "Keras", "fp32", size, load_s, lambda t: model(t, training=False).numpy()),
         PathResult("Keras tf.function", "Keras", "fp32", size, load_s, lambda t: compiled(t).numpy()),
     ]
-    try:
-        import ai_edge_litert  # noqa: F401
-    except ImportError:
-        raise MissingExtraError("edgeseq bench needs ai-edge-litert: pip install 'edgeseq[bench]'") from None
     paths += _litert_paths(model, config, tmp, x, failed)
     variants = {"fp32": base.with_suffix(".onnx")}
     variants.update(
@@ -340,7 +336,7 @@ def bench(config: BenchConfig, progress: Any = None) -> dict[str, Any]:
     """Run every path on the same windows; return the JSON-able results."""
     from edgeseq_device.manifest import Manifest
 
-    frameworks.require_training()
+    frameworks.require_extra("bench", "edgeseq bench needs")
     manifest_path = config.exported / f"{config.model}.json"
     if not manifest_path.exists():
         names = sorted(p.stem for p in config.exported.glob("*.json") if p.with_suffix(".onnx").exists())

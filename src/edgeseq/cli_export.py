@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import typer
@@ -10,6 +9,7 @@ import typer
 from edgeseq.cli_output import (
     EXPORTED,
     RichProgress,
+    choice,
     export_summary,
     floats,
     user_errors,
@@ -19,15 +19,15 @@ from edgeseq.cli_run import names
 from edgeseq.errors import BadInputError, EdgeseqError
 
 
-class ModelChoice(str, Enum):
-    all = "all"
-    letter_rnn = "letter_rnn"
-    sensor_lstm = "sensor_lstm"
-
-
 def export(
     ctx: typer.Context,
-    model: ModelChoice = typer.Option(ModelChoice.all, "--model", help="Which built-in model to build."),
+    model: str = typer.Option(
+        "all",
+        "--model",
+        parser=choice("all", "letter_rnn", "sensor_lstm"),
+        metavar="all|letter_rnn|sensor_lstm",
+        help="Which built-in model to build.",
+    ),
     out: Path = typer.Option(EXPORTED, "--out", metavar="DIR", help="Directory the artifacts are written to."),
     retrain: bool = typer.Option(False, "--retrain", help="Train again even if a Keras model exists in --out."),
     opset: int = typer.Option(17, "--opset", min=17, metavar="N", help="ONNX opset to convert to."),
@@ -103,7 +103,8 @@ def export(
     windows). Writes <name>.onnx and <name>.json, which `edgeseq run --model` streams.
 
     Files are moved into place only after conversion, the ONNX checker, the fusion audit and the
-    Keras-vs-onnxruntime parity check have all passed. Needs the training extra: pip install 'edgeseq[train]'.
+    Keras-vs-onnxruntime parity check have all passed. Needs the training extra: pip install 'edgeseq[train]'
+    (from a clone: pip install '.[train]').
     """
     progress = RichProgress()
     with user_errors():
@@ -132,6 +133,11 @@ def export(
             for option, value in (("--labels", labels), ("--target", target), ("--features", features)):
                 if value is not None and not names(value):
                     raise BadInputError(f"{option} is empty: give comma-separated names")
+            if (mean is None) != (std is None):
+                raise BadInputError(
+                    f"{'--mean' if std is None else '--std'} needs {'--std' if std is None else '--mean'}: "
+                    "the model's input is (x - mean) / std, so give both, one value per feature, or neither"
+                )
             if "static-int8" in modes and sample is None:
                 raise BadInputError(
                     "--quantize static-int8 calibrates on real windows: give --sample FILE, or use dynamic-int8 or fp16"
@@ -166,16 +172,16 @@ def export(
 
 
 def _export_builtin(
-    model: ModelChoice, out: Path, retrain: bool, opset: int, allow_unfused: bool, progress: RichProgress
+    model: str, out: Path, retrain: bool, opset: int, allow_unfused: bool, progress: RichProgress
 ) -> list:
     from edgeseq.export import export_forecaster, export_letter_rnn
 
-    recipes = {ModelChoice.letter_rnn: export_letter_rnn, ModelChoice.sensor_lstm: export_forecaster}
-    chosen = list(recipes) if model == ModelChoice.all else [model]
+    recipes = {"letter_rnn": export_letter_rnn, "sensor_lstm": export_forecaster}
+    chosen = list(recipes) if model == "all" else [model]
     results = []
-    for choice in chosen:
+    for name in chosen:
         try:
-            result = recipes[choice](out, retrain=retrain, opset=opset, progress=progress, allow_unfused=allow_unfused)
+            result = recipes[name](out, retrain=retrain, opset=opset, progress=progress, allow_unfused=allow_unfused)
         finally:
             progress.close()
         typer.echo(export_summary(result))

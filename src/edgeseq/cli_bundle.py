@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from pathlib import Path
 
 import typer
 
-from edgeseq.cli_output import EXPORTED, RichProgress, user_errors
-
-
-class Platform(str, Enum):
-    linux_aarch64 = "linux-aarch64"
-    linux_x86_64 = "linux-x86_64"
+from edgeseq.cli_output import EXPORTED, RichProgress, choice, user_errors
 
 
 def bundle(
@@ -24,7 +18,13 @@ def bundle(
         help="An exported model (its manifest beside it); repeat for several. The first is the one the service "
         "and install.sh's smoke test run.",
     ),
-    platform: Platform = typer.Option(..., "--platform", help="The box: an ARM64 board or an x86-64 PC."),
+    platform: str = typer.Option(
+        ...,
+        "--platform",
+        parser=choice("linux-aarch64", "linux-x86_64"),
+        metavar="PLATFORM",
+        help="The box: linux-aarch64 (an ARM64 board) or linux-x86_64 (a PC).",
+    ),
     python: str = typer.Option(
         "3.11", "--python", metavar="X.Y", help="The box's Python (3.11, 3.12 or 3.13): the wheels are built for it."
     ),
@@ -40,7 +40,7 @@ def bundle(
 ) -> None:
     """Bundle models, the device runtime and its wheels for an offline install on an edge box.
 
-    The folder (or tarball) holds wheels/ (edgeseq-device built from this tree, with numpy and onnxruntime at
+    The folder (or tarball) holds wheels/ (edgeseq-device, the runtime installed here, with numpy and onnxruntime at
     the versions installed here, as binary wheels for --platform and --python, fetched with pip download:
     this needs the network, the box does not), models/ (each model with its manifest, and a sample stream),
     install.sh (checks SHA256SUMS, makes a venv, pip install --no-index, runs the first model on the sample
@@ -55,11 +55,14 @@ def bundle(
         command = "edgeseq " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bundle"] else "edgeseq bundle"
         try:
             result = make_bundle(
-                list(model), platform.value, out, python=python, sample=sample, command=command, progress=progress
+                list(model), platform, out, python=python, sample=sample, command=command, progress=progress
             )
         finally:
             progress.close()
-        typer.echo(
-            f"{result.path}: {result.files} files, {result.size / 1e6:.1f} MB, for {platform.value}, Python {python} "
-            f"({result.seconds:.1f} s); on the box: ./install.sh"
+        size = f"{result.size / 1e6:.1f} MB" + (
+            f" unpacked, {result.archive_size / 1e6:.1f} MB as a tarball" if result.archive_size is not None else ""
         )
+        typer.echo(
+            f"{result.path}: {result.files} files, {size}, for {platform}, Python {python} ({result.seconds:.1f} s)"
+        )
+        typer.echo(f"on the box, as root: {result.on_the_box()}")

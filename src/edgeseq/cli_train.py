@@ -145,8 +145,11 @@ def train_forecaster_command(
     window spans one. The data is split by time (across all keys with --group-by) into train, validation and
     test; scaling is fitted on train only; the test report compares the LSTM with ridge regression and
     persistence, in the target's units, on exactly the windows `edgeseq run` makes on the test period.
-    Example: edgeseq train forecaster --data room.csv --features temp,hum,out_temp --target temp
-    --window 36 --horizon 6 --time-column date
+
+    \b
+    Example (one command; its lines are kept as they are, so it can be pasted):
+      edgeseq train forecaster --data room.csv --features temp,hum,out_temp \\
+          --target temp --window 36 --horizon 6 --time-column date
     """
     progress = RichProgress()
     with user_errors():

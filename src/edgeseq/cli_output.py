@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 from edgeseq.errors import BadInputError, EdgeseqError, MissingExtraError
+from edgeseq.frameworks import install_command
 from edgeseq_device.errors import DeviceError
 
 EXPORTED = Path("exported")
@@ -41,6 +43,39 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         _error("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+class _PlainArgument(TyperArgument):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None  # the metavar names it (FILE); typer 0.29 adds '<path>'
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+
+class PlainArguments(TyperCommand):
+    """A command whose arguments show in help as click and most tools show them: FILE when required,
+    [SEQUENCE]... when optional and repeated, with no type after a metavar that names them (typer 0.29 shows
+    {FILE}, 'FILE <path>' and 'SEQUENCE... <list[str]>')."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument:
+                param.__class__ = _PlainArgument
+
+
+def choice(*names: str):
+    """A typer `parser` for an option that takes one of `names`: its refusal names the value and the choices
+    ("Invalid value for '--format': 'json': choose jsonl or csv"), where an Enum gets pydantic's wording."""
+
+    def parse(value: str) -> str:
+        if value not in names:
+            raise typer.BadParameter(f"{value!r}: choose {', '.join(names[:-1])} or {names[-1]}")
+        return value
+
+    return parse
 
 
 def floats(text: str | None, option: str) -> tuple[float, ...] | None:
@@ -171,7 +206,7 @@ def format_info(d: dict[str, Any]) -> str:
         (
             f"op types    {', '.join(f'{k} {v}' for k, v in ops.items())}  ({sum(ops.values())} nodes)"
             if ops is not None
-            else "op types    (install the onnx package to count them: pip install 'edgeseq[train]')"
+            else f"op types    (install the onnx package to count them: {install_command('train')})"
         ),
     ]
     for key, value in d["metadata"].items():

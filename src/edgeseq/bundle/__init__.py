@@ -1,6 +1,6 @@
 """`edgeseq bundle`: one folder (or tarball) that installs and runs exported models on a box with no network.
 
-    wheelhouse.py   edgeseq-device from this tree, numpy and onnxruntime for the target platform and Python
+    wheelhouse.py   edgeseq-device (the installed runtime), numpy and onnxruntime for the target platform and Python
     scripts.py      install.sh, the systemd unit and its settings, the README for the box
 
 The folder holds wheels/, models/ (each model with its manifest, and a sample stream), install.sh,
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import edgeseq
 from edgeseq.bundle import scripts
-from edgeseq.bundle.wheelhouse import PLATFORM_TAGS, build_device_wheel, download_dependencies
+from edgeseq.bundle.wheelhouse import build_device_wheel, check_target, download_dependencies
 from edgeseq.errors import BadInputError
 from edgeseq.progress import Progress, Silent
 from edgeseq_device.lines import LineSource, Reopened, TooLong
@@ -42,10 +42,23 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 @dataclass(frozen=True)
 class BundleResult:
     path: Path  # the folder, or the tarball
+    name: str  # the folder's name, which the tarball unpacks into
     files: int
-    size: int  # bytes of every file in the folder
+    size: int  # bytes of every file in the folder, unpacked
+    archive_size: int | None  # bytes of the tarball, when one was written
     seconds: float
     first_forecast: str  # the smoke test's first record, on this machine
+
+    def on_the_box(self) -> str:
+        """The commands that install it on the box, from where it was copied to."""
+        if self.archive_size is None:
+            return f"cd {self.name} && ./install.sh"
+        return f"{unpack_command(self.path.name)} && cd /opt/{self.name} && ./install.sh"
+
+
+def unpack_command(tarball: str) -> str:
+    """As root: files owned by root whoever built the bundle, and no mode of the archive's kept (umask)."""
+    return f"tar xzf {tarball} --no-same-owner --no-same-permissions -C /opt"
 
 
 def _sample_of(model: Path, manifest: dict, sample: Path | None) -> Path:
@@ -155,8 +168,7 @@ def make_bundle(
     a folder, or a tarball when `out` ends in .tar.gz or .tgz. The first model is the one the service and the
     smoke test run; the smoke test runs here first. `out` appears whole or not at all."""
     started = time.perf_counter()
-    if platform not in PLATFORM_TAGS:
-        raise BadInputError(f"--platform {platform}: choose {' or '.join(PLATFORM_TAGS)}")
+    check_target(platform, python)
     if not models:
         raise BadInputError("give at least one --model")
     out = Path(out)
@@ -184,12 +196,14 @@ def make_bundle(
         for source in shipped.values():
             shutil.copy2(source, folder / "models" / source.name)
         first_forecast = write_smoke_test(folder / "models" / checked[0][0].name, stream, smoke)
-        progress.step("building the edgeseq-device wheel from this tree")
+        progress.step("writing the edgeseq-device wheel from the installed runtime")
         build_device_wheel(folder / "wheels")
         progress.step(f"downloading numpy and onnxruntime wheels for {platform}, Python {python}")
         download_dependencies(folder / "wheels", platform, python)
         values = {
             "DIR": "@DIR@",  # filled on the box by install.sh
+            "NAME": name,
+            "UNPACK": unpack_command(f"{name}.tar.gz"),
             "MODEL": checked[0][0].name,
             "MODELS": ", ".join(model.name for model, _ in checked),
             "SAMPLE": stream.name,
@@ -223,7 +237,8 @@ def make_bundle(
         size = sum(path.stat().st_size for path in files)
         progress.step(f"writing {out}")
         _publish(folder, out, name, tarball)
-    return BundleResult(out, len(files), size, time.perf_counter() - started, first_forecast)
+    archive_size = out.stat().st_size if tarball else None
+    return BundleResult(out, name, len(files), size, archive_size, time.perf_counter() - started, first_forecast)
 
 
 def _publish(folder: Path, out: Path, name: str, tarball: bool) -> None:
