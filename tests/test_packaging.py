@@ -98,8 +98,9 @@ def test_the_suite_imports_the_installed_package_and_ci_a_wheel_install():
     ]
     editable = bool(recorded) and recorded[0].get("dir_info", {}).get("editable", False)
     for module in (edgeseq, edgeseq_device):
-        inside_the_tree = REPO in Path(module.__file__).resolve().parents
-        assert inside_the_tree == editable, f"{module.__name__} imported from {module.__file__}"
+        parents = Path(module.__file__).resolve().parents  # the venv may be in the checkout too (.venv/)
+        from_the_tree = any(source.parent in parents for source in PACKAGES.values())
+        assert from_the_tree == editable, f"{module.__name__} imported from {module.__file__}"
     if os.environ.get("CI"):
         assert not editable, "CI must run the suite against a non-editable (wheel) install, as users have it"
 
