@@ -71,7 +71,7 @@ class Line:
     key: str | None
     when: datetime | None
     values: tuple[float | None, ...] | None
-    timed: bool = False  # every feature a number or a missing token: the rules look at this line's time
+    timed: bool = False  # of the header's width: the rules look at its time, whatever its values are
 
 
 def read_independently(path: Path) -> list[Line]:
@@ -84,16 +84,15 @@ def read_independently(path: Path) -> list[Line]:
             out.append(Line(number, None, None, None))
             continue
         fields = dict(zip(header, row, strict=True))
-        values, timed = [], True
+        values = []
         for name in FEATURES:
             try:
                 value = float(fields[name])
                 values.append(value if math.isfinite(value) else None)
             except ValueError:
                 values.append(None)
-                timed = timed and fields[name].strip().upper() in {t.strip().upper() for t in TOKENS}
         when = datetime.strptime(fields["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-        out.append(Line(number, fields["station"], when, tuple(values), timed))
+        out.append(Line(number, fields["station"], when, tuple(values), timed=True))
     return out
 
 

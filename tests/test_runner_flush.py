@@ -1,8 +1,10 @@
-"""Flushing follows the output: a live reader (a pipe, a terminal, a followed stream) sees each record at once;
-a file written from a file is flushed at the end, not per record, and still loses nothing."""
+"""Writing follows the output: a live reader (a pipe, a terminal, a followed stream) sees each read's records at
+once; a file written from a file is written a megabyte at a time, and still loses nothing; a failed write
+leaves whole records only, all of them counted."""
 
 import errno
 import io
+import json
 import os
 import signal
 import threading
@@ -11,37 +13,36 @@ from pathlib import Path
 
 import pytest
 
-import edgeseq_device.runner as runner_module
+import edgeseq_device.sinks as sinks
 from edgeseq_device.runner import RunOptions, run_stream
 from edgeseq_device.series import RESYNC_ROWS
 from tests.streams import LINES, SENSOR_CSV, SENSOR_ONNX, T, cli, finish, write_lines
 
 
-class _Counted(io.TextIOWrapper):
-    """A real file (a regular file to fstat) that counts its flushes, and can fail the last one."""
-
-    flushes = 0
-    fail_flush_after = None
-
-    def flush(self) -> None:
-        type(self).flushes += 1
-        if type(self).fail_flush_after is not None and type(self).flushes > type(self).fail_flush_after:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        super().flush()
-
-
-def _counting_open(path, mode="r", encoding=None):
-    return _Counted(open(path, mode.replace("w", "wb")), encoding=encoding)
-
-
 @pytest.fixture
-def counted(monkeypatch):
-    _Counted.flushes, _Counted.fail_flush_after = 0, None
-    monkeypatch.setattr(runner_module, "open", _counting_open, raising=False)
-    return _Counted
+def writes(monkeypatch):
+    """Every os.write the sinks make, as (descriptor, bytes asked); set `fail_after` to a byte count to make
+    the write that passes it write up to it and fail with ENOSPC (a disk that fills)."""
+    real = sinks.os.write
+    state = {"calls": [], "fail_after": None, "written": 0}
+
+    def write(fd: int, data) -> int:
+        state["calls"].append((fd, len(data)))
+        limit = state["fail_after"]
+        if limit is not None and state["written"] + len(data) > limit:
+            room = limit - state["written"]
+            if room <= 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            data = data[:room]  # as a disk that fills does: a short write, then ENOSPC on the next
+        done = real(fd, data)
+        state["written"] += done
+        return done
+
+    monkeypatch.setattr(sinks.os, "write", write)
+    return state
 
 
-def test_a_file_written_from_a_file_is_not_flushed_per_record(tmp_path: Path, counted):
+def test_a_file_written_from_a_file_is_written_in_large_writes(tmp_path: Path, writes):
     out = tmp_path / "out.jsonl"
     code = run_stream(
         RunOptions(stream=str(SENSOR_CSV), model=SENSOR_ONNX, output=str(out)), io.StringIO(), io.StringIO()
@@ -49,20 +50,29 @@ def test_a_file_written_from_a_file_is_not_flushed_per_record(tmp_path: Path, co
     assert code == 0
     records = out.read_text().splitlines()
     assert len(records) == len(LINES) - T == 2926
-    assert counted.flushes <= 3, counted.flushes  # the end (and close), not 2,926 times
+    # 236 KB in writes of 64 KiB or more (and one at the end), not one per read (28) nor per record
+    assert len(writes["calls"]) <= out.stat().st_size // sinks.BUFFERED_BYTES + 1, writes["calls"]
 
 
-def test_a_full_disk_at_the_one_flush_is_still_reported(tmp_path: Path, counted):
-    counted.fail_flush_after = 0
-    messages = io.StringIO()
-    code = run_stream(
-        RunOptions(stream=str(SENSOR_CSV), model=SENSOR_ONNX, output=str(tmp_path / "o.jsonl")), io.StringIO(), messages
-    )
+@pytest.mark.parametrize("fail_after", [0, 1, 100_000])
+def test_a_full_disk_is_reported_and_the_file_keeps_only_whole_records_all_counted(tmp_path: Path, writes, fail_after):
+    writes["fail_after"] = fail_after
+    messages, out = io.StringIO(), tmp_path / "o.jsonl"
+    code = run_stream(RunOptions(stream=str(SENSOR_CSV), model=SENSOR_ONNX, output=str(out)), io.StringIO(), messages)
     assert code == 1
-    assert "cannot write" in messages.getvalue() and "No space left on device" in messages.getvalue()
+    assert messages.getvalue().startswith(f"edgeseq: error: cannot write {out}: No space left on device; ")
+    text = out.read_text()
+    assert text == "" or text.endswith("\n")  # the record the disk cut is cut back out
+    kept = text.splitlines()
+    assert all(json.loads(line)["row"] >= T for line in kept)
+    assert messages.getvalue().endswith(f"; {len(kept):,} records written\n")  # what the file holds
+    # the longest run of whole records that fits in what the disk took
+    everything = io.StringIO()
+    assert run_stream(RunOptions(stream=str(SENSOR_CSV), model=SENSOR_ONNX), everything, io.StringIO()) == 0
+    assert text == everything.getvalue()[:fail_after].rpartition("\n")[0] + ("\n" if kept else "")
 
 
-def test_a_followed_stream_into_a_file_is_flushed_per_record(tmp_path: Path, counted):
+def test_a_followed_stream_into_a_file_is_written_per_read(tmp_path: Path):
     out = tmp_path / "out.jsonl"
     rows = write_lines(tmp_path / "s.csv", LINES[: T + 20])
     options = RunOptions(stream=str(rows), model=SENSOR_ONNX, output=str(out), follow=True, poll_seconds=0.05)

@@ -164,7 +164,8 @@ def test_a_full_disk_is_one_line_and_exit_1(to_stdout: bool):
         proc = cli(*args, stdout=full) if to_stdout else cli(*args, "--output", "/dev/full")
         _, err = finish(proc, timeout=120)
     assert proc.returncode == 1
-    assert err == f"edgeseq: error: cannot write {'stdout' if to_stdout else '/dev/full'}: No space left on device\n"
+    where = "stdout" if to_stdout else "/dev/full"
+    assert err == f"edgeseq: error: cannot write {where}: No space left on device; 0 records written\n"
 
 
 class _SignallingSink(io.StringIO):

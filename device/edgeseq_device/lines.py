@@ -244,6 +244,8 @@ class LineSource:
         self._fd = -1
 
     def _chunk(self) -> bytes:
+        if self._fd < 0 and self._fifo:  # a FIFO whose writer closed it: wait for the next
+            self._open()
         try:
             with self.stop.waiting():
                 data = self._read(CHUNK_BYTES)
@@ -261,8 +263,8 @@ class LineSource:
     def _after_end(self) -> str | None:
         """At end of input while following: why the input was reopened, or None (nothing new yet)."""
         if self._fifo and self.path is not None:
+            # opened again at the next read, which waits for the next writer: the last writer's rows go first
             self.close()
-            self._open()
             return "the FIFO's writer closed it; reading the next writer"
         try:
             info = os.stat(self.path) if self.path is not None else None

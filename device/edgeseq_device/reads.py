@@ -20,10 +20,15 @@ from edgeseq_device.records import Writer
 from edgeseq_device.rows import BadRowError, RowParser, is_header, split_line
 from edgeseq_device.series import FILLED, TIME_GAP
 from edgeseq_device.signals import StopSignals
+from edgeseq_device.sinks import SinkError
 from edgeseq_device.summary import EXIT_BAD_ROW, Stats, stopped
 from edgeseq_device.window import PredictionError, StreamRunner
 
 SHOWN_PER_REASON = 10  # skipped lines named per reason; a messy file's thousands are counted, not listed
+# A model that fails on this many windows in a row fails on every window (a graph that asks for more memory
+# than the box has, a broken file): the run stops with exit 1 rather than write a message per window forever.
+# One failing window (an Embedding index out of range) is the data's; 100 in a row are the model's.
+MODEL_FAILURES_IN_A_ROW = 100
 
 Item = str | TooLong | Reopened | Notice
 
@@ -58,6 +63,7 @@ class ReadLoop:
         self.fail = fail  # --on-bad-row fail
         self.meta: list[tuple[int, str | None, str | None, int]] = []  # per staged window: row, time, key, line
         self.line_number, self.after_reopen = 1, False
+        self.failures_in_a_row = 0
         self.use_header(header)
 
     def use_header(self, line: str) -> None:
@@ -169,6 +175,13 @@ class ReadLoop:
                         return code
         return self.run()
 
+    def _shown(self, count: int, message: str, what: str) -> None:
+        """A window's message, for the first SHOWN_PER_REASON of its kind; the rest are counted in the summary."""
+        if count <= SHOWN_PER_REASON:
+            self.say(f"{self.prog}: {message}; not written")
+            if count == SHOWN_PER_REASON:
+                self.say(f"{self.prog}: further {what} are counted in the summary, not shown")
+
     def run(self) -> object:
         """Run the staged windows and write their records, in one write; a window the model fails on, or whose
         prediction is not finite, is reported instead. A stop signal received meanwhile returns STOPPED, once
@@ -177,27 +190,36 @@ class ReadLoop:
             return None
         stats, say, prog, writer = self.stats, self.say, self.prog, self.writer
         results = self.runner.run_staged(self.stop)
-        records, failed = [], None
+        records, failed, why = [], None, "--on-bad-row fail"
         for (row, when, key, line_number), values in zip(self.meta, results, strict=False):  # fewer after a stop
             if values.__class__ is PredictionError:
                 stats.model_failed += 1
-                if self.fail:
+                self.failures_in_a_row += 1
+                if self.fail or self.failures_in_a_row >= MODEL_FAILURES_IN_A_ROW:
                     failed = f"line {line_number}: {values}"
+                    if not self.fail:
+                        why = f"the model failed on {MODEL_FAILURES_IN_A_ROW} windows in a row"
                     stats.rows = row  # the run stops here: rows of a plain read after it were not used
                     break
-                say(f"{prog}: line {line_number}: {values}; not written")
+                self._shown(stats.model_failed, f"line {line_number}: {values}", "windows the model fails on")
                 continue
+            self.failures_in_a_row = 0
             first = values[0]  # type: ignore[index]
             if (first.__class__ is float and first - first != 0.0) or (len(values) > 1 and not _finite(values)):  # type: ignore[arg-type]
                 stats.not_finite += 1  # inf and NaN are not JSON: reported, never written
-                say(f"{prog}: line {line_number}: the prediction is {', '.join(map(repr, values))}; not written")
+                shown = f"line {line_number}: the prediction is {', '.join(map(repr, values))}"
+                self._shown(stats.not_finite, shown, "predictions that are not finite")
                 continue
             records.append(writer.format(row, when, values, key))  # type: ignore[arg-type]
         self.meta.clear()
         if records:
-            writer.write_all(records)
+            try:
+                writer.write_all(records)
+            except SinkError as exc:  # the records written whole are counted, no others
+                stats.predictions += len(records) - exc.unwritten
+                raise
             stats.predictions += len(records)
         if failed is not None:
-            stopped(stats, say, prog, failed)
+            stopped(stats, say, prog, failed, why)
             return EXIT_BAD_ROW
         return STOPPED if self.stop.received is not None else None

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgeseq_device.sinks import RecordSink
 
 
 def json_text(text: str | None) -> str:
@@ -21,9 +24,8 @@ def _csv_field(value: Any) -> str:
 
 
 class Writer:
-    """One record per line; with `flush_each` (a terminal, a pipe, a followed stream) each write is flushed at
-    once so the reader downstream sees its records as they are made, else left to the sink's buffer (a file
-    written from a file).
+    """One record per line, to a sink (sinks.py) that sends a live reader each read's records at once and
+    writes every record whole or not at all.
 
     Records are `row`, `time` (when the stream has a time column), `key` (when it has a key column) and the
     task's fields: `prediction` for a forecaster. Numbers are always finite here: the runner reports a
@@ -32,20 +34,17 @@ class Writer:
 
     def __init__(
         self,
-        sink: TextIO,
+        sink: RecordSink,
         fmt: str,
         has_time: bool,
         fields: Sequence[str] = ("prediction",),
         key_column: str | None = None,
-        flush_each: bool = True,
     ) -> None:
         self.sink, self.fmt, self.has_time, self.has_key = sink, fmt, has_time, key_column is not None
-        self.flush_each = flush_each
         self.keys = [f", {json.dumps(name)}: " for name in fields]
         if fmt == "csv":
             head = ["row", *(["time"] if has_time else []), *(["key"] if self.has_key else [])]
-            sink.write(",".join([*head, *map(_csv_field, fields)]) + "\n")
-            sink.flush()
+            sink.write([",".join([*head, *map(_csv_field, fields)]) + "\n"])
 
     def format(self, row: int, when: str | None, values: Sequence[Any], key: str | None = None) -> str:
         """The record as a line, with its line break."""
@@ -64,7 +63,5 @@ class Writer:
         return ",".join([*head, *map(_csv_field, values)]) + "\n"
 
     def write_all(self, records: list[str]) -> None:
-        """Write formatted records in one write (flushed when the reader is live)."""
-        self.sink.write("".join(records))
-        if self.flush_each:
-            self.sink.flush()
+        """Write formatted records, whole, in one write to the sink (sinks.RecordSink)."""
+        self.sink.write(records)

@@ -21,6 +21,7 @@ gap) is parsed at once with the same result as row by row. Together they keep th
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import signal
 import time
@@ -39,7 +40,15 @@ from edgeseq_device.model import load_model
 from edgeseq_device.reads import STOPPED, Item, ReadLoop
 from edgeseq_device.records import Writer
 from edgeseq_device.signals import StopRequested, StopSignals
-from edgeseq_device.sinks import check_output, is_live, is_terminal, silence_stdout
+from edgeseq_device.sinks import (
+    ReaderStalled,
+    RecordSink,
+    SinkError,
+    check_output,
+    is_terminal,
+    open_sink,
+    silence_stdout,
+)
 from edgeseq_device.summary import EXIT_BAD_ROW, EXIT_OK, EXIT_USAGE, Stats
 from edgeseq_device.task import resolve_rules, resolve_spec
 from edgeseq_device.window import StreamRunner
@@ -146,7 +155,7 @@ def _stream(
 ) -> int | None:
     """The loop over blocks of rows; returns the exit code, or None when a stop signal ended it."""
     spec = runner.spec
-    sink: TextIO | None = None
+    sink: RecordSink | None = None
     try:
         blocks = source.blocks()
         try:
@@ -169,16 +178,14 @@ def _stream(
             say(f"{prog}: error: stdout is closed: give --output FILE")
             return EXIT_USAGE
         try:
-            sink = stdout if options.output is None else open(options.output, "w", encoding="utf-8")  # noqa: SIM115
+            # a time text the sink's encoding cannot show (PYTHONIOENCODING=ascii) is escaped, not fatal
+            sink = open_sink(options, stdout, stopping=lambda: stop.received is not None)
         except OSError as exc:
             say(f"{prog}: error: cannot write {options.output}: {exc.strerror or exc}")
             return EXIT_USAGE
-        if sink is stdout and hasattr(stdout, "reconfigure"):
-            # a time text the terminal's encoding cannot show (PYTHONIOENCODING=ascii) is escaped, not fatal
-            stdout.reconfigure(errors="backslashreplace")
-        live = is_live(options, sink)
+        live = sink.live
         loop.writer = Writer(
-            sink, options.format, spec.time_column is not None, spec.record_fields, runner.rules.group_by, live
+            sink, options.format, spec.time_column is not None, spec.record_fields, runner.rules.group_by
         )
         progress_every = options.progress_seconds
         next_progress = time.monotonic() + progress_every if progress_every > 0 else math.inf
@@ -188,22 +195,28 @@ def _stream(
                 return None if code is STOPPED else code
             if time.monotonic() >= next_progress:
                 if not live:  # a file being written shows its progress too
-                    sink.flush()
+                    _settle(sink.flush, stats)
                 say(stats.line(prog, final=False))
                 next_progress = time.monotonic() + progress_every
         if stop.received is not None:
             return None
-        sink.flush()  # a file sink's one flush: a full disk is still reported, with exit code 1
+        _settle(sink.flush, stats)  # a file's last records: a full disk is still reported, with exit code 1
     except StopRequested:
         return None
-    except BrokenPipeError:
-        if sink is stdout:  # the reader of the records went away (`| head`): everything computed was written
-            silence_stdout()
-            return EXIT_OK
-        say(f"{prog}: error: cannot write {options.output}: its reader went away")
-        return EXIT_BAD_ROW
-    except OSError as exc:  # a full disk, a device gone: what was written before it stays
-        say(f"{prog}: error: cannot write {options.output or 'stdout'}: {exc.strerror or exc}")
+    except ReaderStalled as exc:  # after a stop signal: the summary counts the records its reader took
+        say(f"{prog}: {options.output or 'stdout'}: {exc.strerror}; the records after those are not written")
+        return None
+    except OSError as exc:  # a full disk, a device gone, a reader gone: what was written before it stays
+        if exc.errno == errno.EPIPE:
+            if options.output is None:  # the reader of the records went away (`| head`): as `head` wants
+                silence_stdout()
+                return EXIT_OK
+            say(f"{prog}: error: cannot write {options.output}: its reader went away")
+            return EXIT_BAD_ROW
+        say(
+            f"{prog}: error: cannot write {options.output or 'stdout'}: {exc.strerror or exc}; "
+            f"{stats.predictions:,} records written"
+        )
         return EXIT_BAD_ROW
     except InputError as exc:  # the input stopped being readable; a new file is not text or lacks a column
         say(f"{prog}: error: {source.name}: {exc}" if source.name not in str(exc) else f"{prog}: error: {exc}")
@@ -211,17 +224,23 @@ def _stream(
         say(stats.line(prog, final=True))
         return EXIT_USAGE
     finally:
-        # after a stop signal or --on-bad-row fail, every record computed is written here; a flush that fails
+        # after a stop signal or --on-bad-row fail, every record computed is written here; a write that fails
         # again (a full disk) was already reported
         if sink is not None:
             with contextlib.suppress(OSError, ValueError):
-                if sink is stdout:
-                    sink.flush()
-                else:
-                    sink.close()
+                _settle(sink.close, stats)
     stats.finished_at = time.monotonic()
     say(stats.line(prog, final=True))
     return EXIT_OK
+
+
+def _settle(finish: Any, stats: Stats) -> None:
+    """A sink's flush or close: the records it could not write are taken off the count, then the error goes on."""
+    try:
+        finish()
+    except SinkError as exc:
+        stats.predictions -= exc.unwritten
+        raise
 
 
 def _header(blocks: Iterator[list[Item]], say: Any, prog: str, name: str) -> tuple[str | TooLong | None, list[Item]]:

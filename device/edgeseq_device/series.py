@@ -38,6 +38,11 @@ GAP_TOLERANCE = 1.5  # steps up to 1.5 intervals are jitter; longer ones lost at
 NEWEST_FIRST_STEPS = 5
 RESYNC_ROWS = 100  # rows in a row behind the newest time: the clock was set back, and the series follows it
 MAX_KEYS = 100_000  # series one stream may hold: about 3.5 KB each at T=36, F=5
+# A key is a sensor's name, a station code, a MAC address, a topic level: 256 characters hold any of them, and
+# keep a key's own memory small beside its window (100,000 keys of 1 MB lines would otherwise need 100 GB)
+MAX_KEY_CHARS = 256
+# Reasons a row of the header's width is dropped for its values; its time still reads (series.Series.clock)
+VALUE_REASONS = frozenset({"non-numeric", "infinite", "out of range"})
 TIME_GAP, FILLED = 1, 2  # what admit() reports about a row
 
 __all__ = [
@@ -206,17 +211,11 @@ class Series:
         FILLED bits. Raises BadRowError (the series then starts afresh) or NewestFirstError."""
         flags = 0
         if when is not None:
-            newest = self.last_time
-            if newest is not None:
-                step = when - newest
-                if step <= 0:
-                    self._behind_the_newest(step, when, time_text)  # raises
-                self._forward += 1
-                self._behind = 0
-                if step > self._max_step:
-                    self.reset()
-                    flags = TIME_GAP
-            self.last_time = when
+            if self.last_time is not None and when <= self.last_time:
+                self._behind_the_newest(when - self.last_time, when, time_text)  # raises
+            if self._advance(when):
+                self.reset()
+                flags = TIME_GAP
         if missing:
             try:
                 self._fill(row, missing)
@@ -228,6 +227,23 @@ class Series:
             self._runs = [0] * len(self.columns)
         self.buffer.push(row)
         return flags
+
+    def _advance(self, when: float) -> bool:
+        """Move the series' clock forward to `when` (later than its newest time); True after a gap in time."""
+        newest, self.last_time = self.last_time, when
+        if newest is None:
+            return False
+        self._forward += 1
+        self._behind = 0
+        return when - newest > self._max_step
+
+    def clock(self, when: float | None) -> bool:
+        """A row dropped for its values (non-numeric, infinite, out of range) whose time reads: like a row with a
+        missing value, it is the gap, and its time moves the clock, so the next row is no gap in time too.
+        True when the dropped row itself came after a gap in time (counted, as for a missing value)."""
+        if when is None or (self.last_time is not None and when <= self.last_time):
+            return False
+        return self._advance(when)
 
     def admit_plain(self, rows: np.ndarray, times: np.ndarray | None) -> bool:
         """Push rows [n, F] that have no missing value, with their times (seconds, or None when the rules check
@@ -315,6 +331,8 @@ class Router:
         if parser.key_index is not None:
             parser.check_width(fields)
             key = parser.key(fields)
+            if len(key) > MAX_KEY_CHARS:
+                raise BadRowError("key too long", f"key {shown(key, 40)} is longer than {MAX_KEY_CHARS} characters")
             series = self.keys.get(key)
             if series is None:
                 if is_missing(key):
@@ -332,12 +350,21 @@ class Router:
                 series = self.keys[key] = Series(self.window, self.columns, self.rules, key)
             self.series = series
             self.flags = series.admit(self.row, parser.missing, when, text)
-        except BadRowError:
+        except BadRowError as exc:
             if series is not None:
                 self.series = series
+                if exc.reason in VALUE_REASONS and self._time_format is not None:
+                    exc.time_gap = series.clock(self._time_of(parser, fields))
                 series.reset()
             raise
         return series, text
+
+    def _time_of(self, parser: RowParser, fields: list[str]) -> float | None:
+        """The time of a row of the header's width whose values are bad, or None when it does not read."""
+        try:
+            return parse_time(fields[parser.time_index].strip(), self._time_format)  # type: ignore[index]
+        except BadRowError:
+            return None
 
     def unreadable(self) -> None:
         """A line that could not be split into fields (too long): a gap in a stream of one series; in a keyed

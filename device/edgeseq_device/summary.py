@@ -42,8 +42,8 @@ class Stats:
         )
 
 
-def stopped(stats: Stats, say: Any, prog: str, what: str) -> None:
-    """--on-bad-row fail: say what stopped the run and the summary; exit 1."""
-    say(f"{prog}: error: {what}; stopping (--on-bad-row fail)")
+def stopped(stats: Stats, say: Any, prog: str, what: str, why: str = "--on-bad-row fail") -> None:
+    """--on-bad-row fail, or a model failing on every window: say what stopped the run and the summary; exit 1."""
+    say(f"{prog}: error: {what}; stopping ({why})")
     stats.finished_at = time.monotonic()
     say(stats.line(prog, final=True))
