@@ -1,14 +1,17 @@
 """`edgeseq bundle` on x86-64: installed offline from its own wheels into a fresh venv, its runner equal to
 `edgeseq run`, its checksums, its refusals, and its systemd unit run as systemd would run it."""
 
+import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
 import subprocess
 import tarfile
 import time
+import zipfile
 from pathlib import Path
 
 import onnx
@@ -18,7 +21,8 @@ from typer.testing import CliRunner
 from edgeseq.bundle import write_smoke_test
 from edgeseq.cli import app
 from edgeseq_device.manifest import sha256_of
-from tests.helpers import bundle_of_the_forecaster
+from tests.conftest import REPO
+from tests.helpers import bundle_of_the_forecaster, require_in_ci
 from tests.streams import LINES, SENSOR_CSV, records, run
 
 FP32 = "sensor_lstm.onnx"
@@ -79,13 +83,21 @@ def test_the_bundle_holds_wheels_models_scripts_and_checksums(installed):
     assert {p.name for p in (folder / "models").iterdir()} == models
     assert (folder / "models" / "smoke.csv").read_text().splitlines() == LINES[: 36 + 4 + 1]  # 5 windows
     listed = dict(reversed(line.split("  ", 1)) for line in (folder / "SHA256SUMS").read_text().splitlines())
-    shipped = {"README.md", "bundle.json", "install.sh", "edgeseq.service.in", "edgeseq.env.in"}
-    assert shipped | {f"models/{name}" for name in models} <= set(listed)
-    assert all(
-        name.startswith("wheels/") for name in set(listed) - shipped - {n for n in listed if n.startswith("models/")}
-    )
+    shipped = {"README.md", "bundle.json", "install.sh", "edgeseq.service.in", "edgeseq.env.in", "requirements.txt"}
+    wheel_files = {f"wheels/{p.name}" for p in (folder / "wheels").iterdir()}
+    assert set(listed) == shipped | {f"models/{name}" for name in models} | wheel_files  # every file, no other
     check = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=folder, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+    # requirements.txt pins every wheel, by the digest of its file, and nothing else
+    pins = {}
+    for line in (folder / "requirements.txt").read_text().splitlines():
+        pin, digest = re.fullmatch(r"(\S+==\S+) --hash=sha256:([0-9a-f]{64})", line).groups()
+        pins[pin] = digest
+    for wheel in (folder / "wheels").iterdir():
+        name, release = wheel.name.split("-")[:2]
+        pin = f"{name.replace('_', '-').lower()}=={release}"
+        assert pins.pop(pin) == hashlib.sha256(wheel.read_bytes()).hexdigest()
+    assert pins == {}
 
 
 def test_install_sh_installs_offline_and_prints_the_first_forecast_of_the_sample(installed):
@@ -126,8 +138,91 @@ def test_a_changed_file_is_refused_by_install_sh(installed, tmp_path):
         handle.write("tampered\n")
     proc = subprocess.run(["./install.sh"], cwd=copy, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
-    assert "models/sensor.csv: FAILED" in proc.stderr and "differ from SHA256SUMS" in proc.stderr
+    assert "  models/sensor.csv: changed\n" in proc.stderr and "not the bundle as it was built" in proc.stderr
     assert not (copy / "venv").exists()
+
+
+def _copy(folder: Path, where: Path) -> Path:
+    shutil.copytree(
+        folder, where, ignore=shutil.ignore_patterns("venv", "edgeseq.env", "edgeseq.service", "smoke.jsonl")
+    )
+    return where
+
+
+def _refused(copy: Path, *lines: str) -> None:
+    """install.sh stops before anything is installed, naming each problem."""
+    proc = subprocess.run(["./install.sh"], cwd=copy, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    for line in lines:
+        assert line in proc.stderr, proc.stderr
+    assert not (copy / "venv").exists() and not (copy / "smoke.jsonl").exists()
+
+
+def test_an_unlisted_wheel_is_refused_and_never_installed_or_run(installed, tmp_path):
+    # Before: edgeseq_device-9.9.9-py3-none-any.whl dropped into wheels/ was installed (pip took the newest
+    # version of the bare name) and its code ran as root; SHA256SUMS still checked out.
+    folder, *_ = installed
+    copy = _copy(folder, tmp_path / "copy")
+    evil = copy / "wheels" / "edgeseq_device-9.9.9-py3-none-any.whl"
+    shutil.copy(next((copy / "wheels").glob("edgeseq_device-*.whl")), evil)
+    _refused(copy, "  wheels/edgeseq_device-9.9.9-py3-none-any.whl: not in SHA256SUMS")
+
+
+def test_a_listed_file_removed_from_the_list_and_an_empty_list_are_refused(installed, tmp_path):
+    folder, *_ = installed
+    dropped = _copy(folder, tmp_path / "dropped")
+    sums = dropped / "SHA256SUMS"
+    sums.write_text("".join(line for line in sums.read_text().splitlines(True) if "numpy" not in line))
+    _refused(dropped, ": not in SHA256SUMS")
+    empty = _copy(folder, tmp_path / "empty")
+    (empty / "SHA256SUMS").write_text("")
+    _refused(empty, "SHA256SUMS does not name every file a bundle has")
+
+
+def test_pip_installs_only_the_pinned_hashes(installed, tmp_path):
+    # a wheel of the same name and version but other bytes, listed consistently in SHA256SUMS (as an attacker
+    # who can rewrite the list would): requirements.txt's hash still refuses it
+    folder, *_ = installed
+    copy = _copy(folder, tmp_path / "copy")
+    (wheel,) = (copy / "wheels").glob("edgeseq_device-*.whl")
+    with zipfile.ZipFile(wheel, "a") as archive:
+        archive.writestr("edgeseq_device/payload.py", "print('not the runtime that was built')\n")
+    lines = (copy / "SHA256SUMS").read_text().splitlines()
+    name = f"wheels/{wheel.name}"
+    (copy / "SHA256SUMS").write_text(
+        "\n".join(f"{sha256_of(wheel.read_bytes())}  {name}" if line.endswith(name) else line for line in lines) + "\n"
+    )
+    proc = subprocess.run(["./install.sh"], cwd=copy, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "THESE PACKAGES DO NOT MATCH THE HASHES" in proc.stderr, proc.stderr
+    assert not (copy / "smoke.jsonl").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the ownership check is for an install as root")
+def test_a_tree_others_can_write_to_is_refused_when_installing_as_root(installed, tmp_path):
+    folder, *_ = installed
+    shared = _copy(folder, tmp_path / "shared")
+    (shared / "models").chmod(0o777)
+    _refused(shared, f"  {shared / 'models'}: writable by others")
+    foreign = _copy(folder, tmp_path / "foreign")
+    os.chown(foreign / "install.sh", 1000, 1000)  # a bundle unpacked keeping its builder's owner
+    _refused(foreign, f"  {foreign / 'install.sh'}: not owned by root")
+
+
+def test_a_folder_systemd_cannot_name_is_refused_before_installing(installed, tmp_path):
+    # Before: a path with ' gave a unit systemd rejects ("Executable name contains special characters"), and
+    # install.sh said it was installed
+    folder, *_ = installed
+    odd = _copy(folder, tmp_path / "it's here")
+    _refused(odd, "a systemd unit cannot name this folder")
+
+
+def test_the_tarball_is_roots_whoever_built_it_and_keeps_no_special_mode(tmp_path):
+    from edgeseq.bundle import _as_root
+
+    setuid = tarfile.TarInfo("edge/models/sensor_lstm.onnx")
+    setuid.uid, setuid.gid, setuid.uname, setuid.gname, setuid.mode = 1000, 1000, "builder", "builder", 0o6777
+    member = _as_root(setuid)
+    assert (member.uid, member.gid, member.uname, member.gname, member.mode) == (0, 0, "root", "root", 0o755)
 
 
 def test_install_sh_refuses_another_python_by_name(installed, tmp_path):
@@ -255,7 +350,8 @@ def _exec_start(folder: Path, settings: dict[str, str], env: dict[str, str]) -> 
 def test_systemd_accepts_the_unit(installed):
     folder, *_ = installed
     if not shutil.which("systemd-analyze"):
-        pytest.skip("systemd-analyze is not installed here")
+        require_in_ci("systemd-analyze is not installed here (Debian: apt-get install systemd)")
+        return
     proc = subprocess.run(
         ["systemd-analyze", "verify", str(folder / "edgeseq.service")], capture_output=True, text=True
     )
@@ -263,6 +359,25 @@ def test_systemd_accepts_the_unit(installed):
     settings = _unit(folder)
     assert settings["SuccessExitStatus"] == "143" and settings["KillSignal"] == "SIGTERM"
     assert settings["Restart"] == "on-failure" and settings["ExecReload"] == "/bin/kill -HUP $MAINPID"
+
+
+def test_the_service_is_hardened_to_an_exposure_of_at_most_3_5(installed):
+    folder, *_ = installed
+    if not shutil.which("systemd-analyze"):
+        require_in_ci("systemd-analyze is not installed here (Debian: apt-get install systemd)")
+        return
+    proc = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(folder / "edgeseq.service")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    exposure = float(re.search(r"Overall exposure level for edgeseq\.service: ([\d.]+)", proc.stdout).group(1))
+    assert exposure <= 3.5, proc.stdout  # 9.6 UNSAFE before; the README gives the figure
+    settings = _unit(folder)
+    assert settings["DynamicUser"] == "yes" and settings["NoNewPrivileges"] == "yes"
+    assert settings["ProtectSystem"] == "strict" and settings["StateDirectory"] == "edgeseq"
+    assert settings["RestrictAddressFamilies"] == "AF_UNIX" and settings["CapabilityBoundingSet"] == ""
+    readme = (REPO / "README.md").read_text()
+    assert f"`systemd-analyze security --offline=true`: {exposure}" in " ".join(readme.split())
 
 
 def test_the_units_command_follows_a_file_and_sigterm_is_a_clean_stop(installed, tmp_path):

@@ -119,6 +119,33 @@ def write_smoke_test(model: Path, sample: Path, smoke: Path) -> str:
     return records[0]
 
 
+def write_requirements(folder: Path) -> None:
+    """requirements.txt: every wheel in wheels/ pinned to its version with its sha256, for pip's hash-checking
+    mode (`--require-hashes`): pip then installs these files and nothing else, and never resolves a bare name
+    to whatever wheel lies beside them."""
+    lines = []
+    for wheel in sorted((folder / "wheels").glob("*.whl")):
+        name, release = wheel.name.split("-")[:2]
+        lines.append(f"{name.replace('_', '-').lower()}=={release} --hash=sha256:{sha256_of(wheel.read_bytes())}")
+    (folder / "requirements.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _plain_modes(folder: Path) -> None:
+    """Folders 0755, install.sh 0755, other files 0644: no mode of a source file (a setuid bit, a file others
+    may write) reaches the box."""
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() or path.name == "install.sh" else 0o644)
+
+
+def _as_root(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """A tarball member owned by root, whoever built it: extracted as root with GNU tar's defaults, the files
+    are root's, so no user of the build machine's uid owns a root service's files on the box."""
+    member.uid = member.gid = 0
+    member.uname = member.gname = "root"
+    member.mode &= 0o755
+    return member
+
+
 def write_sha256sums(folder: Path) -> None:
     """SHA256SUMS in `sha256sum -c` form: every file under `folder` but itself, sorted."""
     lines = [
@@ -232,7 +259,10 @@ def make_bundle(
             "command": command,
         }
         (folder / "bundle.json").write_text(json.dumps(described, indent=2) + "\n", encoding="utf-8")
+        write_requirements(folder)
+        _plain_modes(folder)
         write_sha256sums(folder)
+        (folder / "SHA256SUMS").chmod(0o644)
         files = [path for path in folder.rglob("*") if path.is_file()]
         size = sum(path.stat().st_size for path in files)
         progress.step(f"writing {out}")
@@ -248,7 +278,7 @@ def _publish(folder: Path, out: Path, name: str, tarball: bool) -> None:
     try:
         if tarball:
             with tarfile.open(partial, "w:gz") as archive:
-                archive.add(folder, arcname=name)
+                archive.add(folder, arcname=name, filter=_as_root)
         else:
             shutil.copytree(folder, partial)
         if out.is_dir():  # an empty folder given as --out

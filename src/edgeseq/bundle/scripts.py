@@ -26,20 +26,65 @@ if [ "$have" != "@PYTHON@" ] || [ "$machine" != "@MACHINE@" ]; then
     echo "  build one for this box: edgeseq bundle --platform linux-$machine --python $have" >&2
     exit 1
 fi
-# Every file as it was built (in Python: BusyBox's sha256sum lacks GNU's options, and some boxes lack it)
+# The bundle is exactly what was built (in Python: BusyBox's sha256sum lacks GNU's options, and some boxes lack
+# it): every file SHA256SUMS names is there with its digest, and every file here is named, but for what this
+# script makes (venv/, edgeseq.service, edgeseq.env, smoke.jsonl). Run as root, the tree must be root's alone: a
+# user who can write to it could swap a file between this check and its use. That the list itself is the
+# builder's is for a signature to prove, not for this check.
 if ! "$python" - <<'PY'
-import hashlib, pathlib, sys
-bad = []
-for line in pathlib.Path("SHA256SUMS").read_text().splitlines():
-    digest, name = line.split("  ", 1)
+import hashlib, os, pathlib, stat, sys
+MADE_HERE = {"venv", "edgeseq.service", "edgeseq.env", "smoke.jsonl", "SHA256SUMS"}
+problems = []
+listed = {}
+for number, line in enumerate(pathlib.Path("SHA256SUMS").read_text().splitlines(), start=1):
+    digest, sep, name = line.partition("  ")
+    parts = pathlib.PurePosixPath(name).parts
+    if not sep or len(digest) != 64 or not parts or name.startswith("/") or ".." in parts or name in listed:
+        sys.exit(f"install.sh: SHA256SUMS line {number} is not a sha256 and a file of this bundle")
+    listed[name] = digest
+needed = {"install.sh", "requirements.txt", "bundle.json", "edgeseq.service.in", "edgeseq.env.in"}
+if not needed <= set(listed) or not any(name.startswith("wheels/") for name in listed):
+    sys.exit("install.sh: SHA256SUMS does not name every file a bundle has: copy the bundle again")
+here = pathlib.Path(".")
+found = set()
+for path in sorted(here.rglob("*")):
+    name = path.as_posix()
+    if name.split("/", 1)[0] in MADE_HERE:
+        continue
+    if path.is_symlink() or not (path.is_file() or path.is_dir()):
+        problems.append(f"{name}: not a plain file or folder")
+    elif path.is_file():
+        found.add(name)
+        if name not in listed:
+            problems.append(f"{name}: not in SHA256SUMS (left from another bundle, or put here by someone else)")
+for name, digest in listed.items():
     path = pathlib.Path(name)
-    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-        bad.append(name)
-print("\n".join(f"{name}: FAILED" for name in bad), file=sys.stderr)
-sys.exit(1 if bad else 0)
+    if not path.is_file() or path.is_symlink():
+        problems.append(f"{name}: missing")
+    elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        problems.append(f"{name}: changed")
+if os.geteuid() == 0:
+    folder = pathlib.Path.cwd()
+    inside = [path for path in folder.rglob("*") if path.relative_to(folder).parts[0] != "venv"]
+    for path in [*reversed(folder.parents), folder, *inside]:
+        info = path.lstat()
+        shared = info.st_mode & 0o022 and not (path.is_dir() and info.st_mode & stat.S_ISVTX and path != folder)
+        if info.st_uid != 0 or shared:
+            problems.append(f"{path}: {'not owned by root' if info.st_uid != 0 else 'writable by others'}")
+print("\n".join(f"  {problem}" for problem in problems[:20]), file=sys.stderr)
+sys.exit(1 if problems else 0)
 PY
 then
-    echo "install.sh: files differ from SHA256SUMS: copy the bundle again" >&2
+    echo "install.sh: this folder is not the bundle as it was built (above): nothing was installed." >&2
+    echo "  Unpack the bundle into a new folder as root (tar xzf ... --no-same-owner --no-same-permissions)," >&2
+    echo "  and copy edgeseq.env over from an older install if you want its settings." >&2
+    exit 1
+fi
+# The unit names this folder: a name systemd's command lines can hold, checked before anything is installed
+nameable='import re, sys; sys.exit(0 if re.fullmatch(r"[A-Za-z0-9 /._+%&,@=:~-]+", sys.argv[1]) else 1)'
+if ! "$python" -c "$nameable" "$here"; then
+    echo "install.sh: a systemd unit cannot name this folder ($here): move the bundle to a folder whose path" \
+        "has letters, digits, spaces and / . _ + % & , @ = : ~ - only" >&2
     exit 1
 fi
 
@@ -48,15 +93,14 @@ if ! "$python" -m venv --clear venv; then
     echo "install.sh: $python cannot create a venv (Debian: apt install python3-venv)" >&2
     exit 1
 fi
-echo "installing edgeseq-device from wheels/ (no network)"
-venv/bin/python -m pip install --quiet --no-index --find-links wheels edgeseq-device
+echo "installing edgeseq-device from wheels/ (no network; exactly the pins and hashes of requirements.txt)"
+venv/bin/python -m pip install --quiet --disable-pip-version-check --no-index --find-links wheels \
+    --require-hashes -r requirements.txt
 
 # The unit and its settings with this folder's path: systemd takes a quoted path with spaces, and "%%" for "%"
 venv/bin/python - "$here" <<'PY'
 import pathlib, sys
 here = sys.argv[1]
-if any(c in here for c in '"\\\n'):
-    sys.exit(f"install.sh: the unit cannot name a folder with quotes, backslashes or line breaks: {here!r}")
 unit = pathlib.Path("edgeseq.service.in").read_text().replace("@DIR@", here.replace("%", "%%"))
 pathlib.Path("edgeseq.service").write_text(unit)
 settings = pathlib.Path("edgeseq.env")
@@ -64,6 +108,10 @@ if not settings.exists():  # a second install keeps the settings made for the fi
     settings.write_text(pathlib.Path("edgeseq.env.in").read_text().replace("@DIR@", here))
 PY
 
+if command -v systemd-analyze >/dev/null 2>&1 && ! systemd-analyze verify "$here/edgeseq.service" >&2; then
+    echo "install.sh: systemd refuses the unit written for this folder (above): it would not start" >&2
+    exit 1
+fi
 echo "smoke test: models/@MODEL@ on models/smoke.csv, the first rows of @SAMPLE@"
 venv/bin/python -m edgeseq_device run --stream models/smoke.csv --model "models/@MODEL@" --output smoke.jsonl
 if [ ! -s smoke.jsonl ]; then
@@ -99,6 +147,42 @@ TimeoutStopSec=20
 Restart=on-failure
 RestartSec=5
 
+# Hardening: `systemd-analyze security --offline=true edgeseq.service` rates this unit 0.4 (SAFE; 9.6 UNSAFE
+# without it). It runs as a user systemd makes for it (DynamicUser), who can read what others may read and write
+# only its state directory, /var/lib/edgeseq (the forecasts). A sensor file of another user must be readable by
+# it: mode 0644, or a group the file has added with `systemctl edit edgeseq`: [Service] SupplementaryGroups=NAME.
+# No network (the file and FIFO sources need none), no devices, no privileges, system calls of a service only.
+DynamicUser=yes
+UMask=0027
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+PrivateNetwork=yes
+PrivateUsers=yes
+PrivateMounts=yes
+IPAddressDeny=any
+RestrictAddressFamilies=AF_UNIX
+ProtectHostname=yes
+ProtectClock=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectProc=invisible
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+RemoveIPC=yes
+DevicePolicy=closed
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
+
 [Install]
 WantedBy=multi-user.target
 """
@@ -108,6 +192,8 @@ ENV = """# Settings of edgeseq.service; after a change: systemctl restart edgese
 EDGESEQ_MODEL=@DIR@/models/@MODEL@
 # Where rows come from, with --follow (below): a CSV file with a header that a logger appends to (read like
 # tail -F, reopened after a rotation), or a FIFO (mkfifo) a reader writes to (reopened for its next writer).
+# The service runs as a user of its own: the file (or FIFO) and its folders must be readable by others, or by a
+# group given to the service (systemctl edit edgeseq: [Service] SupplementaryGroups=GROUP); not under /home.
 EDGESEQ_SOURCE=/var/lib/edgeseq/sensor.csv
 # Where forecasts go, one JSON line each. Each start reads the source from its first row and writes this
 # file afresh, so it always holds the forecasts of the whole source.
@@ -125,18 +211,22 @@ Built by `@COMMAND@` with edgeseq @VERSION@ on @BUILT@. Everything here installs
 | `wheels/` | edgeseq-device and its dependencies (numpy, onnxruntime, ...) for @PLATFORM@, CPython @PYTHON@ |
 | `models/` | the model files with their manifests, `@SAMPLE@` (a sample stream) and `smoke.csv` (its first rows) |
 | `install.sh` | checks `SHA256SUMS`, makes `venv/`, installs the wheels, runs the model on the sample |
+| `requirements.txt` | every wheel pinned with its sha256: pip installs these and nothing else |
 | `edgeseq.service.in`, `edgeseq.env.in` | the systemd unit and its settings (install.sh fills in this folder) |
 | `SHA256SUMS` | the sha256 of every other file (`sha256sum -c SHA256SUMS`) |
 
 ## On the box
 1. Unpack it where it will stay, as root: `@UNPACK@` makes `/opt/@NAME@` (a bundle
    made as a folder: copy the folder there).
-2. `cd /opt/@NAME@ && ./install.sh`: it prints the first forecast of the sample (`bundle.json` has the one
-   the build machine made: int8 models can differ in the last digits between CPUs). It needs Python @PYTHON@ with venv
-   (Debian, Raspberry Pi OS: `apt install python3-venv`). Run it again after copying a newer bundle over:
-   it makes `venv/` afresh and keeps `edgeseq.env`.
+2. `cd /opt/@NAME@ && ./install.sh`: it checks that the folder is the bundle as built (every file listed in
+   `SHA256SUMS` with its digest, no file that is not, all of it root's when run as root), installs exactly the
+   pinned, hashed wheels of `requirements.txt`, and prints the first forecast of the sample (`bundle.json` has
+   the one the build machine made: int8 models can differ in the last digits between CPUs). It needs Python
+   @PYTHON@ with venv (Debian, Raspberry Pi OS: `apt install python3-venv`). A newer bundle goes in a new
+   folder (an older bundle's files left among its own are refused); copy `edgeseq.env` over to keep its
+   settings, then run its `install.sh`.
 3. Point the service at your data in `edgeseq.env`: `EDGESEQ_SOURCE` (a CSV a logger appends to, or a FIFO;
-   both read with `--follow`),
+   both read with `--follow`; the service's own user must be able to read it: see the file's comments),
    `EDGESEQ_SINK` (the forecasts, JSON lines), `EDGESEQ_MODEL`.
 4. As root: `cp edgeseq.service /etc/systemd/system/ && systemctl daemon-reload && systemctl enable --now edgeseq`.
 5. Its output: `tail -f /var/lib/edgeseq/forecasts.jsonl`; its log (start, skipped rows, progress, summary):
@@ -145,8 +235,9 @@ Built by `@COMMAND@` with edgeseq @VERSION@ on @BUILT@. Everything here installs
 `systemctl stop edgeseq` sends SIGTERM: the runner writes every forecast it computed, prints its summary and
 exits with 143, which the unit counts as a clean stop. `systemctl reload edgeseq` sends SIGHUP, which is
 logged: the followed file is looked at again at the next poll (0.2 s), as after a log rotation. On a crash,
-or a failed start (the source not there yet), the service tries again every 5 s. It runs as root: add
-`User=` to the unit to run it as another user who can read the bundle and the source.
+or a failed start (the source not there yet), the service tries again every 5 s. It runs as a user systemd
+makes for it, with no network, no devices and no privileges, writing only `/var/lib/edgeseq`
+(`systemd-analyze security --offline=true edgeseq.service`: 0.4, SAFE).
 
 Run by hand: `venv/bin/python -m edgeseq_device run --stream FILE --model models/@MODEL@` (`--help` for more).
 """
