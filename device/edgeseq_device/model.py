@@ -78,7 +78,8 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
 def load_model(
     path: str | Path, *, threads: int = 1, require_manifest: bool = False, use_manifest: bool = True
 ) -> Model:
-    """Load `path`; when a manifest lies beside it, verify the file's sha256 and the signature first.
+    """Load `path`; when a manifest lies beside it, verify the file's sha256 first, then that the manifest
+    describes the file's signature and says what the file's own metadata says (features, window, scaling...).
 
     `use_manifest=False` skips the manifest entirely (for diagnostics such as `edgeseq info`).
 
@@ -116,4 +117,6 @@ def load_model(
                     f"its manifest says {', '.join(map(str, expected))}"
                 )
     metadata = dict(session.get_modelmeta().custom_metadata_map)
+    if manifest is not None:
+        manifest.verify_metadata(path.name, metadata)
     return Model(path, session, inputs, outputs, metadata, manifest)
