@@ -1,11 +1,12 @@
 """A model and its manifest that agree with each other (issue 27): the manifest must say what the file's own
-metadata says.
+metadata says, and the file must hold all its weights.
 
 Each tampered pair is made as an attacker would: the manifest's sha256 is fixed for the file it lies beside, so
 only the check under test can catch it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -16,12 +17,17 @@ from pathlib import Path
 
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto
 from typer.testing import CliRunner
 
 from edgeseq.cli import app
 from edgeseq_device.manifest import sha256_of
 from tests.conftest import EXPORTED, LETTER_ONNX
 from tests.streams import LINES, SENSOR_ONNX, records, write_lines
+
+GEMM_WEIGHTS = "s2_forecast/MatMul/ReadVariableOp:0"  # the forecaster's last layer, [100, 1] float32
 
 
 def invoke(*args):
@@ -284,6 +290,181 @@ def test_a_file_exported_before_its_metadata_recorded_a_field_still_runs(tmp_pat
     new = invoke("run", "--stream", sample(tmp_path), "--model", SENSOR_ONNX)
     assert old.exit_code == 0, old.output
     assert records(old.stdout) == records(new.stdout) and len(records(new.stdout)) == 25
+
+
+# --- 14. Every weight inside the file its sha256 covers -------------------------------------------------------
+
+
+def with_external_data(model: Path, location: str, data_file: Path | None = None) -> Path:
+    """Move the last layer's weights out of `model` to `location` (relative, as onnx writes it); with `data_file`,
+    write the true weights there. The manifest's sha256 is then fixed for the new file."""
+    proto = onnx.load(model)
+    tensor = next(t for t in proto.graph.initializer if t.name == GEMM_WEIGHTS)
+    if data_file is not None:
+        data_file.write_bytes(tensor.raw_data)
+    length = len(tensor.raw_data)
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    model.write_bytes(proto.SerializeToString())
+    return edit_manifest(model, lambda manifest: None)
+
+
+def external_data_refusal(model: Path, location: str) -> str:
+    return (
+        f"{model}: tensor {GEMM_WEIGHTS!r} is external data ({location!r}); edgeseq loads only self-contained "
+        "ONNX files, whose sha256 covers every weight"
+    )
+
+
+def test_external_data_naming_etc_passwd_is_refused_when_run_from_root(tmp_path: Path):
+    model = with_external_data(copy_pair(tmp_path), "etc/passwd")
+    proc = device_run("--stream", sample(tmp_path), "--model", model, cwd="/")  # systemd's default directory
+    # Before: exit 0, /etc/passwd read as the last layer's weights: forecasts of 9.45e+31
+    assert proc.returncode == 2, proc.stdout[:300]
+    assert proc.stdout == ""
+    assert proc.stderr == f"edgeseq_device: error: {external_data_refusal(model, 'etc/passwd')}\n"
+
+
+def test_external_data_in_a_file_beside_the_model_is_refused_too(tmp_path: Path):
+    # the true weights, where onnx itself would write them: the sha256 still does not cover them
+    model = with_external_data(copy_pair(tmp_path), "weights.bin", tmp_path / "weights.bin")
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseq", "run", "--stream", sample(tmp_path), "--model", model.name],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout[:300]
+    assert proc.stderr == f"edgeseq: error: {external_data_refusal(Path(model.name), 'weights.bin')}\n"
+
+
+def _external(name: str, location: str | None = "w.bin", flag: bool = True) -> TensorProto:
+    tensor = onnx.helper.make_tensor(name, TensorProto.FLOAT, [2], [1.0, 2.0])
+    if location is not None:
+        tensor.ClearField("float_data")
+        entry = tensor.external_data.add()
+        entry.key, entry.value = "location", location
+    if flag:
+        tensor.data_location = TensorProto.EXTERNAL
+    return tensor
+
+
+def _graph(nodes=(), initializer=(), sparse=(), name="g"):
+    x = onnx.helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    return onnx.helper.make_graph(list(nodes), name, [x], [x], list(initializer), sparse_initializer=list(sparse))
+
+
+def _model(graph, **fields):
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    for key, value in fields.items():
+        getattr(model, key).extend(value)
+    return model
+
+
+def _if(then_graph):
+    return onnx.helper.make_node("If", ["c"], ["y"], then_branch=then_graph, else_branch=_graph(name="else"))
+
+
+def _sparse(values: TensorProto) -> onnx.SparseTensorProto:
+    indices = onnx.helper.make_tensor("i", TensorProto.INT64, [2], [0, 1])
+    return onnx.helper.make_sparse_tensor(values, indices, [4])
+
+
+# Every place a TensorProto can sit in onnx.proto, with its data moved out
+EXTERNAL_PLACES = {
+    "initializer": lambda: _model(_graph(initializer=[_external("w")])),
+    "sparse initializer": lambda: _model(_graph(sparse=[_sparse(_external("w"))])),
+    "Constant's value": lambda: _model(_graph([onnx.helper.make_node("Constant", [], ["y"], value=_external("w"))])),
+    "a list of tensors": lambda: _model(
+        _graph([onnx.helper.make_node("Custom", [], ["y"], domain="x", tensors=[_external("v"), _external("w")])])
+    ),
+    "a sparse attribute": lambda: _model(
+        _graph([onnx.helper.make_node("Constant", [], ["y"], sparse_value=_sparse(_external("w")))])
+    ),
+    "If's subgraph": lambda: _model(_graph([_if(_graph(initializer=[_external("w")], name="then"))])),
+    "a subgraph's subgraph": lambda: _model(
+        _graph([_if(_graph([_if(_graph(initializer=[_external("w")], name="inner"))], name="then"))])
+    ),
+    "a function": lambda: _model(
+        _graph(),
+        functions=[
+            onnx.helper.make_function(
+                "f", "F", [], ["y"], [onnx.helper.make_node("Constant", [], ["y"], value=_external("w"))], []
+            )
+        ],
+    ),
+    "training_info": lambda: _model(
+        _graph(), training_info=[onnx.TrainingInfoProto(initialization=_graph(initializer=[_external("w")]))]
+    ),
+    "data_location alone": lambda: _model(_graph(initializer=[_external("w", location=None)])),
+    "external_data alone": lambda: _model(_graph(initializer=[_external("w", flag=False)])),
+}
+
+
+@pytest.mark.parametrize("make", EXTERNAL_PLACES.values(), ids=EXTERNAL_PLACES.keys())
+def test_external_data_is_found_wherever_a_tensor_can_sit(make):
+    from edgeseq_device.external_data import find_external_data
+
+    found = find_external_data(make().SerializeToString())
+    assert found is not None and found.name in ("v", "w")
+
+
+def test_the_location_is_named_and_a_self_contained_model_passes():
+    from edgeseq_device.external_data import find_external_data
+
+    assert find_external_data(_model(_graph(initializer=[_external("w", "etc/passwd")])).SerializeToString()) == (
+        "w",
+        "etc/passwd",
+    )
+    assert find_external_data(_model(_graph(initializer=[_external("w", location=None)])).SerializeToString()) == (
+        "w",
+        None,
+    )
+    for model in EXPORTED.glob("*.onnx"):
+        assert find_external_data(model.read_bytes()) is None, model
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    def varint(n: int) -> bytes:
+        out = b""
+        while n >= 0x80:
+            out, n = out + bytes([n & 0x7F | 0x80]), n >> 7
+        return out + bytes([n])
+
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def test_subgraphs_nested_past_protobufs_limit_are_refused_not_a_recursion_error():
+    from edgeseq_device.external_data import MalformedModel, find_external_data
+
+    graph = b""
+    for _ in range(400):  # graph { node { attribute { g { ... } } } }
+        graph = _field(1, _field(5, _field(6, graph)))
+    with pytest.raises(MalformedModel, match="nested deeper than"):
+        find_external_data(_field(7, graph))
+
+
+def test_a_truncated_or_mutated_model_is_malformed_or_fine_never_a_crash():
+    from edgeseq_device.external_data import MalformedModel, find_external_data
+
+    content = LETTER_ONNX.read_bytes()
+    for end in range(len(content)):
+        with contextlib.suppress(MalformedModel):
+            find_external_data(content[:end])
+    for at in range(len(content)):
+        for byte in (0x00, 0x80, 0xFF, 0x0A):
+            with contextlib.suppress(MalformedModel):
+                find_external_data(content[:at] + bytes([byte]) + content[at + 1 :])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=400))
+def test_any_bytes_are_malformed_or_fine_never_a_crash(content):
+    from edgeseq_device.external_data import MalformedModel, find_external_data
+
+    with contextlib.suppress(MalformedModel):
+        find_external_data(content)
 
 
 # --- What must keep working: every committed model, fp32 and its variants -------------------------------------
