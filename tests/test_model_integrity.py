@@ -1,5 +1,5 @@
 """A model and its manifest that agree with each other (issue 27): the manifest must say what the file's own
-metadata says, and the file must hold all its weights.
+metadata says, the file must hold all its weights, and `info` answers a malformed file in one line.
 
 Each tampered pair is made as an attacker would: the manifest's sha256 is fixed for the file it lies beside, so
 only the check under test can catch it."""
@@ -465,6 +465,50 @@ def test_any_bytes_are_malformed_or_fine_never_a_crash(content):
 
     with contextlib.suppress(MalformedModel):
         find_external_data(content)
+
+
+# --- 15. `info` on a file it cannot describe: one line, exit 2 --------------------------------------------------
+
+
+def test_info_on_a_file_with_external_data_is_one_line_exit_2(tmp_path: Path):
+    model = with_external_data(copy_pair(tmp_path), "etc/passwd")
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseq", "info", str(model)], cwd="/", capture_output=True, text=True, timeout=120
+    )
+    # Before: a traceback ending in onnx.checker.ValidationError, exit 1
+    assert proc.returncode == 2, proc.stderr[-500:]
+    assert proc.stdout == ""
+    assert proc.stderr == f"edgeseq: error: {external_data_refusal(model, 'etc/passwd')}\n"
+
+
+def _bad_utf8_metadata(model: Path) -> None:
+    # a metadata_props entry (ModelProto field 14) whose value is not UTF-8: onnx cannot write one, a hand can
+    model.write_bytes(model.read_bytes() + _field(14, _field(1, b"note") + _field(2, b"\xff\xfe")))
+
+
+MALFORMED = {
+    "truncated": (lambda m: m.write_bytes(m.read_bytes()[:1000]), "is not a loadable ONNX model"),
+    "garbage": (lambda m: m.write_bytes(bytes(range(256)) * 8), "is not a loadable ONNX model"),
+    "empty": (lambda m: m.write_bytes(b""), "is not a loadable ONNX model"),
+    "a directory": (lambda m: (m.unlink(), m.mkdir()), "is a directory"),
+    "metadata not UTF-8": (_bad_utf8_metadata, "is not a loadable ONNX model: its metadata is not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("with_manifest", [True, False], ids=["with manifest", "alone"])
+@pytest.mark.parametrize(("spoil", "message"), MALFORMED.values(), ids=MALFORMED.keys())
+def test_info_on_a_malformed_file_is_one_line_exit_2(tmp_path: Path, spoil, message, with_manifest):
+    model = copy_pair(tmp_path, LETTER_ONNX)
+    if not with_manifest:
+        model.with_suffix(".json").unlink()
+    spoil(model)
+    for args in (["info", model], ["info", "--json", model], ["letters", "--model", model, "abcd"]):
+        result = invoke(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stdout == ""
+        assert result.stderr.startswith("edgeseq: error: ") and len(result.stderr.splitlines()) == 1, result.stderr
+        # `letters` checks the sha256 first; `info` reports that, then describes the file as it is
+        assert message in result.stderr or ("does not match its manifest" in result.stderr and args[0] == "letters")
 
 
 # --- What must keep working: every committed model, fp32 and its variants -------------------------------------

@@ -121,7 +121,10 @@ def load_model(
                     f"{path} {role} are {', '.join(map(str, actual))}; "
                     f"its manifest says {', '.join(map(str, expected))}"
                 )
-    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    try:
+        metadata = dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError:  # protobuf strings need not be UTF-8; onnxruntime's Python binding decodes them
+        raise ModelFileError(f"{path} is not a loadable ONNX model: its metadata is not UTF-8 text") from None
     if manifest is not None:
         manifest.verify_metadata(path.name, metadata)
     return Model(path, session, inputs, outputs, metadata, manifest)
