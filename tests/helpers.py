@@ -38,17 +38,45 @@ def old_format_forecaster(tmp_path: Path) -> Path:
         node.input[:] = ["window" if name == pre_post.NETWORK_INPUT else name for name in node.input]
         node.output[:] = ["forecast" if name == pre_post.NETWORK_OUTPUT else name for name in node.output]
     network.graph.input[0].name, network.graph.output[0].name = "window", "forecast"
-    path = tmp_path / "old_lstm.onnx"
-    onnx.save(network, path)
-    content = path.read_bytes()
-    manifest["files"] = {path.name: {"sha256": sha256_of(content), "size": len(content)}}
     manifest["inputs"][0]["dtype"] = manifest["outputs"][0]["dtype"] = "float32"
     for block in (manifest["scaling"], manifest["output_transform"]):
         block.pop("in_graph", None)
         block.pop("applied_by", None)
+    # the file's metadata recorded the same scaling and output transform as its manifest
+    onnx.helper.set_model_props(
+        network,
+        {
+            **{prop.key: prop.value for prop in network.metadata_props},
+            **{key: json.dumps(manifest[key]) for key in ("scaling", "output_transform")},
+        },
+    )
+    path = tmp_path / "old_lstm.onnx"
+    onnx.save(network, path)
+    content = path.read_bytes()
+    manifest["files"] = {path.name: {"sha256": sha256_of(content), "size": len(content)}}
     (tmp_path / "old_lstm.json").write_text(json.dumps(manifest))
     shutil.copy(SENSOR_CSV, tmp_path / "sensor.csv")
     return path
+
+
+def without_metadata(model: Path) -> Path:
+    """`model` rewritten without its metadata_props, as if exported before edgeseq recorded its facts there, and
+    its sha256 and size re-recorded in the manifest beside it, if any: the manifest's own checks, and not its
+    agreement with the file, then decide what a hand-edited manifest gets."""
+    import onnx
+
+    from edgeseq_device.manifest import manifest_path_for, sha256_of
+
+    proto = onnx.load(model)
+    del proto.metadata_props[:]
+    onnx.save(proto, model)
+    manifest_path = manifest_path_for(model)
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        content = model.read_bytes()
+        manifest["files"][model.name] = {"sha256": sha256_of(content), "size": len(content)}
+        manifest_path.write_text(json.dumps(manifest))
+    return model
 
 
 def require_in_ci(reason: str) -> None:

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeseq_device.manifest import sha256_of
 from edgeseq_device.model import usable_cpus
 from tests.conftest import EXPORTED, REPO
+from tests.helpers import without_metadata
 from tests.streams import HEADER, LINES, MANIFEST, SENSOR_CSV, SENSOR_ONNX, T, records, run, write_lines
 
 
@@ -38,11 +40,18 @@ def _model_with_manifest(tmp_path: Path, manifest_text: str) -> Path:
 )
 def test_a_manifest_scale_that_is_not_a_usable_number_is_refused(tmp_path: Path, value, message):
     # Before: target_scale 1e308 or Infinity made the runner write "prediction": inf, which is not JSON.
-    text = json.dumps(MANIFEST).replace(
+    # A file that does not record its scaling (exported before it did): the manifest's own checks refuse it.
+    model = tmp_path / "sensor_lstm.onnx"
+    shutil.copy(SENSOR_ONNX, model)
+    without_metadata(model)
+    content = model.read_bytes()
+    manifest = {**MANIFEST, "files": {model.name: {"sha256": sha256_of(content), "size": len(content)}}}
+    text = json.dumps(manifest).replace(
         f'"target_scale": {json.dumps(MANIFEST["scaling"]["target_scale"])}', f'"target_scale": {value}'
     )
-    assert text != json.dumps(MANIFEST)
-    result = run("--stream", SENSOR_CSV, "--model", _model_with_manifest(tmp_path, text))
+    assert text != json.dumps(manifest)
+    (tmp_path / "sensor_lstm.json").write_text(text)
+    result = run("--stream", SENSOR_CSV, "--model", model)
     assert result.exit_code == 2 and result.stdout == ""
     assert message in result.stderr and len(result.stderr.splitlines()) == 1
 

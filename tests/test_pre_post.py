@@ -14,7 +14,7 @@ from edgeseq.convert import pre_post
 from edgeseq.info import describe
 from edgeseq_device.forecast import ForecastSpec
 from tests.conftest import EXPORTED
-from tests.helpers import old_format_forecaster
+from tests.helpers import old_format_forecaster, without_metadata
 from tests.streams import SENSOR_CSV, records, run
 
 T, F = 6, 3
@@ -137,7 +137,8 @@ def test_a_file_exported_before_the_change_still_runs_and_info_says_which_kind(t
 
 
 def test_a_manifest_that_claims_in_graph_for_a_float32_file_is_refused(tmp_path):
-    old = old_format_forecaster(tmp_path)
+    # without the metadata that records the file's scaling, the dtype check is what refuses the claim
+    old = without_metadata(old_format_forecaster(tmp_path))
     manifest_path = old.with_suffix(".json")
     manifest = json.loads(manifest_path.read_text())
     manifest["scaling"]["in_graph"] = True

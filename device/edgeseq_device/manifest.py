@@ -11,9 +11,23 @@ from typing import Any
 
 from edgeseq_device.errors import IntegrityError, ManifestError
 from edgeseq_device.files import MANIFEST_MAX_BYTES, read_regular_file
-from edgeseq_device.messages import shown
+from edgeseq_device.messages import PREVIEW_CHARS, shown
 
 MANIFEST_FORMAT = 1
+
+# What an export records twice: in the manifest and, under the same names, in the ONNX file's metadata_props
+# (strings as they are, anything else as JSON). The sha256 vouches for the file, so the file's copy is the
+# reference; a field the file does not record (exported before it was) is not compared.
+RECORDED_IN_FILE = (
+    "kind", "name", "edgeseq_version",  # every model
+    "features", "window", "time_column",  # a forecaster, and a model from `export --keras` (kind "sequence")
+    "target", "horizon", "scaling", "output_transform",  # a forecaster
+    "normalization", "task", "stateful", "source",  # a model from `export --keras`
+    "vocabulary",  # the letter model (with window)
+)  # fmt: skip
+# Metadata keys that stand for one entry of a manifest object: producer.tensorflow is producers.tensorflow
+RECORDED_IN_FILE_BY_PREFIX = {"producer.": "producers"}
+_ABSENT = object()
 
 
 def _no_constant(name: str) -> float:
@@ -148,3 +162,76 @@ class Manifest:
                 f"({len(content)} bytes), expected {entry.sha256[:12]}… ({entry.size} bytes); "
                 "the file was changed after export"
             )
+
+    def verify_metadata(self, file_name: str, metadata: Mapping[str, str]) -> None:
+        """Raise ManifestError unless this manifest says what the file `file_name` records in its metadata_props
+        (RECORDED_IN_FILE): a manifest edited after export, features swapped for one, would run silently."""
+        for path, text in _recorded_in(metadata):
+            ours = _lookup(self.data, path)
+            theirs = _recorded_value(text, like=ours)
+            if ours is _ABSENT or _canonical(ours) != _canonical(theirs):
+                field, ours, theirs = _difference(".".join(path), ours, theirs)
+                said = f"no {field}" if ours is _ABSENT else f"{field} {_shown_json(ours)}"
+                records = f"no {field}" if theirs is _ABSENT else _shown_json(theirs)
+                raise ManifestError(f"manifest {self.path}: {said}, but {file_name}'s metadata records {records}")
+
+
+def _recorded_in(metadata: Mapping[str, str]) -> list[tuple[tuple[str, ...], str]]:
+    """(path in the manifest, metadata text) of each fact the file records, in the table's order."""
+    found = [((key,), metadata[key]) for key in RECORDED_IN_FILE if key in metadata]
+    for prefix, field in RECORDED_IN_FILE_BY_PREFIX.items():
+        found += [
+            ((field, key.removeprefix(prefix)), metadata[key]) for key in sorted(metadata) if key.startswith(prefix)
+        ]
+    return found
+
+
+def _lookup(data: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(data, Mapping) or key not in data:
+            return _ABSENT
+        data = data[key]
+    return data
+
+
+def _recorded_value(text: str, like: Any) -> Any:
+    """A metadata value as export wrote it: the text itself where the manifest holds text, else JSON."""
+    if isinstance(like, str):
+        return text
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text  # not JSON: so not what export wrote beside this manifest value, and shown as text
+
+
+def _canonical(value: Any) -> str:
+    """One text per JSON value: keys sorted, 36 unlike 36.0 and true unlike 1."""
+    return json.dumps(value, sort_keys=True)
+
+
+def _shown_json(value: Any) -> str:
+    text = json.dumps(value)  # escapes control characters, as a message must
+    return text if len(text) <= PREVIEW_CHARS else f"{text[:PREVIEW_CHARS]}… ({len(text):,} characters)"
+
+
+def _difference(field: str, ours: Any, theirs: Any) -> tuple[str, Any, Any]:
+    """The innermost part where two differing values differ (scaling.input_scale[1]), entered only while the
+    whole is too long to show: swapped features are shown whole, a changed scale alone."""
+    while (
+        ours is not _ABSENT
+        and theirs is not _ABSENT
+        and max(len(json.dumps(ours)), len(json.dumps(theirs))) > PREVIEW_CHARS
+    ):
+        if isinstance(ours, dict) and isinstance(theirs, dict):
+            key = next(
+                k
+                for k in [*ours, *theirs]
+                if _canonical(ours.get(k)) != _canonical(theirs.get(k)) or (k in ours) != (k in theirs)
+            )
+            field, ours, theirs = f"{field}.{key}", ours.get(key, _ABSENT), theirs.get(key, _ABSENT)
+        elif isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
+            i = next(i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if _canonical(a) != _canonical(b))
+            field, ours, theirs = f"{field}[{i}]", ours[i], theirs[i]
+        else:
+            break
+    return field, ours, theirs

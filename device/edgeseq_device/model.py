@@ -11,8 +11,10 @@ import numpy as np
 import onnxruntime as ort
 
 from edgeseq_device.errors import InputError, ModelFileError, SignatureError
+from edgeseq_device.external_data import MalformedModel, find_external_data
 from edgeseq_device.files import MODEL_MAX_BYTES, read_regular_file
 from edgeseq_device.manifest import Manifest, TensorSpec, manifest_path_for
+from edgeseq_device.messages import shown
 
 # onnxruntime names element types 'tensor(float)'; manifests use numpy dtype names.
 _ORT_DTYPES = {
@@ -78,8 +80,11 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
 def load_model(
     path: str | Path, *, threads: int = 1, require_manifest: bool = False, use_manifest: bool = True
 ) -> Model:
-    """Load `path`; when a manifest lies beside it, verify the file's sha256 and the signature first.
+    """Load `path`; when a manifest lies beside it, verify the file's sha256 first, then that the manifest
+    describes the file's signature and says what the file's own metadata says (features, window, scaling...).
 
+    A file that keeps any tensor's data outside itself (external data) is refused with or without a manifest:
+    onnxruntime would read it from a path relative to the working directory, which no sha256 covers.
     `use_manifest=False` skips the manifest entirely (for diagnostics such as `edgeseq info`).
 
     Raises ModelFileError, ManifestError, IntegrityError or SignatureError with a one-line message.
@@ -98,6 +103,7 @@ def load_model(
         raise ModelFileError(f"no manifest beside {path} (expected {manifest_path})")
     if manifest is not None:
         manifest.verify_file(path.name, content)
+    _refuse_external_data(path, content)
 
     options = session_options(threads)
     try:
@@ -115,5 +121,23 @@ def load_model(
                     f"{path} {role} are {', '.join(map(str, actual))}; "
                     f"its manifest says {', '.join(map(str, expected))}"
                 )
-    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    try:
+        metadata = dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError:  # protobuf strings need not be UTF-8; onnxruntime's Python binding decodes them
+        raise ModelFileError(f"{path} is not a loadable ONNX model: its metadata is not UTF-8 text") from None
+    if manifest is not None:
+        manifest.verify_metadata(path.name, metadata)
     return Model(path, session, inputs, outputs, metadata, manifest)
+
+
+def _refuse_external_data(path: Path, content: bytes) -> None:
+    try:
+        external = find_external_data(content)
+    except MalformedModel as exc:
+        raise ModelFileError(f"{path} is not a loadable ONNX model: {exc}") from None
+    if external is not None:
+        where = shown(external.location) if external.location is not None else "no location given"
+        raise ModelFileError(
+            f"{path}: tensor {shown(external.name)} is external data ({where}); edgeseq loads only "
+            "self-contained ONNX files, whose sha256 covers every weight"
+        )

@@ -237,9 +237,10 @@ def run(
     the next poll, and does not end a --follow run whose stderr is not a terminal. Stdin ends when its
     writer closes it.
 
-    A missing or duplicated column, a file that is not CSV text, or a model whose sha256 or signature
-    differs from its manifest stops before anything runs (exit 2). Ctrl-C (exit 130) and SIGTERM (exit 143)
-    stop at the next row or window: every forecast computed is written, then the summary. Progress and the
+    A missing or duplicated column, a file that is not CSV text, a model whose sha256, signature or own
+    metadata (features, window, scaling...) differs from its manifest, or one that keeps tensor data in
+    another file stops before anything runs (exit 2). Ctrl-C (exit 130) and SIGTERM (exit 143) stop at the
+    next row or window: every forecast computed is written, then the summary. Progress and the
     summary go to stderr; if stderr is closed, the run goes on. Runs on the device runtime only (numpy +
     onnxruntime).
     """

@@ -5,20 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeseq_device.errors import IntegrityError, ManifestError, SignatureError
+from edgeseq_device.errors import IntegrityError, ManifestError, ModelFileError, SignatureError
+from edgeseq_device.files import MODEL_MAX_BYTES, read_regular_file
 from edgeseq_device.manifest import manifest_path_for, sha256_of
 from edgeseq_device.model import load_model
 
 
-def op_type_counts_of_file(path: Path) -> dict[str, int] | None:
-    """Op-type counts (subgraphs included), or None when the optional `onnx` package is not installed."""
+def op_type_counts_of(content: bytes, path: Path) -> dict[str, int] | None:
+    """Op-type counts (subgraphs included), or None when the optional `onnx` package is not installed.
+
+    Parsed from the bytes the sha256 is shown for: onnx.load(path) would read external data from other files
+    (load_model refuses such a file, but it could be replaced in between)."""
     try:
         import onnx
     except ImportError:
         return None
     from edgeseq.convert import op_type_counts
 
-    return dict(sorted(op_type_counts(onnx.load(path).graph).items()))
+    try:
+        proto = onnx.load_model_from_string(content)
+    except Exception as exc:  # protobuf's DecodeError, for a file that changed since onnxruntime loaded it
+        raise ModelFileError(f"{path} is not a loadable ONNX model: {exc}") from None
+    return dict(sorted(op_type_counts(proto.graph).items()))
 
 
 def describe(path: Path) -> dict[str, Any]:
@@ -33,7 +41,7 @@ def describe(path: Path) -> dict[str, Any]:
     except (IntegrityError, SignatureError, ManifestError) as exc:
         check = f"FAILED: {exc}"
         model = load_model(path, use_manifest=False)
-    content = path.read_bytes()
+    content = read_regular_file(path, MODEL_MAX_BYTES, "model file", ModelFileError)
     description: dict[str, Any] = {
         "path": str(path),
         "size": len(content),
@@ -42,7 +50,7 @@ def describe(path: Path) -> dict[str, Any]:
         "manifest_check": check,
         "inputs": [spec.to_json() for spec in model.inputs],
         "outputs": [spec.to_json() for spec in model.outputs],
-        "op_types": op_type_counts_of_file(path),
+        "op_types": op_type_counts_of(content, path),
         "metadata": dict(sorted(model.metadata.items())),
     }
     if model.manifest is not None:
