@@ -216,7 +216,7 @@ class _SignallingSession:
         return result
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("at", [1, 109, 300, 2000])
 def test_a_stop_signal_during_a_model_call_still_writes_every_window_that_ran(monkeypatch, at, signum):
     # Windows are run a read's worth at a time and their records written together after: a stop signal in
