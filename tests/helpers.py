@@ -109,3 +109,24 @@ def onnx_outputs(path: Path, inputs: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: inputs[i : i + 1]})[0] for i in range(len(inputs))])
+
+
+def assert_drawn_png(path: Path, size: tuple[int, int] | None = None, colours: tuple[str, ...] = ()) -> np.ndarray:
+    """Decode the PNG at `path` and check that something is drawn on it: of `size` (width, height) pixels when
+    given, not all one colour, and showing each of `colours` (matplotlib colour names, such as a plotted line's)
+    on at least 100 pixels. Returns its RGB pixels [height, width, 3], 0 to 255."""
+    from matplotlib.colors import to_rgb
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG", path
+        pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    if size is not None:
+        assert (pixels.shape[1], pixels.shape[0]) == size, (path, pixels.shape)
+    distinct = np.unique(pixels.reshape(-1, 3), axis=0)
+    assert len(distinct) > 10, f"{path}: {len(distinct)} colours: nothing is drawn"
+    for colour in colours:
+        rgb = np.round(np.array(to_rgb(colour)) * 255)
+        near = int((np.abs(pixels - rgb).max(axis=2) <= 24).sum())
+        assert near >= 100, f"{path}: {near} pixels of {colour}"
+    return pixels

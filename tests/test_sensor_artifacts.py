@@ -14,7 +14,7 @@ from edgeseq_device.forecast import ForecastSpec
 from edgeseq_device.manifest import sha256_of
 from edgeseq_device.model import load_model
 from tests.conftest import EXPORTED
-from tests.helpers import sensor_test_windows
+from tests.helpers import assert_drawn_png, sensor_test_windows
 
 ONNX_PATH, KERAS_PATH, MANIFEST_PATH = (EXPORTED / f"sensor_lstm{ext}" for ext in (".onnx", ".keras", ".json"))
 MANIFEST = json.loads(MANIFEST_PATH.read_text())
@@ -126,6 +126,7 @@ def test_sensor_sample_is_the_test_period_verbatim():
     assert 2000 <= len(sample) - 1 <= 5000
 
 
-def test_plots_are_pngs():
-    for name in ("sensor_lstm.loss.png", "sensor_lstm.forecast.png"):
-        assert (EXPORTED / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_plots_are_drawn_pngs_of_their_lines():
+    assert_drawn_png(EXPORTED / "sensor_lstm.loss.png", (700, 400), ("tab:blue", "tab:orange"))  # training, validation
+    # actual, LSTM forecast, persistence
+    assert_drawn_png(EXPORTED / "sensor_lstm.forecast.png", (1000, 400), ("black", "tab:blue", "tab:orange"))
