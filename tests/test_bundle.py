@@ -203,7 +203,8 @@ def test_sha256sums_lists_every_file_of_the_bundle_with_the_hash_of_its_bytes(tm
         if path.is_file() and path.name != "SHA256SUMS"
     }
     lines = (folder / "SHA256SUMS").read_text().splitlines()
-    assert dict(reversed(line.split("  ", 1)) for line in lines) == on_disk
+    listed = dict(reversed(line.split("  ", 1)) for line in lines)
+    assert listed == on_disk, f"not listed: {sorted(set(on_disk) - set(listed))}"
     assert lines == sorted(lines, key=lambda line: line.split("  ", 1)[1])  # sorted by name, as written
     wheels = {name for name in on_disk if name.startswith("wheels/")}
     assert len(wheels) == 3 and "wheels/numpy-2.0.0-cp311-cp311-manylinux_2_17_x86_64.whl" in wheels

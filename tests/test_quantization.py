@@ -174,7 +174,8 @@ def test_the_forecasters_figures_are_what_onnxruntime_and_numpy_measure_on_each_
         forecast = fp32 if mode == "fp32" else onnx_outputs(path, raw).reshape(-1)
         row = rows[mode]
         assert row["test_windows"] == len(raw) == 2920, mode
-        assert row["test_rmse"] == pytest.approx(_rmse(forecast, actual), rel=SAME_MACHINE, abs=0), mode
+        rmse = _rmse(forecast, actual)
+        assert row["test_rmse"] == pytest.approx(rmse, rel=SAME_MACHINE, abs=0), f"{mode}: {row['test_rmse']} != {rmse}"
         assert row["test_mae"] == pytest.approx(float(np.mean(np.abs(forecast - actual))), rel=SAME_MACHINE), mode
         assert row["persistence_rmse"] == pytest.approx(_rmse(last, actual), rel=SAME_MACHINE), mode
         assert row["max_abs_diff_vs_fp32"] == pytest.approx(float(np.abs(forecast - fp32).max()), rel=SAME_MACHINE)
@@ -253,7 +254,7 @@ def test_a_dynamic_int8_variant_that_misses_a_bar_is_reported_as_missing_it(tmp_
     assert (rmse_ratio > 1.02) != (size_ratio > 0.30)  # one bar missed, the other met
     assert rmse_ratio < 1.5 and size_ratio < 3.0  # what looser bars would let through
     row = build_report(tmp_path, rounds=1)["models"]["sensor_lstm"]["variants"]["dynamic-int8"]
-    assert row["bar_met"] is False, (rmse_ratio, size_ratio)
+    assert row["bar_met"] is False, f"bar met by RMSE {rmse_ratio:.3f}x and size {size_ratio:.2f}x fp32's"
     assert "**NOT met**" in render_table(
         {
             "measured_on": REPORT["measured_on"],

@@ -244,7 +244,10 @@ def test_a_stop_signal_during_a_model_call_still_writes_every_window_that_ran(mo
     ran = sessions[0].calls
     assert ran == at  # the stop came between two windows: none was run after it
     written = records(sink.getvalue())
-    assert [r["row"] for r in written] == list(range(T, T + ran)), said  # every window that ran, in order
+    # every window that ran, in order
+    assert [r["row"] for r in written] == list(range(T, T + ran)), (
+        f"{len(written)} records of {ran} windows run; {said}"
+    )
     assert written == records(whole.getvalue())[:ran]  # the very records a run to the end writes first
     assert f"{ran} predictions" in said and ("interrupted" if signum == signal.SIGINT else "stopped by") in said
 

@@ -119,9 +119,9 @@ def test_a_file_that_misses_parity_is_refused_and_nothing_is_written(tmp_path: P
         "--data", data, "--features", "temp,hum,outside", "--target", "temp", "--time-column", "time",
         "--out", out, "--name", "room", *TINY,
     )  # fmt: skip
-    assert result.exit_code == 1, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("edgeseq: error:")]
-    assert len(errors) == 1 and "onnxruntime vs Keras on output 'forecast'" in errors[0], result.stderr
+    assert result.exit_code == 1 and len(errors) == 1, f"exit {result.exit_code}, errors {errors}: the file was kept"
+    assert "onnxruntime vs Keras on output 'forecast'" in errors[0], result.stderr
     assert "max abs diff" in errors[0] and "> atol" in errors[0]
     assert not (out / "room.onnx").exists() and not (out / "room.json").exists()
 
