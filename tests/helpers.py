@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import lzma
 import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 
 def force_unfused(monkeypatch, reason: str = "forced by the test") -> None:
@@ -104,3 +108,53 @@ def bundle_of_the_forecaster(platform: str, out: Path) -> tuple[dict[str, str], 
     )  # fmt: skip
     assert built.exit_code == 0, built.output
     return {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}, built.stdout
+
+
+def sensor_test_windows(manifest: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(raw windows [n, T, F], last target [n], actual [n]) of every test window of the bundled data set, read
+    with nothing but the csv module from the manifest's split lines (independent of edgeseq.data)."""
+    from edgeseq.data import DEFAULT_SENSOR_DATA
+
+    with lzma.open(DEFAULT_SENSOR_DATA, "rt", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        indices = [header.index(name) for name in manifest["features"]]
+        values = np.array([[float(row[i]) for i in indices] for row in reader])
+    window, horizon = manifest["window"], manifest["horizon"]
+    first, last = manifest["split"]["test"]["lines"]  # file lines: the header is line 1
+    ends = np.arange(first - 2 + window - 1, last - 1 - horizon)
+    y = values[:, manifest["features"].index(manifest["target"])]
+    raw = np.stack([values[end - window + 1 : end + 1] for end in ends])
+    return raw, y[ends], y[ends + horizon]
+
+
+def onnx_outputs(path: Path, inputs: np.ndarray) -> np.ndarray:
+    """The file's first output for each input, one call each, through a plain onnxruntime session (one thread)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: inputs[i : i + 1]})[0] for i in range(len(inputs))])
+
+
+def assert_drawn_png(path: Path, size: tuple[int, int] | None = None, colours: tuple[str, ...] = ()) -> np.ndarray:
+    """Decode the PNG at `path` and check that something is drawn on it: of `size` (width, height) pixels when
+    given, not all one colour, and showing each of `colours` (matplotlib colour names, such as a plotted line's)
+    on at least 100 pixels. Returns its RGB pixels [height, width, 3], 0 to 255."""
+    from matplotlib.colors import to_rgb
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG", path
+        pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    if size is not None:
+        assert (pixels.shape[1], pixels.shape[0]) == size, (path, pixels.shape)
+    distinct = np.unique(pixels.reshape(-1, 3), axis=0)
+    assert len(distinct) > 10, f"{path}: {len(distinct)} colours: nothing is drawn"
+    for colour in colours:
+        rgb = np.round(np.array(to_rgb(colour)) * 255)
+        near = int((np.abs(pixels - rgb).max(axis=2) <= 24).sum())
+        assert near >= 100, f"{path}: {near} pixels of {colour}"
+    return pixels

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from edgeseq.cli import app
 from tests.conftest import EXPORTED
+from tests.helpers import assert_drawn_png
 
 PATHS = {
     "Keras predict",
@@ -20,6 +21,18 @@ PATHS = {
     "onnxruntime dynamic-int8",
     "onnxruntime static-int8",
     "onnxruntime fp16",
+}
+
+
+# The largest difference from Keras each kind of path may show, per output kind, in the output's own units: written
+# here rather than taken from bench's own `agrees`, whose int8 tolerance (0.5) is half the range of a probability.
+# Each is about 1.5x the largest difference measured across CPU kernels (benchmarks/int8_cpu_spread.json: int8
+# 0.147 on the letters' probabilities, 0.242 on the forecaster's output, both on AVX2; fp16 under 1e-3; fp32 under
+# 2e-6) or, for LiteRT's own fp32 LSTM kernel, in benchmarks/bench.sensor_lstm.json (0.016).
+TOLERANCES = {
+    "letter_rnn": {"fp32": 1e-5, "LiteRT fp32": 1e-4, "fp16": 5e-3, "int8": 0.22},  # softmax probabilities, 0 to 1
+    # the network's output: the change over the horizon in units of target_scale (its standard deviation)
+    "sensor_lstm": {"fp32": 1e-5, "LiteRT fp32": 0.05, "fp16": 5e-3, "int8": 0.36},
 }
 
 
@@ -36,7 +49,9 @@ def test_quick_bench_runs_every_path_and_agrees_with_keras(tmp_path: Path, model
     assert {row["path"] for row in data["paths"]} == PATHS
     for row in data["paths"]:
         assert set(row) >= {"p50_ms", "p99_ms", "file_size", "load_s", "max_abs_diff_vs_keras", "agrees"}
-        assert row["agrees"], f"{row['path']}: max abs diff {row['max_abs_diff_vs_keras']} > {row['tolerance']}"
+        ours = TOLERANCES[model].get(row["path"], TOLERANCES[model][row["precision"]])
+        assert row["max_abs_diff_vs_keras"] <= ours, f"{row['path']}: max abs diff {row['max_abs_diff_vs_keras']}"
+        assert row["agrees"]
         assert row["p50_ms"] > 0 and row["calls"] == data["windows"] * data["rounds"]
     assert set(data["peak_rss_mb"]) == {"onnxruntime fp32", "LiteRT fp32"}
     assert all(0 < v < 2000 for v in data["peak_rss_mb"].values())
@@ -47,5 +62,5 @@ def test_quick_bench_runs_every_path_and_agrees_with_keras(tmp_path: Path, model
     }
     assert (data["runner"] is not None) == (model == "sensor_lstm")
     assert data["machine"]["packages"]["ai-edge-litert"].startswith("2.3")
-    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert_drawn_png(png)
     assert "| path | p50 ms |" in md.read_text() and "Command: `" in md.read_text()

@@ -18,10 +18,11 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
+import edgeseq.bundle as bundle_module
 from edgeseq.bundle import write_smoke_test
 from edgeseq.cli import app
 from edgeseq_device.manifest import sha256_of
-from tests.conftest import REPO
+from tests.conftest import EXPORTED, REPO
 from tests.helpers import bundle_of_the_forecaster, require_in_ci
 from tests.streams import LINES, SENSOR_CSV, records, run
 
@@ -83,6 +84,14 @@ def test_the_bundle_holds_wheels_models_scripts_and_checksums(installed):
     assert {p.name for p in (folder / "models").iterdir()} == models
     assert (folder / "models" / "smoke.csv").read_text().splitlines() == LINES[: 36 + 4 + 1]  # 5 windows
     listed = dict(reversed(line.split("  ", 1)) for line in (folder / "SHA256SUMS").read_text().splitlines())
+    # every file the tarball holds is listed, with the sha256 of its bytes there, and nothing else is
+    with tarfile.open(folder.parents[1] / "edge.tar.gz") as archive:
+        packed = {
+            member.name.removeprefix("edge/"): hashlib.sha256(archive.extractfile(member).read()).hexdigest()
+            for member in archive.getmembers()
+            if member.isfile() and member.name != "edge/SHA256SUMS"
+        }
+    assert listed == packed
     shipped = {"README.md", "bundle.json", "install.sh", "edgeseq.service.in", "edgeseq.env.in", "requirements.txt"}
     wheel_files = {f"wheels/{p.name}" for p in (folder / "wheels").iterdir()}
     assert set(listed) == shipped | {f"models/{name}" for name in models} | wheel_files  # every file, no other
@@ -261,11 +270,38 @@ def test_a_folder_with_spaces_percent_and_ampersand_gets_a_unit_systemd_accepts(
     unit = (odd / "edgeseq.service").read_text()
     assert f'ExecStart="{str(odd).replace("%", "%%")}/venv/bin/python"' in unit
     assert f"EDGESEQ_MODEL={odd}/models/{FP32}" in (odd / "edgeseq.env").read_text()
-    if shutil.which("systemd-analyze"):
-        verify = subprocess.run(
-            ["systemd-analyze", "verify", str(odd / "edgeseq.service")], capture_output=True, text=True
-        )
-        assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    if not shutil.which("systemd-analyze"):
+        require_in_ci("systemd-analyze is not installed here: the unit was written but not verified")
+    verify = subprocess.run(["systemd-analyze", "verify", str(odd / "edgeseq.service")], capture_output=True, text=True)
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+
+
+def test_sha256sums_lists_every_file_of_the_bundle_with_the_hash_of_its_bytes(tmp_path, monkeypatch):
+    # The download is not what is checked here: two small files stand in for the dependencies' wheels.
+    def download(wheels: Path, platform: str, python: str) -> list[Path]:
+        made = [
+            wheels / "numpy-2.0.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+            wheels / "packaging-24.0-py3-none-any.whl",
+        ]
+        for number, path in enumerate(made):
+            path.write_bytes(b"a wheel, %d" % number)
+        return made
+
+    monkeypatch.setattr(bundle_module, "download_dependencies", download)
+    bundle_module.make_bundle([EXPORTED / FP32], "linux-x86_64", tmp_path / "edge")
+    folder = tmp_path / "edge"
+    on_disk = {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in folder.rglob("*")
+        if path.is_file() and path.name != "SHA256SUMS"
+    }
+    lines = (folder / "SHA256SUMS").read_text().splitlines()
+    listed = dict(reversed(line.split("  ", 1)) for line in lines)
+    assert listed == on_disk, f"not listed: {sorted(set(on_disk) - set(listed))}"
+    assert lines == sorted(lines, key=lambda line: line.split("  ", 1)[1])  # sorted by name, as written
+    wheels = {name for name in on_disk if name.startswith("wheels/")}
+    assert len(wheels) == 3 and "wheels/numpy-2.0.0-cp311-cp311-manylinux_2_17_x86_64.whl" in wheels
+    assert any(name.startswith("wheels/edgeseq_device-") for name in wheels)
 
 
 def test_the_smoke_rows_are_as_many_as_the_first_five_forecasts_need(tmp_path):

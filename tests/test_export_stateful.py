@@ -84,6 +84,36 @@ def test_a_gap_resets_the_state_as_a_fresh_start_would(tmp_path):
     assert max(abs(got[22 + i] - want) for i, want in enumerate(carried_on)) > 1e-3  # so the reset mattered
 
 
+def test_a_gap_in_time_resets_the_state_as_a_fresh_start_would(tmp_path):
+    # No row is bad here: the clock jumps. The row after the jump starts from a zero state, as at a bad row.
+    model = stateful_model(kerases()["keras3"])
+    model.save(tmp_path / "m.keras")
+    sample = stream_csv(tmp_path / "c.csv")
+    export_keras(
+        tmp_path / "m.keras", features=("a", "b"), out_dir=tmp_path, targets=("y",), sample=sample, time_column="t"
+    )
+    manifest = json.loads((tmp_path / "m.json").read_text())
+    manifest["series"] = {"time_format": "unix-seconds", "interval_seconds": 1.0}  # a row a second, checked
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    lines = sample.read_text().splitlines()
+    jumped = [
+        lines[0],
+        *lines[1:21],
+        *(f"{int(line.split(',')[0]) + 100},{line.split(',', 1)[1]}" for line in lines[21:]),
+    ]
+    csv = tmp_path / "s.csv"
+    csv.write_text("\n".join(jumped) + "\n")
+    streamed = invoke("run", "--model", tmp_path / "m.onnx", "--stream", csv)
+    assert streamed.exit_code == 0 and "1 gap in time" in streamed.stderr, streamed.output
+    got = [r["prediction"] for r in records(streamed.stdout)]
+    assert len(got) == ROWS
+    rows = np.loadtxt(sample, delimiter=",", skiprows=1)[:, 1:]
+    expected = keras_stepping(model, rows[:20], 1) + keras_stepping(model, rows[20:], 1)  # from zero at the jump
+    assert max(abs(a - b) for a, b in zip(got, expected, strict=True)) <= 1e-5
+    carried_on = keras_stepping(model, rows, 1)[20:]
+    assert max(abs(a - b) for a, b in zip(got[20:], carried_on, strict=True)) > 1e-3  # so the reset mattered
+
+
 def test_stride_is_the_rows_per_call_and_the_manifest_has_the_state_tensors(tmp_path):
     model = stateful_model(kerases()["tf_keras"], 3)
     model.save(tmp_path / "m.keras")

@@ -203,14 +203,19 @@ def test_row_parser_never_raises_anything_but_bad_row(fields):
     st.floats(-50, 50, allow_nan=False, width=32),
     st.floats(1e-3, 1e3, allow_nan=False),
 )
-def test_the_runners_record_equals_the_evaluation_transform_exactly(last, output, scale):
+def test_the_runners_record_and_the_evaluation_transform_are_the_manifests_formula(last, output, scale):
     """record_values (the runner's per-forecast path, in Python floats) and to_target_units (evaluation, in
-    numpy) are the same double arithmetic: equal to the last bit."""
+    numpy) both equal the manifest's formula, forecast = last_target + target_scale * output, in doubles, to the
+    last bit; and a file that applies it in its graph has its output written as it is."""
     spec = ForecastSpec(("a", "b"), "b", window=4, horizon=2, input_scale=(1.0, 1.0), target_scale=scale)
     rows = np.zeros((4, 2))
     rows[-1, 1] = last
     out = np.array([[output]], dtype=np.float32)
-    assert spec.record_values(out, rows)[0] == float(spec.to_target_units(out[0, 0], last))
+    formula = last + scale * float(np.float32(output))
+    assert spec.record_values(out, rows) == (formula,)
+    assert float(spec.to_target_units(out[0, 0], last)) == formula
+    in_graph = ForecastSpec(("a", "b"), "b", 4, 2, (1.0, 1.0), scale, in_graph=True)
+    assert in_graph.record_values(np.array([[last]]), rows) == (last,)
 
 
 _FIELD = st.text(alphabet='ab ,"\t\r\x00\u00e9', max_size=6)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from edgeseq.plots import choose_span, forecast_figure, loss_figure, plot_forecast, plot_loss
+from tests.helpers import assert_drawn_png
 
 START = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 
@@ -95,15 +96,30 @@ def test_empty_test_split_says_so(tmp_path: Path) -> None:
     assert [t.get_text() for t in fig.axes[0].texts] == ["no test windows"]
     path = tmp_path / "empty.png"
     plot_forecast(None, empty, empty, empty, path, "empty", "kW", None)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_drawn_png(path, (1000, 400))
+
+
+def _spans(low: float, high: float, limits: tuple[float, float], share: float) -> bool:
+    """The data [low, high] lies inside the axis' limits and fills at least `share` of them."""
+    return limits[0] <= low <= high <= limits[1] and high - low >= share * (limits[1] - limits[0])
 
 
 @pytest.mark.parametrize("interval", [1e-3, 1 / 64, 600.0, 3600.0, 86400.0])
-def test_forecast_png_is_written(tmp_path: Path, interval: float) -> None:
+def test_forecast_png_is_written_with_its_three_lines_and_axes_that_span_them(tmp_path: Path, interval: float) -> None:
     times, y = _series(1000, interval)
+    series = (y, y + 0.5, y - 0.5)  # actual, LSTM, persistence: apart, so each line shows
     path = tmp_path / "forecast.png"
-    plot_forecast(times, y, y, y, path, "title", "kW", interval)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot_forecast(times, *series, path, "title", "kW", interval)
+    assert_drawn_png(path, (1000, 400), ("black", "tab:blue", "tab:orange"))
+    ax = forecast_figure(times, *series, "title", "kW", interval).axes[0]
+    assert [line.get_color() for line in ax.lines] == ["black", "tab:blue", "tab:orange"]
+    for line, expected in zip(ax.lines, series, strict=True):
+        plotted = np.asarray(line.get_ydata(), dtype=float)
+        assert len(plotted) >= 100 and plotted.tolist() == expected[: len(plotted)].tolist()  # the first points
+    xs = np.concatenate([np.asarray(line.get_xdata(), dtype=float) for line in ax.lines])
+    ys = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.lines])
+    assert _spans(xs.min(), xs.max(), ax.get_xlim(), 0.9), (xs.min(), xs.max(), ax.get_xlim())
+    assert _spans(ys.min(), ys.max(), ax.get_ylim(), 0.8), (ys.min(), ys.max(), ax.get_ylim())
 
 
 @pytest.mark.parametrize("epochs", [1, 2, 3, 40])
@@ -112,6 +128,9 @@ def test_loss_plot_ticks_are_whole_epochs(tmp_path: Path, epochs: int) -> None:
     fig = loss_figure(history, epochs, "loss")
     labels = _visible_tick_labels(fig)
     assert labels and all(label.isdigit() for label in labels), labels
+    ax = fig.axes[0]
+    losses = history["loss"] + history["val_loss"]
+    assert _spans(1, epochs, ax.get_xlim(), 0.0) and _spans(min(losses), max(losses), ax.get_ylim(), 0.8)
     path = tmp_path / "loss.png"
     plot_loss(history, epochs, path, "loss")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_drawn_png(path, (700, 400), ("tab:blue", "tab:orange"))

@@ -1,5 +1,6 @@
 """Quantized variants: op types per variant, accuracy on real data, hashes, and a report made from files."""
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -7,13 +8,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from edgeseq.cli import app
 from edgeseq.convert import op_type_counts
-from edgeseq.quant_report import build_report, load_report, render_table
+from edgeseq.quant_report import _bar, build_report, load_report, render_table
 from edgeseq_device.manifest import sha256_of
 from tests.conftest import EXPORTED, REPO
+from tests.helpers import onnx_outputs, sensor_test_windows
 
 runner = CliRunner()
 MODES = ("dynamic-int8", "static-int8", "fp16")
@@ -129,7 +132,10 @@ FLOAT_TOLERANCE = (1e-5, 1e-5)
 EXACT = {"accuracy_5_patterns", "size", "size_ratio", "test_windows", "bar_met"}
 
 
-def test_the_report_is_what_the_files_measure(fresh_report):
+def test_the_committed_report_is_what_the_files_measure(fresh_report):
+    """quantization.json (and the README's table made from it) still describes the committed files, wherever the
+    suite runs: the report made now against the committed one, within the CPU kernels' spread. Whether the
+    report measures the right thing is for the tests below, which compute every figure themselves."""
     for model, entry in REPORT["models"].items():
         for mode, row in entry["variants"].items():
             fresh = fresh_report["models"][model]["variants"][mode]
@@ -141,6 +147,123 @@ def test_the_report_is_what_the_files_measure(fresh_report):
                     assert fresh[key] == pytest.approx(value, abs=absolute, rel=relative), (model, mode, key)
                 else:
                     assert fresh[key] == value, (model, mode, key)
+
+
+@pytest.fixture(scope="module")
+def sensor_windows():
+    return sensor_test_windows(json.loads((EXPORTED / "sensor_lstm.json").read_text()))
+
+
+def _rmse(forecast: np.ndarray, actual: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((forecast - actual) ** 2)))
+
+
+# The report and these figures run the same files on the same windows on this machine, one call a window and one
+# thread each: they agree to rounding. Far tighter than the gaps a wrong figure makes (an int8 RMSE is 3e-4 of
+# fp32's from fp32's; its largest forecast moves 0.04 deg C).
+SAME_MACHINE = 1e-9
+
+
+def test_the_forecasters_figures_are_what_onnxruntime_and_numpy_measure_on_each_file(fresh_report, sensor_windows):
+    """The report made now against the figures computed here from each file, with onnxruntime and numpy, on
+    windows read with the csv module."""
+    raw, last, actual = sensor_windows
+    rows = fresh_report["models"]["sensor_lstm"]["variants"]
+    assert set(rows) == {"fp32", *MODES}
+    fp32_path = EXPORTED / "sensor_lstm.onnx"
+    fp32 = onnx_outputs(fp32_path, raw).reshape(-1)
+    for mode in rows:
+        path = fp32_path if mode == "fp32" else EXPORTED / f"sensor_lstm.{mode}.onnx"
+        forecast = fp32 if mode == "fp32" else onnx_outputs(path, raw).reshape(-1)
+        row = rows[mode]
+        assert row["test_windows"] == len(raw) == 2920, mode
+        rmse = _rmse(forecast, actual)
+        assert row["test_rmse"] == pytest.approx(rmse, rel=SAME_MACHINE, abs=0), f"{mode}: {row['test_rmse']} != {rmse}"
+        assert row["test_mae"] == pytest.approx(float(np.mean(np.abs(forecast - actual))), rel=SAME_MACHINE), mode
+        assert row["persistence_rmse"] == pytest.approx(_rmse(last, actual), rel=SAME_MACHINE), mode
+        assert row["max_abs_diff_vs_fp32"] == pytest.approx(float(np.abs(forecast - fp32).max()), rel=SAME_MACHINE)
+        assert (
+            row["size"] == path.stat().st_size and row["size_ratio"] == path.stat().st_size / fp32_path.stat().st_size
+        )
+        assert row["units"] == "T2"
+    assert rows["dynamic-int8"]["test_rmse"] != rows["fp32"]["test_rmse"]  # each file measured, not fp32's
+
+
+def test_the_letter_figures_are_what_onnxruntime_measures_on_each_file(fresh_report):
+    manifest = json.loads((EXPORTED / "letter_rnn.json").read_text())
+    assert (manifest["vocabulary"], manifest["window"]) == ("abcde", 4)
+    one_hot = np.eye(5, dtype=np.float32)
+    every = one_hot[np.array(list(itertools.product(range(5), repeat=4)))]  # the 625 sequences, one-hot
+    patterns = {"abcd": "e", "bcde": "a", "cdea": "b", "deab": "c", "eabc": "d"}
+    x_patterns = one_hot[np.array([["abcde".index(c) for c in sequence] for sequence in patterns])]
+    y_patterns = np.array(["abcde".index(letter) for letter in patterns.values()])
+    fp32 = onnx_outputs(EXPORTED / "letter_rnn.onnx", every)
+    rows = fresh_report["models"]["letter_rnn"]["variants"]
+    assert set(rows) == {"fp32", *MODES}
+    for mode, row in rows.items():
+        path = EXPORTED / ("letter_rnn.onnx" if mode == "fp32" else f"letter_rnn.{mode}.onnx")
+        out = onnx_outputs(path, every)
+        assert row["max_abs_diff_vs_fp32"] == pytest.approx(float(np.abs(out - fp32).max()), rel=SAME_MACHINE)
+        assert row["argmax_agreement_625"] == float(np.mean(out.argmax(axis=1) == fp32.argmax(axis=1))), mode
+        assert row["accuracy_5_patterns"] == float(np.mean(onnx_outputs(path, x_patterns).argmax(axis=1) == y_patterns))
+
+
+@pytest.mark.parametrize(
+    ("test_rmse", "size_ratio", "met"),
+    [(1.0, 0.27, True), (1.02, 0.30, True), (1.0201, 0.27, False), (1.0, 0.3001, False), (1.1, 0.5, False)],
+)
+def test_the_dynamic_int8_bar_is_2_percent_of_fp32s_rmse_and_30_percent_of_its_size(test_rmse, size_ratio, met):
+    figures = {"test_rmse": test_rmse, "size_ratio": size_ratio}
+    assert _bar("dynamic-int8", "forecaster", figures, {"test_rmse": 1.0, "size_ratio": 1.0}) is met
+
+
+def _scaled_output(content: bytes, factor: float) -> bytes:
+    """The file with its output transform's target_scale multiplied by `factor`: a worse forecaster."""
+    proto = onnx.load_from_string(content)
+    (scale,) = [i for i in proto.graph.initializer if i.name == "edgeseq_io/target_scale"]
+    scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * factor, scale.name))
+    return proto.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        pytest.param(lambda: (EXPORTED / "sensor_lstm.onnx").read_bytes(), id="fp32-bytes-as-int8"),
+        pytest.param(
+            lambda: _scaled_output((EXPORTED / "sensor_lstm.dynamic-int8.onnx").read_bytes(), 1.5), id="int8-worse"
+        ),
+    ],
+)
+def test_a_dynamic_int8_variant_that_misses_a_bar_is_reported_as_missing_it(tmp_path, sensor_windows, planted):
+    """A variant file planted beside the fp32 one, which misses one bar and would pass bars 1.5x and 10x as
+    loose; its verdict computed here from the files."""
+    content = planted()
+    name = "sensor_lstm.dynamic-int8.onnx"
+    manifest = json.loads((EXPORTED / "sensor_lstm.json").read_text())
+    manifest["variants"] = {"dynamic-int8": manifest["variants"]["dynamic-int8"]}
+    manifest["files"] = {
+        "sensor_lstm.onnx": manifest["files"]["sensor_lstm.onnx"],
+        name: {"sha256": sha256_of(content), "size": len(content)},
+    }
+    shutil.copy(EXPORTED / "sensor_lstm.onnx", tmp_path / "sensor_lstm.onnx")
+    (tmp_path / name).write_bytes(content)
+    (tmp_path / "sensor_lstm.json").write_text(json.dumps(manifest))
+
+    raw, _, actual = sensor_windows
+    rmse_ratio = _rmse(onnx_outputs(tmp_path / name, raw).reshape(-1), actual) / _rmse(
+        onnx_outputs(tmp_path / "sensor_lstm.onnx", raw).reshape(-1), actual
+    )
+    size_ratio = len(content) / (tmp_path / "sensor_lstm.onnx").stat().st_size
+    assert (rmse_ratio > 1.02) != (size_ratio > 0.30)  # one bar missed, the other met
+    assert rmse_ratio < 1.5 and size_ratio < 3.0  # what looser bars would let through
+    row = build_report(tmp_path, rounds=1)["models"]["sensor_lstm"]["variants"]["dynamic-int8"]
+    assert row["bar_met"] is False, f"bar met by RMSE {rmse_ratio:.3f}x and size {size_ratio:.2f}x fp32's"
+    assert "**NOT met**" in render_table(
+        {
+            "measured_on": REPORT["measured_on"],
+            "models": {"sensor_lstm": {"kind": "forecaster", "variants": {"dynamic-int8": row}}},
+        }
+    )
 
 
 def test_every_figure_names_the_cpu_and_kernels_it_was_measured_on():

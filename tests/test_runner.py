@@ -12,9 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseq.train import ForecasterConfig, prepare_forecast_data
-from edgeseq_device.forecast import ForecastSpec
-from edgeseq_device.model import load_model
 from tests.conftest import EXPORTED, LETTER_ONNX, REPO
 from tests.helpers import old_format_forecaster
 from tests.streams import LINES, MANIFEST, SENSOR_CSV, SENSOR_ONNX, H, T, cli, records, run, write_lines
@@ -41,21 +38,46 @@ def test_one_record_per_window_with_row_time_prediction(full_run):
     assert set(recs[0]) == {"row", "time", "prediction"}
 
 
-def test_golden_runner_equals_evaluation_code_on_the_same_windows(full_run):
-    recs, _ = full_run
-    data = prepare_forecast_data(ForecasterConfig())
-    model = load_model(SENSOR_ONNX)
-    spec = ForecastSpec.from_json(MANIFEST)
-    x = spec.model_inputs(data.table.values, data.ends["test"])
-    expected = spec.forecasts(
-        np.concatenate([model.run(x[i : i + 1]) for i in range(len(x))]), data.last_target("test")
-    )
-    by_row = {r["row"]: r["prediction"] for r in recs}
-    # sensor.csv holds the test lines of the full file: a window's last row is found by its file line
-    first = MANIFEST["split"]["test"]["lines"][0]
-    actual = np.array([by_row[data.table.lines[end] - first + 1] for end in data.ends["test"]])
-    assert len(actual) == MANIFEST["metrics"]["windows"]
-    np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=0)
+@pytest.fixture(scope="module")
+def keras_forecasts() -> dict[int, float]:
+    """The forecast of the window ending at each data row of sensor.csv (row 1 is the line after the header): the
+    rows read with the csv module, scaled by the manifest's formula in numpy, the Keras network, and the
+    manifest's output transform, forecast = last_target + target_scale * output."""
+    import csv
+
+    from edgeseq import frameworks
+
+    rows = list(csv.reader(LINES))
+    indices = [rows[0].index(name) for name in MANIFEST["features"]]
+    values = np.array([[float(row[i]) for i in indices] for row in rows[1:]])
+    ends = np.arange(T - 1, len(values))
+    raw = np.stack([values[end - T + 1 : end + 1] for end in ends])
+    scaling = MANIFEST["scaling"]
+    scaled = ((raw - raw[:, -1:, :]) / np.asarray(scaling["input_scale"])).astype(np.float32)
+    _, keras = frameworks.tensorflow()
+    change = keras.models.load_model(EXPORTED / "sensor_lstm.keras")(scaled, training=False).numpy().reshape(-1)
+    last = values[ends, MANIFEST["features"].index(MANIFEST["target"])]
+    forecast = last + scaling["target_scale"] * change.astype(np.float64)
+    return dict(zip((ends + 1).tolist(), forecast.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("file", ["scaled in its graph", "scaled by the runner"])
+def test_golden_runner_equals_keras_and_the_manifests_formulas_on_every_window(
+    tmp_path: Path, full_run, keras_forecasts, file
+):
+    # the shipped file (its graph scales), and the bare network as files were before (the runner scales, in numpy)
+    if file == "scaled in its graph":
+        recs = full_run[0]
+    else:
+        result = run("--stream", SENSOR_CSV, "--model", old_format_forecaster(tmp_path))
+        assert result.exit_code == 0, result.output
+        recs = records(result.stdout)
+    assert [r["row"] for r in recs] == list(keras_forecasts)  # a record for every window, in order
+    worst = max(abs(r["prediction"] - keras_forecasts[r["row"]]) for r in recs)
+    bar = 1e-5 * MANIFEST["scaling"]["target_scale"]  # export's parity bar, in deg C
+    assert worst <= bar, f"max abs diff {worst:.3g} > {bar:.3g} deg C over {len(recs)} windows"
+    # the windows evaluation scored are those with a known target, H rows on
+    assert sum(r["row"] + H <= len(LINES) - 1 for r in recs) == MANIFEST["metrics"]["windows"]
 
 
 def test_rmse_from_the_records_matches_evaluation_and_beats_persistence(full_run):

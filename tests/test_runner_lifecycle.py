@@ -199,6 +199,60 @@ def test_ctrl_c_while_a_record_is_written_still_counts_it(at: int):
     assert f"{written} predictions" in messages.getvalue() and "interrupted" in messages.getvalue()
 
 
+class _SignallingSession:
+    """The model's onnxruntime session, which sends `signum` to this process from inside its `at`-th call: that
+    window has run, and neither its record nor those of the windows run before it in the same read are written."""
+
+    def __init__(self, session, at: int, signum: int) -> None:
+        self._session, self.at, self.signum, self.calls = session, at, signum, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+    def run_with_iobinding(self, *args, **kwargs):
+        result = self._session.run_with_iobinding(*args, **kwargs)
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), self.signum)
+        return result
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("at", [1, 109, 300, 2000])
+def test_a_stop_signal_during_a_model_call_still_writes_every_window_that_ran(monkeypatch, at, signum):
+    # Windows are run a read's worth at a time and their records written together after: a stop signal in
+    # the middle ends the run at the next window, and each window already run is written and counted. Planted,
+    # dropping those records kept the summary equal to the lines written (both short) and lost computed forecasts.
+    import edgeseq_device.runner as runner_module
+    from edgeseq_device.runner import RunOptions, run_stream
+
+    options = RunOptions(stream=str(SENSOR_CSV), model=SENSOR_ONNX)
+    whole = io.StringIO()
+    assert run_stream(options, whole, io.StringIO()) == 0
+    real_load, sessions = runner_module.load_model, []
+
+    def load_signalling(*args, **kwargs):
+        model = real_load(*args, **kwargs)
+        model.session = _SignallingSession(model.session, at, signum)
+        sessions.append(model.session)
+        return model
+
+    monkeypatch.setattr(runner_module, "load_model", load_signalling)
+    sink, messages = io.StringIO(), io.StringIO()
+    code = run_stream(options, sink, messages)
+    said = messages.getvalue()
+    assert code == 128 + signum, said
+    ran = sessions[0].calls
+    assert ran == at  # the stop came between two windows: none was run after it
+    written = records(sink.getvalue())
+    # every window that ran, in order
+    assert [r["row"] for r in written] == list(range(T, T + ran)), (
+        f"{len(written)} records of {ran} windows run; {said}"
+    )
+    assert written == records(whole.getvalue())[:ran]  # the very records a run to the end writes first
+    assert f"{ran} predictions" in said and ("interrupted" if signum == signal.SIGINT else "stopped by") in said
+
+
 def test_ctrl_c_while_records_before_a_bad_row_are_written_is_exit_130_not_1(tmp_path: Path):
     # --on-bad-row fail writes the records before the bad row, then stops with exit 1; a SIGINT during that
     # write is the user's stop, and wins (exit 130), as it did when every window ran as it came

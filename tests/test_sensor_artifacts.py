@@ -1,6 +1,5 @@
 """The committed forecaster: exact signature, fused LSTMs, parity on real windows, the bar against persistence."""
 
-import csv
 import json
 import lzma
 
@@ -15,30 +14,17 @@ from edgeseq_device.forecast import ForecastSpec
 from edgeseq_device.manifest import sha256_of
 from edgeseq_device.model import load_model
 from tests.conftest import EXPORTED
+from tests.helpers import assert_drawn_png, sensor_test_windows
 
 ONNX_PATH, KERAS_PATH, MANIFEST_PATH = (EXPORTED / f"sensor_lstm{ext}" for ext in (".onnx", ".keras", ".json"))
 MANIFEST = json.loads(MANIFEST_PATH.read_text())
 SPEC = ForecastSpec.from_json(MANIFEST)
 
 
-def raw_column(name: str) -> np.ndarray:
-    """Read one column of the bundled data with nothing but the csv module (independent of edgeseq.data)."""
-    with lzma.open(DEFAULT_SENSOR_DATA, "rt", newline="") as handle:
-        reader = csv.reader(handle)
-        index = next(reader).index(name)
-        return np.array([float(row[index]) for row in reader])
-
-
 @pytest.fixture(scope="module")
 def test_windows():
     """(raw windows, last target, actual) for every test window, built from the raw file and the manifest."""
-    first, last = MANIFEST["split"]["test"]["lines"]  # file lines: the header is line 1
-    start, stop = first - 2, last - 1
-    values = np.stack([raw_column(f) for f in SPEC.features], axis=1)
-    ends = np.arange(start + SPEC.window - 1, stop - SPEC.horizon)
-    y = values[:, SPEC.target_index]
-    raw = np.stack([values[end - SPEC.window + 1 : end + 1] for end in ends])
-    return raw, y[ends], y[ends + SPEC.horizon]
+    return sensor_test_windows(MANIFEST)
 
 
 def onnx_forecasts(raw: np.ndarray, path=ONNX_PATH) -> np.ndarray:
@@ -140,6 +126,7 @@ def test_sensor_sample_is_the_test_period_verbatim():
     assert 2000 <= len(sample) - 1 <= 5000
 
 
-def test_plots_are_pngs():
-    for name in ("sensor_lstm.loss.png", "sensor_lstm.forecast.png"):
-        assert (EXPORTED / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_plots_are_drawn_pngs_of_their_lines():
+    assert_drawn_png(EXPORTED / "sensor_lstm.loss.png", (700, 400), ("tab:blue", "tab:orange"))  # training, validation
+    # actual, LSTM forecast, persistence
+    assert_drawn_png(EXPORTED / "sensor_lstm.forecast.png", (1000, 400), ("black", "tab:blue", "tab:orange"))

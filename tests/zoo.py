@@ -109,8 +109,14 @@ def build(keras, name: str, window: int | None = T, seed: int = 3):
         x = layer(x)
     model = keras.Model(inputs, x, name=name)
     rng = np.random.default_rng(seed)
-    # BatchNormalization's moving statistics start at 0 and 1; move them so the test sees them used
     for layer in model.layers:
+        # BatchNormalization's moving statistics start at 0 and 1; move them so the test sees them used
         if type(layer).__name__ == "BatchNormalization":
             layer.set_weights([w + rng.uniform(0.1, 0.5, w.shape).astype(w.dtype) for w in layer.get_weights()])
+        # Biases start at zero (an LSTM's forget gate at one): random ones, so a bias written in the wrong place
+        # (a GRU's input and recurrent biases swapped, say) shows in the outputs
+        values, names = layer.get_weights(), [w.name for w in layer.weights]
+        if values and len(values) == len(names):
+            biased = zip(values, names, strict=True)
+            layer.set_weights([rng.normal(0, 0.3, w.shape).astype(w.dtype) if "bias" in n else w for w, n in biased])
     return model
