@@ -5,8 +5,8 @@ should catch it. A mutant the tests let through is a hole in the suite.
     python tests/mutants.py --only parity-self     # some of them, by name (repeat --only)
     python tests/mutants.py --list                 # the mutants, and whether each still finds its text
 
-Run it before closing an issue that touches the modules below; it is not part of .ci/run. 37 mutants take 3 to
-7 minutes on a 2-core machine (3.4 min idle, 6.7 under load). Each mutant names a file, a text that must occur in
+Run it before closing an issue that touches the modules below; it is not part of .ci/run. 49 mutants take 4 to
+8 minutes on a 2-core machine (4.5 min while another test run shared it). Each mutant names a file, a text that must occur in
 it exactly once (the check stops, naming the mutant, when the code has moved on: mutants cannot rot in silence),
 its replacement, and the tests that should fail with it in.
 
@@ -54,12 +54,64 @@ class Mutant:
 
 
 LIFECYCLE = "tests/test_runner_lifecycle.py"
+STOP = "tests/test_runner_stop.py"
 ZOO = "tests/test_convert_zoo.py::test_every_recurrent_layer_becomes_one_fused_node_with_parity"
 QUANT = "tests/test_quantization.py"
 BUNDLE = "tests/test_bundle.py"
 
 MUTANTS = (
     # --- the device runtime ------------------------------------------------------------------------------------
+    Mutant(
+        "short-write-taken-as-whole",  # issue 27: a write a signal cut short is not carried on
+        "device/edgeseq_device/sinks.py",
+        "done += os.write(self.fd, view[done:]) if self.regular else self._to_reader(view, done, ends)",
+        "done = len(data) if (self.regular and os.write(self.fd, view[done:])) or self._to_reader(view, done, ends)"
+        " else done",
+        (f"{STOP}::test_a_write_cut_short_goes_on_from_where_it_stopped",),
+    ),
+    Mutant(
+        "reader-gets-half-records",  # issue 27: PIPE_BUF pieces cut inside a record
+        "device/edgeseq_device/sinks.py",
+        "end = ends[fits] if fits >= 0 and ends[fits] > done else done + select.PIPE_BUF",
+        "end = done + select.PIPE_BUF",
+        (f"{STOP}::test_a_reader_that_takes_nothing_after_a_stop_does_not_hold_the_run",),
+    ),
+    Mutant(
+        "full-disk-leaves-half-record",  # issue 27: a regular file not cut back to its last whole record
+        "device/edgeseq_device/sinks.py",
+        "                os.ftruncate(self.fd, start + kept)\n",
+        "",
+        ("tests/test_runner_flush.py::test_a_full_disk_is_reported_and_the_file_keeps_only_whole_records_all_counted",),
+    ),
+    Mutant(
+        "fifo-last-line-waits-for-next-writer",  # issue 27: the FIFO reopened before its last line is used
+        "device/edgeseq_device/lines.py",
+        '            self.close()\n            return "the FIFO\'s writer closed it; reading the next writer"',
+        "            self.close()\n            self._open()\n"
+        '            return "the FIFO\'s writer closed it; reading the next writer"',
+        (f"{STOP}::test_a_fifos_last_line_without_a_line_break_is_used_when_stopped",),
+    ),
+    Mutant(
+        "key-length-unbounded",  # issue 27: 300 keys of 1 MB each held in memory
+        "device/edgeseq_device/series.py",
+        "if len(key) > MAX_KEY_CHARS:",
+        "if False:",
+        ("tests/test_series_rules.py::test_300_keys_of_a_megabyte_each_stay_in_bounded_memory",),
+    ),
+    Mutant(
+        "bad-value-row-keeps-the-clock",  # issue 27: a non-numeric row is a gap in time, a missing value is not
+        "device/edgeseq_device/series.py",
+        "                    exc.time_gap = series.clock(self._time_of(parser, fields))\n",
+        "                    pass\n",
+        ("tests/test_series_rules.py::test_a_row_dropped_for_its_values_is_the_gap_and_its_time_moves_the_clock",),
+    ),
+    Mutant(
+        "model-failing-every-window-goes-on",  # issue 27: a model that fails on every window never stops the run
+        "device/edgeseq_device/reads.py",
+        "if self.fail or self.failures_in_a_row >= MODEL_FAILURES_IN_A_ROW:",
+        "if self.fail:",
+        (f"{STOP}::test_a_model_that_fails_on_every_window_stops_the_run_with_exit_1",),
+    ),
     Mutant(
         "stop-drops-run-records",  # issue 29: a stop signal loses the records of the windows already run
         "device/edgeseq_device/reads.py",
@@ -331,9 +383,44 @@ MUTANTS = (
     Mutant(
         "install-ignores-bad-sums",
         "src/edgeseq/bundle/scripts.py",
-        "sys.exit(1 if bad else 0)",
+        "sys.exit(1 if problems else 0)",
         "sys.exit(0)",
         (f"{BUNDLE}::test_a_changed_file_is_refused_by_install_sh",),
+    ),
+    Mutant(
+        "install-takes-unlisted-files",  # issue 27: a wheel dropped into wheels/ was installed and run as root
+        "src/edgeseq/bundle/scripts.py",
+        "        if name not in listed:\n",
+        "        if False:\n",
+        (f"{BUNDLE}::test_an_unlisted_wheel_is_refused_and_never_installed_or_run",),
+    ),
+    Mutant(
+        "requirements-without-hashes",  # issue 27: pip resolves pins, not the files' digests
+        "src/edgeseq/bundle/__init__.py",
+        "{release} --hash=sha256:{sha256_of(wheel.read_bytes())}",
+        "{release}",
+        (f"{BUNDLE}::test_pip_installs_only_the_pinned_hashes",),
+    ),
+    Mutant(
+        "root-install-from-a-shared-tree",  # issue 27: a tree others can write to installed as root
+        "src/edgeseq/bundle/scripts.py",
+        "        if info.st_uid != 0 or shared:\n",
+        "        if False:\n",
+        (f"{BUNDLE}::test_a_tree_others_can_write_to_is_refused_when_installing_as_root",),
+    ),
+    Mutant(
+        "tarball-keeps-builders-owner",  # issue 27: files owned by the build machine's uid on the box
+        "src/edgeseq/bundle/__init__.py",
+        "    member.uid = member.gid = 0\n",
+        "",
+        (f"{BUNDLE}::test_the_tarball_is_roots_whoever_built_it_and_keeps_no_special_mode",),
+    ),
+    Mutant(
+        "unit-runs-as-root",  # issue 27: the service with no hardening
+        "src/edgeseq/bundle/scripts.py",
+        "DynamicUser=yes\n",
+        "",
+        (f"{BUNDLE}::test_the_service_is_hardened_to_an_exposure_of_at_most_3_5",),
     ),
     Mutant(
         "unit-takes-sigint-status",

@@ -307,6 +307,24 @@ def test_300_keys_of_a_megabyte_each_stay_in_bounded_memory(tmp_path: Path):
     assert peak_mb < 250, peak_mb  # the bar; measured here: see the closing note
 
 
+@pytest.mark.parametrize(("value", "reason"), [("NA", "missing value"), ("warm", "non-numeric"), ("inf", "infinite")])
+def test_a_row_dropped_for_its_values_is_the_gap_and_its_time_moves_the_clock(value, reason):
+    # Before: a non-numeric row left the clock where it was, so the next row was also a gap in time; a row
+    # with a missing value moved it. Both drop a row, and now count alike.
+    rules = SeriesRules(time_format="iso8601", interval=600.0)
+    router = Router(2, ("v",), rules)
+    parser = RowParser(["time", "v"], ["v"], "time")
+    router.push(parser, ["2026-01-01T00:00:00", "1"])
+    with pytest.raises(BadRowError) as info:
+        router.push(parser, ["2026-01-01T00:10:00", value])
+    assert info.value.reason == reason and info.value.time_gap is False
+    router.push(parser, ["2026-01-01T00:20:00", "2"])
+    assert not router.flags & TIME_GAP  # one interval after the dropped row: no gap in time
+    with pytest.raises(BadRowError) as info:  # a dropped row after 30 minutes lost: that gap is counted
+        router.push(parser, ["2026-01-01T01:00:00", value])
+    assert info.value.time_gap is True
+
+
 def test_a_row_whose_key_cannot_be_read_breaks_no_series():
     router = Router(2, ("v",), SeriesRules(group_by="sensor"))
     parser = RowParser(["sensor", "v"], ["v"], None, "sensor")
