@@ -27,3 +27,12 @@ class DataError(BadInputError):
 
 class MissingExtraError(EdgeseqError):
     """A command needs an optional extra that is not installed; the message gives the pip command. Exit 2."""
+
+
+class ModelFileError(BadInputError):
+    """A model file edgeseq cannot read: what it is, and what is supported."""
+
+
+class UnsafeModelError(ModelFileError):
+    """A model file that could act when loaded: a SavedModel op that is not pure math (file I/O, a Python call).
+    Refused before TensorFlow loads it."""

@@ -5,6 +5,12 @@ Keras 3 files. Neither can load the other's files, so the choice is made from th
 - `.h5` / `.hdf5` (HDF5): the root attribute keras_version; a file without model_config holds weights only;
 - a directory: a SavedModel with keras_metadata.pb was written by tf.keras 2; without it, it is a plain
   TensorFlow SavedModel (Keras 3's model.export, tf.saved_model.save), which has no Keras layers to read.
+
+A user's file is untrusted. A .keras or .h5 file holds a model's config (JSON) and its weights, no TensorFlow
+graph: what runs when it loads is Keras's own layer code (a Lambda's Python is refused by safe mode, a class Keras
+does not know fails to load, and tests/test_export_untrusted.py checks that a custom layer's call never runs). A
+SavedModel holds TensorFlow graphs that run when it loads: edgeseq.convert.graph_ops checks their ops from the
+protos first.
 """
 
 from __future__ import annotations
@@ -18,17 +24,14 @@ from typing import Any
 
 from edgeseq import frameworks
 from edgeseq.convert.flavours import KERAS2, KERAS3
-from edgeseq.errors import BadInputError
+from edgeseq.convert.graph_ops import check_saved_model
+from edgeseq.errors import ModelFileError
 
 SUPPORTED = (
     "a Keras 3 .keras file, a tf.keras 2 / tf_keras .keras or .h5 file, or a SavedModel directory written by "
     "tf.keras (model.save)"
 )
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-class ModelFileError(BadInputError):
-    """A model file edgeseq cannot read: what it is, and what is supported."""
 
 
 @dataclass(frozen=True)
@@ -114,11 +117,13 @@ def _safe_mode(flavour: str) -> Any:
 
 
 def load(path: Path) -> LoadedModel:
-    """Load `path` with the Keras that wrote it (no compile, safe mode); ModelFileError with one line when
-    it cannot."""
+    """Load `path` with the Keras that wrote it (no compile, safe mode), once a SavedModel's ops have passed;
+    ModelFileError with one line when it cannot (UnsafeModelError: an op that is not pure math)."""
     path = Path(path)
     flavour, version, file_format = detect(path)
     _, tf_keras = frameworks.tensorflow()
+    if file_format == "SavedModel":  # before anything of it is traced or run
+        check_saved_model(path)
     if flavour == KERAS3:
         import keras
     else:
