@@ -1,6 +1,6 @@
 """`export --keras` against model files that act when they are loaded (issue 27): a SavedModel whose graph writes
 or reads a file, prints or calls Python is refused in one line, exit 2, from its protos, before TensorFlow traces
-or runs anything of it; every real SavedModel still passes."""
+or runs anything of it; every real SavedModel still passes. Files that inflate: test_export_untrusted_files.py."""
 
 from __future__ import annotations
 

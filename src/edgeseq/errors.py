@@ -34,5 +34,10 @@ class ModelFileError(BadInputError):
 
 
 class UnsafeModelError(ModelFileError):
-    """A model file that could act when loaded: a SavedModel op that is not pure math (file I/O, a Python call).
-    Refused before TensorFlow loads it."""
+    """A model file that could act when loaded: a SavedModel op that is not pure math (file I/O, a Python call),
+    or data an HDF5 file or a SavedModel keeps in other files. Refused before Keras or TensorFlow opens it."""
+
+
+class OversizedModelError(ModelFileError):
+    """A model file that would make Keras read far more than it holds on disk (a zip bomb), or more than edgeseq's
+    cap. Refused before Keras opens it."""

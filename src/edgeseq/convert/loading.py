@@ -6,11 +6,12 @@ Keras 3 files. Neither can load the other's files, so the choice is made from th
 - a directory: a SavedModel with keras_metadata.pb was written by tf.keras 2; without it, it is a plain
   TensorFlow SavedModel (Keras 3's model.export, tf.saved_model.save), which has no Keras layers to read.
 
-A user's file is untrusted. A .keras or .h5 file holds a model's config (JSON) and its weights, no TensorFlow
-graph: what runs when it loads is Keras's own layer code (a Lambda's Python is refused by safe mode, a class Keras
-does not know fails to load, and tests/test_export_untrusted.py checks that a custom layer's call never runs). A
-SavedModel holds TensorFlow graphs that run when it loads: edgeseq.convert.graph_ops checks their ops from the
-protos first.
+A user's file is untrusted, and is checked before Keras opens it. A .keras or .h5 file holds a model's config
+(JSON) and its weights, no TensorFlow graph: what runs when it loads is Keras's own layer code (a Lambda's Python
+is refused by safe mode, a class Keras does not know fails to load, and tests/test_export_untrusted.py checks
+that a custom layer's call never runs). What a .keras file can still do is inflate (a zip bomb):
+edgeseq.convert.file_caps. A SavedModel holds TensorFlow graphs that run when it loads: edgeseq.convert.graph_ops
+checks their ops from the protos first.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseq import frameworks
+from edgeseq.convert.file_caps import check_archive
 from edgeseq.convert.flavours import KERAS2, KERAS3
 from edgeseq.convert.graph_ops import check_saved_model
 from edgeseq.errors import ModelFileError
@@ -52,7 +54,8 @@ def _flavour(version: str, path: Path) -> str:
 
 
 def detect(path: Path) -> tuple[str, str, str]:
-    """(flavour, Keras version, file format) of `path`; ModelFileError when it is none of SUPPORTED."""
+    """(flavour, Keras version, file format) of `path`; ModelFileError when it is none of SUPPORTED, or when it
+    would inflate beyond edgeseq's caps (edgeseq.convert.file_caps)."""
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
             raise ModelFileError(f"{path} is a directory, not a SavedModel (no saved_model.pb); expected {SUPPORTED}")
@@ -70,6 +73,7 @@ def detect(path: Path) -> tuple[str, str, str]:
     with path.open("rb") as handle:
         head = handle.read(8)
     if zipfile.is_zipfile(path):
+        check_archive(path)  # before metadata.json is read: any member may be the bomb
         try:
             with zipfile.ZipFile(path) as archive:
                 metadata = json.loads(archive.read("metadata.json"))
@@ -117,8 +121,8 @@ def _safe_mode(flavour: str) -> Any:
 
 
 def load(path: Path) -> LoadedModel:
-    """Load `path` with the Keras that wrote it (no compile, safe mode), once a SavedModel's ops have passed;
-    ModelFileError with one line when it cannot (UnsafeModelError: an op that is not pure math)."""
+    """Load `path` with the Keras that wrote it (no compile, safe mode), once its sizes and, for a SavedModel, its
+    ops have passed; ModelFileError with one line when it cannot (UnsafeModelError, OversizedModelError)."""
     path = Path(path)
     flavour, version, file_format = detect(path)
     _, tf_keras = frameworks.tensorflow()
