@@ -230,11 +230,14 @@ def real_models():
 
 
 @pytest.mark.parametrize("name", list(real_models()))
-def test_every_real_savedmodel_passes_the_op_check(name, tmp_path):
+def test_every_real_savedmodel_passes_the_checks(name, tmp_path):
+    from edgeseq.convert.file_caps import check_checkpoint, check_directory
     from edgeseq.convert.graph_ops import check_saved_model
 
     real_models()[name](kerases()["tf_keras"]).save(tmp_path / name, save_format="tf")
+    check_directory(tmp_path / name)
     check_saved_model(tmp_path / name)
+    check_checkpoint(tmp_path / name)
 
 
 @pytest.fixture(scope="module")

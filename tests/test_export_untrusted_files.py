@@ -1,11 +1,13 @@
-"""`export --keras` against files that inflate far beyond their size on disk (issue 27): a .keras zip bomb,
-members whose data is not what they declare, too many members, too much in total. Each is refused in one line,
-exit 2, before Keras opens the file, and without inflating anything."""
+"""`export --keras` against files that inflate far beyond their size on disk or read other files when loaded
+(issue 27): a .keras zip bomb, members whose data is not what they declare, HDF5 datasets with nothing stored
+or kept in other files, SavedModel directories with links, FIFOs or more than the cap. Each is refused in one
+line, exit 2, before Keras opens the file, and without inflating anything."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -15,9 +17,19 @@ from hypothesis import strategies as st
 
 from edgeseq.convert.file_caps import size
 from tests.test_convert_zoo import kerases
-from tests.test_export_untrusted import export_in_a_process, one_line
+from tests.test_export_keras import FEATURES, invoke
+from tests.test_export_untrusted import export_in_a_process, one_line, refused
 
 MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def lstm_saved_model(tmp_path_factory) -> Path:
+    from tests.zoo import build
+
+    path = tmp_path_factory.mktemp("sm") / "lstm"
+    build(kerases()["tf_keras"], "lstm").save(path, save_format="tf")
+    return path
 
 
 # --- archives that inflate ---------------------------------------------------------------------------------
@@ -151,3 +163,110 @@ def test_the_end_record_read_is_the_directory_zipfile_reads(members, comment):
         archive.comment = comment
     end = zipfile._EndRecData(buffer)
     assert end[zipfile._ECD_ENTRIES_TOTAL] == len(zipfile.ZipFile(buffer).infolist()) == len(members)
+
+
+# --- HDF5: weights kept in other files, datasets that inflate; SavedModel directories -----------------------
+
+
+def tf_keras_h5(path: Path) -> Path:
+    tf_keras = kerases()["tf_keras"]
+    tf_keras.utils.set_random_seed(0)
+    layers = [tf_keras.layers.LSTM(2, name="lstm"), tf_keras.layers.Dense(4, name="dense")]
+    tf_keras.Sequential([tf_keras.Input((12, 3)), *layers]).save(path)
+    return path
+
+
+def replace_dataset(path: Path, name: str, **create) -> None:
+    import h5py
+
+    with h5py.File(path, "r+") as h5:
+        shape, dtype = h5[name].shape, h5[name].dtype
+        del h5[name]
+        h5.create_dataset(name, **{"shape": shape, "dtype": dtype, **create})
+
+
+def test_an_h5_weight_kept_in_another_file_is_refused_and_never_read(tmp_path):
+    secret = tmp_path / "id_key"
+    secret.write_bytes(b"api-key 0123456789abcdef SECRET!")  # 32 bytes: the Dense kernel, 2 x 4 float32
+    path = tf_keras_h5(tmp_path / "m.h5")
+    replace_dataset(path, "model_weights/dense/dense/kernel:0", external=[(str(secret), 0, 32)])
+    result = invoke("export", "--keras", path, "--features", FEATURES, "--out", tmp_path / "o")
+    refused(
+        result,
+        path,
+        f"{path}: dataset model_weights/dense/dense/kernel:0 keeps its data in another file ({secret}): edgeseq "
+        "refuses HDF5 files that read other files when loaded",
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_h5_weight_linked_to_another_file_is_refused(tmp_path):
+    import h5py
+    import numpy as np
+
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as h5:
+        h5["data"] = np.ones((2, 4), np.float32)  # any HDF5 file on the machine that loads the model
+    path = tf_keras_h5(tmp_path / "m.h5")
+    with h5py.File(path, "r+") as h5:
+        del h5["model_weights/dense/dense/kernel:0"]
+        h5["model_weights/dense/dense/kernel:0"] = h5py.ExternalLink(str(other), "/data")
+    result = invoke("export", "--keras", path, "--features", FEATURES, "--out", tmp_path / "o")
+    refused(
+        result,
+        path,
+        f"{path}: model_weights/dense/dense/kernel:0 links to another file ({other}:/data): edgeseq refuses HDF5 "
+        "files that read other files when loaded",
+    )
+
+
+def test_an_h5_dataset_with_no_data_behind_it_is_refused_without_allocating_it(tmp_path):
+    path = tf_keras_h5(tmp_path / "m.h5")
+    name = "model_weights/lstm/lstm/lstm_cell/kernel:0"
+    replace_dataset(path, name, shape=(1 << 28,), chunks=(1 << 20,), compression="gzip")  # 1 GiB, none stored
+    assert path.stat().st_size < MIB
+    run = export_in_a_process(path, tmp_path / "o")
+    one_line(
+        run,
+        path,
+        f"{path}: dataset {name} inflates to 1.0 GiB from 0 bytes stored (1,073,741,824 to 1), more than 100 to 1: "
+        "edgeseq refuses files that inflate like a zip bomb (Keras writes its weights uncompressed)",
+    )
+    assert run.peak_rss_mib < 400, f"peak RSS {run.peak_rss_mib:.0f} MiB"
+
+
+def test_a_savedmodel_with_a_symbolic_link_is_refused_as_tensorflow_would_read_its_target(lstm_saved_model, tmp_path):
+    import shutil
+
+    path = tmp_path / "model"
+    shutil.copytree(lstm_saved_model, path)
+    data = path / "variables" / "variables.data-00000-of-00001"
+    elsewhere = tmp_path / "elsewhere.data"
+    data.rename(elsewhere)
+    data.symlink_to(elsewhere)
+    result = invoke("export", "--keras", path, "--features", FEATURES, "--out", tmp_path / "o")
+    refused(
+        result,
+        path,
+        f"{path}: variables/variables.data-00000-of-00001 is a symbolic link (to {elsewhere}): edgeseq reads a "
+        "SavedModel's own files only",
+    )
+
+
+def test_a_savedmodel_with_a_fifo_or_beyond_the_cap_is_refused(lstm_saved_model, tmp_path, monkeypatch):
+    import shutil
+
+    from edgeseq.convert import file_caps
+    from edgeseq.errors import ModelFileError, OversizedModelError
+
+    path = tmp_path / "model"
+    shutil.copytree(lstm_saved_model, path)
+    os.mkfifo(path / "assets" / "endless")
+    with pytest.raises(ModelFileError, match=r"model: assets/endless is not a regular file \(a FIFO or a device\)"):
+        file_caps.check_directory(path)
+    (path / "assets" / "endless").unlink()
+    monkeypatch.setattr(file_caps, "MAX_UNPACKED_BYTES", 1000)
+    with pytest.raises(OversizedModelError, match=r"model holds .* KiB, more than edgeseq's cap of 1,000 bytes"):
+        file_caps.check_directory(path)
+    with pytest.raises(OversizedModelError, match=r"model: variables/ declares tensors of 1.\d KiB, more than"):
+        file_caps.check_checkpoint(path)

@@ -1,10 +1,12 @@
 """How much a user's model file may make Keras read, checked before Keras opens it: a .keras zip's members
-(declared and actual sizes, their sum, how much they inflate) and the weights inside (HDF5 datasets, and links
-to other files; .npz archives). Nothing is inflated to check."""
+(declared and actual sizes, their sum, how much they inflate), an HDF5 file's datasets (and links to other
+files), a SavedModel directory's files and the tensors its checkpoint declares. Nothing is inflated to check."""
 
 from __future__ import annotations
 
 import math
+import os
+import stat
 import zipfile
 import zlib
 from pathlib import Path
@@ -176,3 +178,42 @@ def check_hdf5(source: Path | BinaryIO, label: str) -> None:
         KERAS_WRITES,
         "inflate",
     )
+
+
+def check_directory(path: Path) -> None:
+    """Refuse a SavedModel directory holding a symbolic link (TensorFlow would read what it points to, anywhere),
+    a file that is not a regular one (a FIFO or a device: endless), or more bytes than the cap."""
+    total = 0
+    for root, directories, files in os.walk(path):
+        for name in (*directories, *files):
+            entry = Path(root) / name
+            if entry.is_symlink():
+                raise UnsafeModelError(
+                    f"{path}: {entry.relative_to(path)} is a symbolic link (to {os.readlink(entry)}): edgeseq reads "
+                    "a SavedModel's own files only"
+                )
+        for name in files:
+            entry = Path(root) / name
+            status = entry.lstat()
+            if not stat.S_ISREG(status.st_mode):
+                raise ModelFileError(f"{path}: {entry.relative_to(path)} is not a regular file (a FIFO or a device)")
+            total += status.st_size
+    _total(str(path), total, "holds")
+
+
+def check_checkpoint(path: Path) -> None:
+    """Refuse a SavedModel whose checkpoint declares tensors beyond the cap (TensorFlow allocates each tensor by its
+    declared shape before reading it). Reads the checkpoint's index only, with TensorFlow's reader."""
+    prefix = path / "variables" / "variables"
+    if not prefix.with_name("variables.index").is_file():
+        return  # nothing to restore: TensorFlow says what is missing
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    except Exception as exc:  # TensorFlow's reader raises its own untyped errors for a damaged index
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelFileError(f"{path}: unreadable variables/ ({type(exc).__name__}: {first[:300]})") from None
+    declared = sum(math.prod(shape) * dtypes[name].size for name, shape in shapes.items() if dtypes[name] != tf.string)
+    _total(f"{path}: variables/", declared, "declares tensors of")

@@ -9,9 +9,9 @@ Keras 3 files. Neither can load the other's files, so the choice is made from th
 A user's file is untrusted, and is checked before Keras opens it. A .keras or .h5 file holds a model's config
 (JSON) and its weights, no TensorFlow graph: what runs when it loads is Keras's own layer code (a Lambda's Python
 is refused by safe mode, a class Keras does not know fails to load, and tests/test_export_untrusted.py checks
-that a custom layer's call never runs). What a .keras file can still do is inflate (a zip bomb):
-edgeseq.convert.file_caps. A SavedModel holds TensorFlow graphs that run when it loads: edgeseq.convert.graph_ops
-checks their ops from the protos first.
+that a custom layer's call never runs). What such a file can still do is inflate (a zip bomb, an HDF5 dataset
+with no data behind it) or, in HDF5, read other files: edgeseq.convert.file_caps. A SavedModel holds TensorFlow
+graphs that run when it loads: edgeseq.convert.graph_ops checks their ops from the protos first.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseq import frameworks
-from edgeseq.convert.file_caps import check_archive
+from edgeseq.convert.file_caps import check_archive, check_checkpoint, check_directory, check_hdf5
 from edgeseq.convert.flavours import KERAS2, KERAS3
 from edgeseq.convert.graph_ops import check_saved_model
 from edgeseq.errors import ModelFileError
@@ -55,7 +55,7 @@ def _flavour(version: str, path: Path) -> str:
 
 def detect(path: Path) -> tuple[str, str, str]:
     """(flavour, Keras version, file format) of `path`; ModelFileError when it is none of SUPPORTED, or when it
-    would inflate beyond edgeseq's caps (edgeseq.convert.file_caps)."""
+    would inflate beyond edgeseq's caps or read other files (edgeseq.convert.file_caps)."""
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
             raise ModelFileError(f"{path} is a directory, not a SavedModel (no saved_model.pb); expected {SUPPORTED}")
@@ -65,6 +65,7 @@ def detect(path: Path) -> tuple[str, str, str]:
                 f"tf.saved_model.save), so it has no Keras layers to convert; save the model with "
                 f"model.save('model.keras') instead. Expected {SUPPORTED}"
             )
+        check_directory(path)
         return KERAS2, "2", "SavedModel"
     if not path.exists():
         raise ModelFileError(f"{path}: no such file or directory")
@@ -98,6 +99,7 @@ def detect(path: Path) -> tuple[str, str, str]:
             raise ModelFileError(
                 f"{path} holds weights only (no model_config): save the whole model; expected {SUPPORTED}"
             )
+        check_hdf5(path, str(path))
         version = version.decode() if isinstance(version, bytes) else str(version or "2")
         return _flavour(version, path), version, ".h5"
     if path.suffix == ".tflite" or head[4:8] == b"TFL3":
@@ -128,6 +130,7 @@ def load(path: Path) -> LoadedModel:
     _, tf_keras = frameworks.tensorflow()
     if file_format == "SavedModel":  # before anything of it is traced or run
         check_saved_model(path)
+        check_checkpoint(path)
     if flavour == KERAS3:
         import keras
     else:
