@@ -11,6 +11,7 @@ import os
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -202,7 +203,6 @@ def test_an_h5_weight_kept_in_another_file_is_refused_and_never_read(tmp_path):
 
 def test_an_h5_weight_linked_to_another_file_is_refused(tmp_path):
     import h5py
-    import numpy as np
 
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as h5:
@@ -220,10 +220,18 @@ def test_an_h5_weight_linked_to_another_file_is_refused(tmp_path):
     )
 
 
-def test_an_h5_dataset_with_no_data_behind_it_is_refused_without_allocating_it(tmp_path):
+@pytest.mark.parametrize(
+    "dataset",
+    [
+        {"shape": (1 << 28,), "chunks": (1 << 20,), "compression": "gzip"},  # 1 GiB in chunks never written
+        {"shape": (), "dtype": np.dtype(("<f4", (1 << 28,)))},  # one element of a 1 GiB type, never written
+    ],
+    ids=["chunks", "scalar"],
+)
+def test_an_h5_dataset_with_no_data_behind_it_is_refused_without_allocating_it(tmp_path, dataset):
     path = tf_keras_h5(tmp_path / "m.h5")
     name = "model_weights/lstm/lstm/lstm_cell/kernel:0"
-    replace_dataset(path, name, shape=(1 << 28,), chunks=(1 << 20,), compression="gzip")  # 1 GiB, none stored
+    replace_dataset(path, name, **dataset)
     assert path.stat().st_size < MIB
     run = export_in_a_process(path, tmp_path / "o")
     one_line(

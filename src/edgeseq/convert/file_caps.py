@@ -106,7 +106,7 @@ def _check_zip(handle: BinaryIO, label: str) -> None:
                             check_hdf5(inner, f"{label}: {member.filename}")
                         else:
                             _check_zip(inner, f"{label}: {member.filename}")
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise ModelFileError(f"{label}: unreadable zip file ({type(exc).__name__}: {exc})") from None
 
 
@@ -146,7 +146,7 @@ def check_hdf5(source: Path | BinaryIO, label: str) -> None:
 
     def visit(name: str, item: object) -> None:
         if isinstance(item, h5py.Dataset):
-            declared = math.prod(item.shape or (0,)) * item.dtype.itemsize
+            declared = 0 if item.shape is None else math.prod(item.shape) * item.dtype.itemsize  # () is 1 element
             datasets.append((name, declared, item.id.get_storage_size(), item.external, item.is_virtual))
 
     try:
