@@ -151,6 +151,31 @@ def test_a_python_function_in_a_savedmodel_is_one_line_and_exit_2(tmp_path, func
     one_line(run, path, f"{path} has an op {op} (layer 'py_layer') {NOT_PURE_MATH}")
 
 
+def test_a_keras_3_tfsmlayer_naming_a_savedmodel_elsewhere_is_refused_and_that_savedmodel_never_runs(tmp_path):
+    # the other way a user's file could make TensorFlow run a graph: Keras 3's safe mode (which edgeseq keeps
+    # on) refuses the layer before it loads the SavedModel its config names
+    import tensorflow as tf
+
+    keras = kerases()["keras3"]
+    marker = tmp_path / "written"
+
+    class Serving(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 12, 3], tf.float32)])
+        def serve(self, x):
+            tf.io.write_file(str(marker), "written by a SavedModel a .keras file names")
+            return x[:, -1, :]
+
+    module = Serving()
+    tf.saved_model.save(module, tmp_path / "elsewhere", signatures={"serving_default": module.serve})
+    inputs = keras.Input((12, 3))
+    outputs = keras.layers.TFSMLayer(str(tmp_path / "elsewhere"), call_endpoint="serving_default")(inputs)
+    keras.Model(inputs, outputs).save(tmp_path / "m.keras")
+    marker.unlink(missing_ok=True)
+    result = invoke("export", "--keras", tmp_path / "m.keras", "--features", FEATURES, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "Requested the deserialization of a `TFSMLayer`" in result.stderr
+    assert len(result.stderr.splitlines()) == 2 and not marker.exists()
+
+
 # --- what is allowed: every real model, and the checkpoint functions only where TensorFlow's saver put them ---
 
 
