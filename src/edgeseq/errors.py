@@ -27,3 +27,17 @@ class DataError(BadInputError):
 
 class MissingExtraError(EdgeseqError):
     """A command needs an optional extra that is not installed; the message gives the pip command. Exit 2."""
+
+
+class ModelFileError(BadInputError):
+    """A model file edgeseq cannot read: what it is, and what is supported."""
+
+
+class UnsafeModelError(ModelFileError):
+    """A model file that could act when loaded: a SavedModel op that is not pure math (file I/O, a Python call),
+    or data an HDF5 file or a SavedModel keeps in other files. Refused before Keras or TensorFlow opens it."""
+
+
+class OversizedModelError(ModelFileError):
+    """A model file that would make Keras read far more than it holds on disk (a zip bomb), or more than edgeseq's
+    cap. Refused before Keras opens it."""

@@ -5,6 +5,13 @@ Keras 3 files. Neither can load the other's files, so the choice is made from th
 - `.h5` / `.hdf5` (HDF5): the root attribute keras_version; a file without model_config holds weights only;
 - a directory: a SavedModel with keras_metadata.pb was written by tf.keras 2; without it, it is a plain
   TensorFlow SavedModel (Keras 3's model.export, tf.saved_model.save), which has no Keras layers to read.
+
+A user's file is untrusted, and is checked before Keras opens it. A .keras or .h5 file holds a model's config
+(JSON) and its weights, no TensorFlow graph: what runs when it loads is Keras's own layer code (a Lambda's Python
+is refused by safe mode, a class Keras does not know fails to load, and tests/test_export_untrusted.py checks
+that a custom layer's call never runs). What such a file can still do is inflate (a zip bomb, an HDF5 dataset
+with no data behind it) or, in HDF5, read other files: edgeseq.convert.file_caps. A SavedModel holds TensorFlow
+graphs that run when it loads: edgeseq.convert.graph_ops checks their ops from the protos first.
 """
 
 from __future__ import annotations
@@ -17,18 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from edgeseq import frameworks
+from edgeseq.convert.file_caps import check_archive, check_checkpoint, check_directory, check_hdf5
 from edgeseq.convert.flavours import KERAS2, KERAS3
-from edgeseq.errors import BadInputError
+from edgeseq.convert.graph_ops import check_saved_model
+from edgeseq.errors import ModelFileError
 
 SUPPORTED = (
     "a Keras 3 .keras file, a tf.keras 2 / tf_keras .keras or .h5 file, or a SavedModel directory written by "
     "tf.keras (model.save)"
 )
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-class ModelFileError(BadInputError):
-    """A model file edgeseq cannot read: what it is, and what is supported."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,8 @@ def _flavour(version: str, path: Path) -> str:
 
 
 def detect(path: Path) -> tuple[str, str, str]:
-    """(flavour, Keras version, file format) of `path`; ModelFileError when it is none of SUPPORTED."""
+    """(flavour, Keras version, file format) of `path`; ModelFileError when it is none of SUPPORTED, or when it
+    would inflate beyond edgeseq's caps or read other files (edgeseq.convert.file_caps)."""
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
             raise ModelFileError(f"{path} is a directory, not a SavedModel (no saved_model.pb); expected {SUPPORTED}")
@@ -59,6 +65,7 @@ def detect(path: Path) -> tuple[str, str, str]:
                 f"tf.saved_model.save), so it has no Keras layers to convert; save the model with "
                 f"model.save('model.keras') instead. Expected {SUPPORTED}"
             )
+        check_directory(path)
         return KERAS2, "2", "SavedModel"
     if not path.exists():
         raise ModelFileError(f"{path}: no such file or directory")
@@ -67,6 +74,7 @@ def detect(path: Path) -> tuple[str, str, str]:
     with path.open("rb") as handle:
         head = handle.read(8)
     if zipfile.is_zipfile(path):
+        check_archive(path)  # before metadata.json is read: any member may be the bomb
         try:
             with zipfile.ZipFile(path) as archive:
                 metadata = json.loads(archive.read("metadata.json"))
@@ -91,6 +99,7 @@ def detect(path: Path) -> tuple[str, str, str]:
             raise ModelFileError(
                 f"{path} holds weights only (no model_config): save the whole model; expected {SUPPORTED}"
             )
+        check_hdf5(path, str(path))
         version = version.decode() if isinstance(version, bytes) else str(version or "2")
         return _flavour(version, path), version, ".h5"
     if path.suffix == ".tflite" or head[4:8] == b"TFL3":
@@ -114,11 +123,14 @@ def _safe_mode(flavour: str) -> Any:
 
 
 def load(path: Path) -> LoadedModel:
-    """Load `path` with the Keras that wrote it (no compile, safe mode); ModelFileError with one line when
-    it cannot."""
+    """Load `path` with the Keras that wrote it (no compile, safe mode), once its sizes and, for a SavedModel, its
+    ops have passed; ModelFileError with one line when it cannot (UnsafeModelError, OversizedModelError)."""
     path = Path(path)
     flavour, version, file_format = detect(path)
     _, tf_keras = frameworks.tensorflow()
+    if file_format == "SavedModel":  # before anything of it is traced or run
+        check_saved_model(path)
+        check_checkpoint(path)
     if flavour == KERAS3:
         import keras
     else:
