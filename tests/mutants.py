@@ -6,9 +6,9 @@ should catch it. A mutant the tests let through is a hole in the suite.
     python tests/mutants.py --list                 # the mutants, and whether each still finds its text
 
 Run it before closing an issue that touches the modules below; it is not part of .ci/run. 49 mutants take 4 to
-8 minutes on a 2-core machine (4.5 min while another test run shared it). Each mutant names a file, a text that must occur in
-it exactly once (the check stops, naming the mutant, when the code has moved on: mutants cannot rot in silence),
-its replacement, and the tests that should fail with it in.
+8 minutes on a 2-core machine (4.5 min while another test run shared it). Each mutant names a file, a text that
+must occur in it exactly once (the check stops, naming the mutant, when the code has moved on: mutants cannot rot
+in silence), its replacement, and the tests that should fail with it in.
 
 The work tree is never changed: the tree is copied to a temporary folder, and the tests run there with
 PYTHONPATH pointing at the copy's src/ and device/, ahead of the installed edgeseq (an editable or a wheel
