@@ -102,12 +102,15 @@ def test_a_stop_signal_writes_everything_then_the_summary_with_the_right_count(t
 
 @pytest.mark.parametrize("delay", [0.01, 0.05, 0.1, 0.2, 0.4])
 @pytest.mark.parametrize("module", ["edgeseq", "edgeseq_device"])
-def test_ctrl_c_while_starting_up_is_a_message_not_a_traceback(delay, module):
+def test_ctrl_c_while_starting_up_is_a_message_not_a_traceback(delay, module, tmp_path):
     # -X importtime prints each import as it completes: once edgeseq_device.interrupt is imported, the front end
     # installs its handler (before that, Ctrl-C lands in the interpreter's own start-up and the standard
-    # library's imports, a few milliseconds that no program controls).
+    # library's imports, a few milliseconds that no program controls). The stream is long enough (eight times
+    # the sample, over 2 s here) that the run is still going at the last delay: on a fast machine the sample
+    # alone was done in 0.32 s, and the signal came after the run had ended.
+    stream = write_lines(tmp_path / "long.csv", [LINES[0], *(LINES[1:] * 8)])
     proc = subprocess.Popen(
-        [sys.executable, "-X", "importtime", "-m", module, "run", "--stream", str(SENSOR_CSV),
+        [sys.executable, "-X", "importtime", "-m", module, "run", "--stream", str(stream),
          "--model", str(SENSOR_ONNX)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
