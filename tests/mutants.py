@@ -63,7 +63,7 @@ MUTANTS = (
     # --- the device runtime ------------------------------------------------------------------------------------
     Mutant(
         "short-write-taken-as-whole",  # issue 27: a write a signal cut short is not carried on
-        "device/edgeseq_device/sinks.py",
+        "device/edgeseq_device/sinks/fd.py",
         "done += os.write(self.fd, view[done:]) if self.regular else self._to_reader(view, done, ends)",
         "done = len(data) if (self.regular and os.write(self.fd, view[done:])) or self._to_reader(view, done, ends)"
         " else done",
@@ -71,21 +71,21 @@ MUTANTS = (
     ),
     Mutant(
         "reader-gets-half-records",  # issue 27: PIPE_BUF pieces cut inside a record
-        "device/edgeseq_device/sinks.py",
+        "device/edgeseq_device/sinks/fd.py",
         "end = ends[fits] if fits >= 0 and ends[fits] > done else done + select.PIPE_BUF",
         "end = done + select.PIPE_BUF",
         (f"{STOP}::test_a_reader_that_takes_nothing_after_a_stop_does_not_hold_the_run",),
     ),
     Mutant(
         "full-disk-leaves-half-record",  # issue 27: a regular file not cut back to its last whole record
-        "device/edgeseq_device/sinks.py",
+        "device/edgeseq_device/sinks/fd.py",
         "                os.ftruncate(self.fd, start + kept)\n",
         "",
         ("tests/test_runner_flush.py::test_a_full_disk_is_reported_and_the_file_keeps_only_whole_records_all_counted",),
     ),
     Mutant(
         "fifo-last-line-waits-for-next-writer",  # issue 27: the FIFO reopened before its last line is used
-        "device/edgeseq_device/lines.py",
+        "device/edgeseq_device/sources/lines.py",
         '            self.close()\n            return "the FIFO\'s writer closed it; reading the next writer"',
         "            self.close()\n            self._open()\n"
         '            return "the FIFO\'s writer closed it; reading the next writer"',

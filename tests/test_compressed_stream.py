@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from edgeseq_device.errors import InputError
-from edgeseq_device.lines import LineSource, TooLong
 from edgeseq_device.runner import EXIT_OK, EXIT_USAGE, RunOptions, run_stream
+from edgeseq_device.sources.lines import LineSource, TooLong
 from tests.streams import LINES, SENSOR_CSV, SENSOR_ONNX, cli, finish, records
 
 COMPRESSORS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {

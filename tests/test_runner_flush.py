@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import edgeseq_device.sinks as sinks
+import edgeseq_device.sinks.fd as sinks
 from edgeseq_device.runner import RunOptions, run_stream
 from edgeseq_device.series import RESYNC_ROWS
 from tests.streams import LINES, SENSOR_CSV, SENSOR_ONNX, T, cli, finish, write_lines

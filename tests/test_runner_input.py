@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeseq_device.lines import LineSource, TooLong
+from edgeseq_device.sources.lines import LineSource, TooLong
 from tests.streams import HEADER, LINES, SENSOR_CSV, SENSOR_ONNX, T, cli, finish, records, run, write_lines
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeseq_device import sinks
 from edgeseq_device.runner import RunOptions, run_stream
+from edgeseq_device.sinks import fd as sinks
 from tests.streams import LINES, SENSOR_CSV, SENSOR_ONNX, T, cli, finish, write_lines
 
 

@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=Help,
     )
-    run.add_argument("--stream", required=True, metavar="PATH|-", help="CSV file with a header row, or - for stdin")
+    run.add_argument(
+        "--stream", required=True, metavar="PATH|-|URL",
+        help="CSV file with a header row, - for stdin, or mqtt://HOST:PORT/TOPIC_FILTER (mqtts:// for TLS)",
+    )  # fmt: skip
     run.add_argument(
         "--model",
         type=Path,
@@ -78,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--follow", action="store_true", help="keep reading a growing file, like tail -F")
     run.add_argument("--stride", type=_positive, default=1, metavar="N", help="one forecast every N rows")
     run.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="record format (default jsonl)")
-    run.add_argument("--output", metavar="FILE", help="write records to FILE instead of stdout")
+    run.add_argument(
+        "--output", metavar="FILE|URL",
+        help="write records to FILE instead of stdout, or publish them to mqtt://HOST:PORT/TOPIC ({key}: the key)",
+    )  # fmt: skip
     run.add_argument("--threads", type=_positive, default=1, metavar="N", help="onnxruntime threads, <= CPUs")
     run.add_argument("--on-bad-row", choices=("skip", "fail"), default="skip", help="skip (default) or fail")
     run.add_argument("--features", type=_names, metavar="NAMES", help="no manifest: comma-separated input columns")
@@ -88,8 +94,33 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--time-column", metavar="NAME", help="no manifest: a time column to echo")
     run.add_argument("--input-scale", type=_floats, metavar="NUMBERS", help="no manifest: per-feature scales")
     run.add_argument("--target-scale", type=float, metavar="NUMBER", help="no manifest: the target scale")
+    mqtt = run.add_argument_group(
+        "MQTT", "mqtt:// or mqtts:// in --stream or --output (pip install 'edgeseq-device[mqtt]')"
+    )
+    mqtt.add_argument(
+        "--mqtt-credentials", metavar="FILE",
+        help="a file of one line, USERNAME:PASSWORD, only its owner may read (or EDGESEQ_MQTT_CREDENTIALS)",
+    )  # fmt: skip
+    mqtt.add_argument("--mqtt-ca", metavar="FILE", help="the CA that signed the broker's certificate")
+    mqtt.add_argument("--mqtt-cert", metavar="FILE", help="a client certificate (with --mqtt-key)")
+    mqtt.add_argument("--mqtt-key", metavar="FILE", help="the client certificate's key")
+    mqtt.add_argument("--mqtt-insecure", action="store_true", help="TLS without checking the certificate or name")
+    mqtt.add_argument(
+        "--mqtt-plaintext-password", action="store_true",
+        help="send the password over plain mqtt:// to a broker not on this machine",
+    )  # fmt: skip
+    mqtt.add_argument("--mqtt-client-id", metavar="ID", help="the client id the broker keeps the session by")
+    mqtt.add_argument(
+        "--mqtt-field", dest="mqtt_fields", action="append", default=[], metavar="COLUMN=PATH",
+        help="where a column is in nested JSON, e.g. T2=SI7021.Temperature (repeat)",
+    )  # fmt: skip
+    run.add_argument(
+        "--state", metavar="FILE",
+        help="keep each series' window in FILE across a restart (written at the end, read at the start)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    options = RunOptions(**{k: v for k, v in vars(args).items() if k != "command"})
+    values = {k: v for k, v in vars(args).items() if k != "command"}
+    options = RunOptions(**{**values, "mqtt_fields": tuple(values["mqtt_fields"])})
     return run_stream(options, sys.stdout, sys.stderr, prog="edgeseq_device")
 
 

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from edgeseq_device.bulk import PlainReader
 from edgeseq_device.errors import InputError
-from edgeseq_device.lines import Notice, Reopened, TooLong
 from edgeseq_device.records import Writer
 from edgeseq_device.rows import BadRowError, RowParser, is_header, split_line
 from edgeseq_device.series import FILLED, TIME_GAP
 from edgeseq_device.signals import StopSignals
 from edgeseq_device.sinks import SinkError
+from edgeseq_device.sources.lines import Item, Notice, Refused, Reopened
 from edgeseq_device.summary import EXIT_BAD_ROW, Stats, stopped
 from edgeseq_device.window import PredictionError, StreamRunner
 
@@ -29,8 +30,6 @@ SHOWN_PER_REASON = 10  # skipped lines named per reason; a messy file's thousand
 # than the box has, a broken file): the run stops with exit 1 rather than write a message per window forever.
 # One failing window (an Embedding index out of range) is the data's; 100 in a row are the model's.
 MODEL_FAILURES_IN_A_ROW = 100
-
-Item = str | TooLong | Reopened | Notice
 
 STOPPED = object()  # what ReadLoop returns when a stop signal ended the run
 
@@ -58,8 +57,14 @@ class ReadLoop:
         prog: str,
         header: str,
         name: str,
+        where: Callable[[int], str] = "line {}".format,
+        finish_blocks: bool = False,
     ) -> None:
         self.name, self.runner, self.stats, self.stop, self.say, self.prog = name, runner, stats, stop, say, prog
+        self.where = where  # "line 12", or "message 11 on sensors/a/readings": the source names its rows
+        # A source that acknowledges what it took (MQTT QoS 1) has its blocks finished before a stop is acted
+        # on: a block is acknowledged whole, so none of its windows may be dropped (a block is at most 100)
+        self.halt = None if finish_blocks else stop
         self.fail = fail  # --on-bad-row fail
         self.meta: list[tuple[int, str | None, str | None, int]] = []  # per staged window: row, time, key, line
         self.line_number, self.after_reopen = 1, False
@@ -73,7 +78,7 @@ class ReadLoop:
         self.reader = PlainReader(self.parser, rules.time_format if rules.checks_time else None) if bulk else None
 
     def block(self, items: list[Item]) -> object:
-        if self.stop.received is not None:
+        if self.halt is not None and self.halt.received is not None:
             return STOPPED
         if not items:
             return None
@@ -83,7 +88,7 @@ class ReadLoop:
             return self.rows(items)
         runner, stats, capacity = self.runner, self.stats, self.runner.capacity
         for start in range(0, len(items), capacity):
-            if self.stop.received is not None:
+            if self.halt is not None and self.halt.received is not None:
                 return STOPPED
             part = items[start : start + capacity]
             plain = self.reader.read(part)  # type: ignore[arg-type]
@@ -111,10 +116,10 @@ class ReadLoop:
             raise
 
     def _rows(self, items: list[Item]) -> object:
-        runner, stats, say, prog, stop = self.runner, self.stats, self.say, self.prog, self.stop
+        runner, stats, say, prog, halt = self.runner, self.stats, self.say, self.prog, self.halt
         features = runner.spec.features
         for line in items:
-            if stop.received is not None:
+            if halt is not None and halt.received is not None:
                 return STOPPED  # windows staged but not run are dropped: nothing computed is lost
             self.line_number += 1
             try:
@@ -141,6 +146,10 @@ class ReadLoop:
                     say(f"{prog}: {line.text}")
                     self.line_number -= 1
                     continue
+                elif isinstance(line, Refused):  # a message the source could not make a line of
+                    stats.rows += 1
+                    runner.unreadable()
+                    raise BadRowError(line.reason, line.detail)
                 else:
                     stats.rows += 1
                     runner.unreadable()
@@ -151,18 +160,19 @@ class ReadLoop:
                     self.use_header(line)  # type: ignore[arg-type]
                     runner.restart()  # a writer restarted, or files concatenated: every series starts afresh
                     stats.rows -= 1
-                    say(f"{prog}: line {self.line_number} is a header; columns found anew, every series starts afresh")
+                    where = self.where(self.line_number)
+                    say(f"{prog}: {where} is a header; columns found anew, every series starts afresh")
                     continue
                 stats.skipped[exc.reason] += 1
                 stats.time_gaps += exc.time_gap
                 if self.fail:
                     code = self.run()  # the rows before it are run and written first
                     if code is None:
-                        stopped(stats, say, prog, f"line {self.line_number}: {exc}")
+                        stopped(stats, say, prog, f"{self.where(self.line_number)}: {exc}")
                     return EXIT_BAD_ROW if code is None else code
                 shown_so_far = stats.skipped[exc.reason]
                 if shown_so_far <= SHOWN_PER_REASON:
-                    say(f"{prog}: skipped line {self.line_number}: {exc}")
+                    say(f"{prog}: skipped {self.where(self.line_number)}: {exc}")
                     if shown_so_far == SHOWN_PER_REASON:
                         say(f"{prog}: further rows skipped for {exc.reason} are counted in the summary, not shown")
                 continue
@@ -189,25 +199,25 @@ class ReadLoop:
         if not self.meta:
             return None
         stats, say, prog, writer = self.stats, self.say, self.prog, self.writer
-        results = self.runner.run_staged(self.stop)
+        results = self.runner.run_staged(self.halt)
         records, failed, why = [], None, "--on-bad-row fail"
         for (row, when, key, line_number), values in zip(self.meta, results, strict=False):  # fewer after a stop
             if values.__class__ is PredictionError:
                 stats.model_failed += 1
                 self.failures_in_a_row += 1
                 if self.fail or self.failures_in_a_row >= MODEL_FAILURES_IN_A_ROW:
-                    failed = f"line {line_number}: {values}"
+                    failed = f"{self.where(line_number)}: {values}"
                     if not self.fail:
                         why = f"the model failed on {MODEL_FAILURES_IN_A_ROW} windows in a row"
                     stats.rows = row  # the run stops here: rows of a plain read after it were not used
                     break
-                self._shown(stats.model_failed, f"line {line_number}: {values}", "windows the model fails on")
+                self._shown(stats.model_failed, f"{self.where(line_number)}: {values}", "windows the model fails on")
                 continue
             self.failures_in_a_row = 0
             first = values[0]  # type: ignore[index]
             if (first.__class__ is float and first - first != 0.0) or (len(values) > 1 and not _finite(values)):  # type: ignore[arg-type]
                 stats.not_finite += 1  # inf and NaN are not JSON: reported, never written
-                shown = f"line {line_number}: the prediction is {', '.join(map(repr, values))}"
+                shown = f"{self.where(line_number)}: the prediction is {', '.join(map(repr, values))}"
                 self._shown(stats.not_finite, shown, "predictions that are not finite")
                 continue
             records.append(writer.format(row, when, values, key))  # type: ignore[arg-type]
@@ -222,4 +232,4 @@ class ReadLoop:
         if failed is not None:
             stopped(stats, say, prog, failed, why)
             return EXIT_BAD_ROW
-        return STOPPED if self.stop.received is not None else None
+        return STOPPED if self.halt is not None and self.halt.received is not None else None

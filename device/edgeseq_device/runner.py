@@ -26,15 +26,15 @@ import math
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
+from edgeseq_device import state
 from edgeseq_device.errors import DeviceError, InputError
-from edgeseq_device.lines import MAX_LINE_BYTES, LineSource, Notice, Reopened, TooLong
 from edgeseq_device.messages import Messages
 from edgeseq_device.model import load_model
 from edgeseq_device.reads import STOPPED, Item, ReadLoop
@@ -49,6 +49,8 @@ from edgeseq_device.sinks import (
     open_sink,
     silence_stdout,
 )
+from edgeseq_device.sources import Source, is_mqtt, open_source
+from edgeseq_device.sources.lines import MAX_LINE_BYTES, Notice, Reopened, TooLong
 from edgeseq_device.summary import EXIT_BAD_ROW, EXIT_OK, EXIT_USAGE, Stats
 from edgeseq_device.task import resolve_rules, resolve_spec
 from edgeseq_device.window import StreamRunner
@@ -78,6 +80,16 @@ class RunOptions:
     poll_seconds: float = 0.2
     progress_seconds: float = 10.0
     max_line: int = MAX_LINE_BYTES
+    # MQTT (--stream or --output mqtt:// or mqtts://): who we are to the broker, and how it is checked
+    mqtt_credentials: str | None = None
+    mqtt_ca: str | None = None
+    mqtt_cert: str | None = None
+    mqtt_key: str | None = None
+    mqtt_insecure: bool = False
+    mqtt_plaintext_password: bool = False
+    mqtt_client_id: str | None = None
+    mqtt_fields: tuple[str, ...] = ()
+    state: str | None = None  # --state FILE: the series kept across a restart (state.py)
 
     def task_overrides(self) -> dict[str, Any]:
         given = {
@@ -116,24 +128,37 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
             model = load_model(options.model, threads=options.threads, require_manifest=False)
             spec = resolve_spec(model, options.task_overrides())
             rules = resolve_rules(model, spec)
-            runner = StreamRunner(model, spec, options.stride, rules)
             check_output(options)
-            source = LineSource(
-                options.stream, follow=options.follow, poll_seconds=options.poll_seconds,
-                max_line=options.max_line, stop=stop,
-            )  # fmt: skip
+            columns = (*([spec.time_column] if spec.time_column else []), *spec.features)
+            source = open_source(options, stop, columns, rules.group_by)
         except DeviceError as exc:
             say(f"{prog}: error: {exc}")
             return EXIT_USAGE
-        except StopRequested:  # while waiting for a FIFO's writer
-            pass
-        else:
+        except StopRequested:  # while waiting for a FIFO's writer, or a broker
+            source = None
+        try:
+            if source is not None and source.key_column is not None and source.key_column != rules.group_by:
+                rules = replace(rules, group_by=source.key_column)  # MQTT topic levels key the series
+            runner = StreamRunner(model, spec, options.stride, rules)
+            if options.state is not None:
+                say(f"{prog}: {state.load(options.state, runner, stats)}")
+        except DeviceError as exc:
+            if source is not None:
+                source.close()
+            say(f"{prog}: error: {exc}")
+            return EXIT_USAGE
+        if source is not None:
             try:
                 # a value near float32's limit overflows in scaling: the forecast is then reported as not
                 # finite, and numpy's warning would only add two lines of source code to stderr
                 with np.errstate(over="ignore", invalid="ignore"):
                     code = _stream(options, source, runner, stats, stop, stdout, say, prog)
             finally:
+                if options.state is not None and stats.first_row_at is not None:  # a run that read no row changed none
+                    try:
+                        say(f"{prog}: {state.save(options.state, runner, stats)}")
+                    except OSError as exc:
+                        say(f"{prog}: error: cannot save the state to {options.state}: {exc.strerror or exc}")
                 source.close()
             if code is not None:
                 return code
@@ -145,7 +170,7 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
 
 def _stream(
     options: RunOptions,
-    source: LineSource,
+    source: Source,
     runner: StreamRunner,
     stats: Stats,
     stop: StopSignals,
@@ -170,7 +195,10 @@ def _stream(
             say(f"{prog}: error: {source.name} has no header row")
             return EXIT_USAGE
         try:
-            loop = ReadLoop(options.on_bad_row == "fail", runner, stats, stop, say, prog, header, source.name)
+            loop = ReadLoop(
+                options.on_bad_row == "fail", runner, stats, stop, say, prog, header, source.name, source.where,
+                finish_blocks=is_mqtt(options.stream),
+            )  # fmt: skip
         except InputError as exc:
             say(f"{prog}: error: {source.name}: {exc}")
             return EXIT_USAGE
@@ -183,6 +211,9 @@ def _stream(
         except OSError as exc:
             say(f"{prog}: error: cannot write {options.output}: {exc.strerror or exc}")
             return EXIT_USAGE
+        except InputError as exc:  # an MQTT output the broker refuses, a setting it cannot use
+            say(f"{prog}: error: {exc}")
+            return EXIT_USAGE
         live = sink.live
         loop.writer = Writer(
             sink, options.format, spec.time_column is not None, spec.record_fields, runner.rules.group_by
@@ -193,6 +224,7 @@ def _stream(
             code = loop.block(block)
             if code is not None:
                 return None if code is STOPPED else code
+            source.delivered()  # the block's records are out: an MQTT source acknowledges its messages now
             if time.monotonic() >= next_progress:
                 if not live:  # a file being written shows its progress too
                     _settle(sink.flush, stats)

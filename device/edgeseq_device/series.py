@@ -200,6 +200,24 @@ class Series:
         self._max_step = GAP_TOLERANCE * rules.interval if rules.interval else math.inf
         self._forward = self._backward = self._behind = 0
 
+    def snapshot(self) -> dict[str, Any]:
+        """What this series holds, as JSON: its newest rows (oldest first), how many it has taken, its clock."""
+        rows = self.buffer.newest(min(self.buffer.filled, self.buffer.window))
+        return {
+            "rows": rows.tolist(), "filled": self.buffer.filled, "last_time": self.last_time, "runs": list(self._runs),
+            "steps": [self._forward, self._backward, self._behind],
+        }  # fmt: skip
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back a snapshot (of a series of the same window and columns)."""
+        rows = np.asarray(state["rows"], dtype=np.float64).reshape(-1, len(self.columns))
+        if len(rows):
+            self.buffer.push_many(rows)
+        self.buffer.filled = int(state["filled"])
+        self.last_time = None if state["last_time"] is None else float(state["last_time"])
+        self._runs = [int(n) for n in state["runs"]]
+        self._forward, self._backward, self._behind = (int(n) for n in state["steps"])
+
     def reset(self) -> None:
         """A gap: the next window starts afresh, and nothing is carried across it."""
         self.buffer.reset()
@@ -376,3 +394,19 @@ class Router:
         """A new stream (a reopened file): every series starts afresh, times included."""
         self.series = Series(self.window, self.columns, self.rules)
         self.keys.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every series' state, as JSON (runner.py keeps it across a restart with --state FILE)."""
+        if self.rules.group_by is None:
+            return {"series": self.series.snapshot()}
+        return {"keys": {key: series.snapshot() for key, series in self.keys.items()}}
+
+    def restore(self, state: dict[str, Any]) -> int:
+        """Take back a snapshot; the number of series restored."""
+        if "series" in state:
+            self.series.restore(state["series"])
+            return 1
+        for key, kept in list(state.get("keys", {}).items())[: self.max_keys]:
+            self.keys[key] = Series(self.window, self.columns, self.rules, key)
+            self.keys[key].restore(kept)
+        return len(self.keys)

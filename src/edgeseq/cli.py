@@ -166,7 +166,12 @@ def letters(
 
 @app.command()
 def run(
-    stream: str = typer.Option(..., "--stream", metavar="PATH|-", help="CSV file with a header row, or - for stdin."),
+    stream: str = typer.Option(
+        ...,
+        "--stream",
+        metavar="PATH|-|URL",
+        help="CSV file with a header row, - for stdin, or mqtt://HOST:PORT/TOPIC_FILTER (mqtts:// for TLS).",
+    ),
     model: Path = typer.Option(
         DEFAULT_SENSOR_MODEL,
         "--model",
@@ -182,8 +187,12 @@ def run(
     fmt: str = typer.Option(
         "jsonl", "--format", parser=choice("jsonl", "csv"), metavar="jsonl|csv", help="Records as JSON lines or CSV."
     ),
-    output: Path | None = typer.Option(
-        None, "--output", metavar="FILE", help="Write records to FILE instead of stdout."
+    output: str | None = typer.Option(
+        None,
+        "--output",
+        metavar="FILE|URL",
+        help="Write records to FILE instead of stdout, or publish them to mqtt://HOST:PORT/TOPIC ({key} in it is "
+        "each record's key).",
     ),
     threads: int = typer.Option(
         1, "--threads", min=1, metavar="N", help="onnxruntime intra-op threads, at most the CPUs available."
@@ -209,6 +218,48 @@ def run(
     ),
     target_scale: float | None = typer.Option(
         None, "--target-scale", metavar="NUMBER", help="No manifest: the target scale."
+    ),
+    mqtt_credentials: str | None = typer.Option(
+        None,
+        "--mqtt-credentials",
+        metavar="FILE",
+        help="MQTT: a file of one line, USERNAME:PASSWORD, that only its owner may read (or set "
+        "EDGESEQ_MQTT_CREDENTIALS). Never on the command line.",
+    ),
+    mqtt_ca: str | None = typer.Option(
+        None, "--mqtt-ca", metavar="FILE", help="mqtts://: the CA that signed the broker's certificate."
+    ),
+    mqtt_cert: str | None = typer.Option(
+        None, "--mqtt-cert", metavar="FILE", help="mqtts://: a client certificate (with --mqtt-key)."
+    ),
+    mqtt_key: str | None = typer.Option(None, "--mqtt-key", metavar="FILE", help="mqtts://: the client key."),
+    mqtt_insecure: bool = typer.Option(
+        False, "--mqtt-insecure", help="mqtts:// without checking the broker's certificate or name (a test bench)."
+    ),
+    mqtt_plaintext_password: bool = typer.Option(
+        False,
+        "--mqtt-plaintext-password",
+        help="Send the password over plain mqtt:// to a broker not on this machine (refused by default).",
+    ),
+    mqtt_client_id: str | None = typer.Option(
+        None,
+        "--mqtt-client-id",
+        metavar="ID",
+        help="MQTT client id; the broker keeps the session by it (default: from the host, the topic and the model).",
+    ),
+    state: str | None = typer.Option(
+        None,
+        "--state",
+        metavar="FILE",
+        help="Keep each series' window (and the row count) in FILE across a restart: written when the run ends, "
+        "read when the next starts. For a stream that is not read again, such as MQTT.",
+    ),
+    mqtt_field: list[str] = typer.Option(
+        [],
+        "--mqtt-field",
+        metavar="COLUMN=PATH",
+        help="Where a column is in a nested JSON message, e.g. T2=SI7021.Temperature (repeat for several).",
+        show_default=False,
     ),
 ) -> None:
     r"""Stream sensor rows through an exported model: one record per window.
@@ -237,6 +288,15 @@ def run(
     the next poll, and does not end a --follow run whose stderr is not a terminal. Stdin ends when its
     writer closes it.
 
+    From MQTT (--stream mqtt://HOST:PORT/sensors/+/readings): one reading per message, a JSON object keyed by
+    column name (or a CSV line of the time and the features, in the manifest's order); the topic levels that
+    + and # stand for are the key, so each sensor is its own series. QoS 1 in a persistent session: what
+    arrives while edgeseq is away is delivered when it is back, each message is acknowledged once its
+    forecasts are out, a redelivered reading is a duplicate, never a second forecast. A message that cannot be
+    a row is a bad row, counted by reason with its topic. With --output mqtt://HOST:PORT/forecasts/{key} each
+    record is published (QoS 1) to its key's topic. edgeseq/CLIENT_ID/status says online, and offline at a
+    clean stop or, by the last will, after a crash.
+
     A missing or duplicated column, a file that is not CSV text, a model whose sha256, signature or own
     metadata (features, window, scaling...) differs from its manifest, or one that keeps tensor data in
     another file stops before anything runs (exit 2). Ctrl-C (exit 130) and SIGTERM (exit 143) stop at the
@@ -264,6 +324,15 @@ def run(
             time_column=time_column,
             input_scale=floats(input_scale, "--input-scale"),
             target_scale=target_scale,
+            mqtt_credentials=mqtt_credentials,
+            mqtt_ca=mqtt_ca,
+            mqtt_cert=mqtt_cert,
+            mqtt_key=mqtt_key,
+            mqtt_insecure=mqtt_insecure,
+            mqtt_plaintext_password=mqtt_plaintext_password,
+            mqtt_client_id=mqtt_client_id,
+            mqtt_fields=mqtt_field,
+            state=state,
         )
         code = run_stream(options, sys.stdout, sys.stderr)
     raise typer.Exit(code)

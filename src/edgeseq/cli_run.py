@@ -12,7 +12,11 @@ from typing import Any
 
 # option -> (RunOptions field, conversion raising ValueError); a value typer would refuse raises, and the
 # command line then goes to typer
-_FLAGS = {"--follow": "follow"}
+_FLAGS = {
+    "--follow": "follow",
+    "--mqtt-insecure": "mqtt_insecure",
+    "--mqtt-plaintext-password": "mqtt_plaintext_password",
+}
 
 
 def _at_least(low: int) -> Callable[[str], int]:
@@ -39,7 +43,7 @@ _VALUED: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--model": ("model", Path),
     "--stride": ("stride", _at_least(1)),
     "--format": ("fmt", _choice("jsonl", "csv")),
-    "--output": ("output", Path),
+    "--output": ("output", str),  # a path, or an MQTT URL (a Path would fold its //)
     "--threads": ("threads", _at_least(1)),
     "--on-bad-row": ("on_bad_row", _choice("skip", "fail")),
     "--features": ("features", str),
@@ -49,6 +53,12 @@ _VALUED: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--time-column": ("time_column", str),
     "--input-scale": ("input_scale", str),
     "--target-scale": ("target_scale", float),
+    "--mqtt-credentials": ("mqtt_credentials", str),
+    "--mqtt-ca": ("mqtt_ca", str),
+    "--mqtt-cert": ("mqtt_cert", str),
+    "--mqtt-key": ("mqtt_key", str),
+    "--mqtt-client-id": ("mqtt_client_id", str),
+    "--state": ("state", str),
 }
 
 
@@ -64,7 +74,7 @@ def run_options(
     follow: bool = False,
     stride: int = 1,
     fmt: str = "jsonl",
-    output: Path | None = None,
+    output: str | None = None,
     threads: int = 1,
     on_bad_row: str = "skip",
     features: str | None = None,
@@ -74,6 +84,15 @@ def run_options(
     time_column: str | None = None,
     input_scale: tuple[float, ...] | None = None,
     target_scale: float | None = None,
+    mqtt_credentials: str | None = None,
+    mqtt_ca: str | None = None,
+    mqtt_cert: str | None = None,
+    mqtt_key: str | None = None,
+    mqtt_insecure: bool = False,
+    mqtt_plaintext_password: bool = False,
+    mqtt_client_id: str | None = None,
+    mqtt_fields: Sequence[str] = (),
+    state: str | None = None,
 ) -> Any:
     """The runner's options from the command's values (the defaults are the CLI's)."""
     from edgeseq_device.runner import RunOptions
@@ -94,6 +113,15 @@ def run_options(
         time_column=time_column,
         input_scale=input_scale,
         target_scale=target_scale,
+        mqtt_credentials=mqtt_credentials,
+        mqtt_ca=mqtt_ca,
+        mqtt_cert=mqtt_cert,
+        mqtt_key=mqtt_key,
+        mqtt_insecure=mqtt_insecure,
+        mqtt_plaintext_password=mqtt_plaintext_password,
+        mqtt_client_id=mqtt_client_id,
+        mqtt_fields=tuple(mqtt_fields),
+        state=state,
     )
 
 

@@ -78,6 +78,18 @@ class Notice:
     text: str
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A row the source could not turn into a line (an MQTT message that is not JSON, say): a bad row with its
+    reason, counted and reported like any other."""
+
+    reason: str
+    detail: str
+
+
+Item = str | TooLong | Reopened | Notice | Refused
+
+
 def check_text(first: bytes, name: str) -> None:
     """Raise NotTextError when the stream's first bytes show it is not text."""
     for signature, what in _SIGNATURES.items():
@@ -235,6 +247,14 @@ class LineSource:
         # read1: what one read of the file gives, not a full chunk; a FIFO's rows come as they are written
         self._read = self._decompressor.read1
 
+    key_column: str | None = None  # a file's rows are keyed by their own columns, if at all
+
+    def delivered(self) -> None:
+        """Nothing to acknowledge: a file's rows are there to read again."""
+
+    def where(self, number: int) -> str:
+        return f"line {number}"
+
     def close(self) -> None:
         if self._decompressor is not None:
             self._decompressor.close()  # leaves the descriptor to us
@@ -289,11 +309,11 @@ class LineSource:
         self._hangups_seen = self.stop.hangups
         return True
 
-    def __iter__(self) -> Iterator[str | TooLong | Reopened | Notice]:
+    def __iter__(self) -> Iterator[Item]:
         for block in self.blocks():
             yield from block
 
-    def blocks(self) -> Iterator[list[str | TooLong | Reopened | Notice]]:
+    def blocks(self) -> Iterator[list[Item]]:
         """The same items as iterating, in lists: each list holds what one read of the input gave, so nothing
         in a list waited for input (the runner handles a list's rows together, and a live reader still gets
         each read's records at once)."""
@@ -303,7 +323,7 @@ class LineSource:
         # then starts the next read is the rest of that \r\n and is dropped.
         pending, skip_lf, skipping, head = bytearray(), False, False, b""
         limit = self.max_line
-        out: list[str | TooLong | Reopened | Notice] = []
+        out: list[Item] = []
         while True:
             if out:
                 yield out

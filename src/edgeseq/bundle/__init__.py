@@ -25,10 +25,10 @@ from edgeseq.bundle import scripts
 from edgeseq.bundle.wheelhouse import build_device_wheel, check_target, download_dependencies
 from edgeseq.errors import BadInputError
 from edgeseq.progress import Progress, Silent
-from edgeseq_device.lines import LineSource, Reopened, TooLong
 from edgeseq_device.manifest import manifest_path_for, sha256_of
 from edgeseq_device.model import load_model
 from edgeseq_device.runner import RunOptions, run_stream
+from edgeseq_device.sources.lines import LineSource, Reopened, TooLong
 
 MACHINES = {"linux-aarch64": "aarch64", "linux-x86_64": "x86_64"}
 SMOKE_FORECASTS = 5

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import zipfile
 from importlib import resources
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import edgeseq_device
@@ -40,26 +40,38 @@ def _pip(args: list[str], what: str, hint: str = "") -> None:
         raise EdgeseqError(f"{what} failed: {detail or f'pip exit status {proc.returncode}'}{hint}")
 
 
-def device_requirements() -> list[str]:
-    """edgeseq-device's requirements, from the installed runtime (the file device/pyproject.toml reads too)."""
-    text = (resources.files("edgeseq_device") / "requirements.txt").read_text(encoding="utf-8")
+def device_requirements(extra: str | None = None) -> list[str]:
+    """edgeseq-device's requirements (or those of an extra: `mqtt`), from the installed runtime (the files
+    device/pyproject.toml reads too)."""
+    name = "requirements.txt" if extra is None else f"requirements-{extra}.txt"
+    text = (resources.files("edgeseq_device") / name).read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
+EXTRAS = ("mqtt",)  # edgeseq-device's extras; a bundle carries their wheels too
+
+
 def check_pins() -> list[str]:
-    """The pins, after checking that edgeseq-device's own requirements admit them (a bundle whose wheels its
-    runtime refuses would fail only on the box)."""
+    """The pins: the versions installed here (the ones edgeseq's own checks ran on), after checking that
+    edgeseq-device's requirements, its extras' included, admit them (a bundle whose wheels its runtime refuses
+    would fail only on the box); a requirement not installed here goes as the requirement itself (pip downloads
+    the newest it admits)."""
     from packaging.requirements import Requirement
 
+    wanted = [Requirement(text) for extra in (None, *EXTRAS) for text in device_requirements(extra)]
     pins = {name: version(name) for name in PINNED}
-    for requirement in map(Requirement, device_requirements()):
-        installed = pins.get(requirement.name)
-        if installed is not None and installed not in requirement.specifier:
+    for requirement in wanted:
+        try:
+            installed = pins.get(requirement.name) or version(requirement.name)
+        except PackageNotFoundError:
+            continue
+        if installed not in requirement.specifier:
             raise EdgeseqError(
                 f"{requirement.name} {installed} is installed here, but edgeseq-device needs {requirement}: "
                 "install a matching version, whose wheels the bundle would carry"
             )
-    return [f"{name}=={pin}" for name, pin in pins.items()]
+        pins[requirement.name] = installed
+    return [f"{name}=={pin}" for name, pin in pins.items()] + [str(r) for r in wanted if r.name not in pins]
 
 
 def _record_hash(data: bytes) -> str:
@@ -82,6 +94,12 @@ def build_device_wheel(wheels: Path) -> Path:
             f"Summary: {(edgeseq_device.__doc__ or '').splitlines()[0]}",
             "Requires-Python: >=3.11",
             *(f"Requires-Dist: {requirement}" for requirement in device_requirements()),
+            *(f"Provides-Extra: {extra}" for extra in EXTRAS),
+            *(
+                f'Requires-Dist: {requirement}; extra == "{extra}"'
+                for extra in EXTRAS
+                for requirement in device_requirements(extra)
+            ),
             "",
         ]
     )

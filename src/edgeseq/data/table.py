@@ -13,8 +13,8 @@ import numpy as np
 
 from edgeseq.errors import DataError
 from edgeseq_device.errors import InputError
-from edgeseq_device.lines import LineSource, TooLong
 from edgeseq_device.rows import BadRowError, RowParser, split_line
+from edgeseq_device.sources.lines import LineSource, TooLong
 
 DATASETS = Path(__file__).parent.parent / "datasets"
 DEFAULT_SENSOR_DATA = DATASETS / "appliances_energy.csv.xz"
