@@ -92,7 +92,8 @@ def test_the_bundle_holds_wheels_models_scripts_and_checksums(installed):
             if member.isfile() and member.name != "edge/SHA256SUMS"
         }
     assert listed == packed
-    shipped = {"README.md", "bundle.json", "install.sh", "edgeseq.service.in", "edgeseq.env.in", "requirements.txt"}
+    shipped = {"README.md", "bundle.json", "install.sh", "edgeseq.service.in", "edgeseq.env.in", "requirements.txt",
+               "edgeseq-mqtt.conf"}  # fmt: skip
     wheel_files = {f"wheels/{p.name}" for p in (folder / "wheels").iterdir()}
     assert set(listed) == shipped | {f"models/{name}" for name in models} | wheel_files  # every file, no other
     check = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=folder, capture_output=True, text=True)
@@ -414,6 +415,28 @@ def test_the_service_is_hardened_to_an_exposure_of_at_most_3_5(installed):
     assert settings["RestrictAddressFamilies"] == "AF_UNIX" and settings["CapabilityBoundingSet"] == ""
     readme = (REPO / "README.md").read_text()
     assert f"`systemd-analyze security --offline=true`: {exposure}" in " ".join(readme.split())
+
+
+def test_the_mqtt_drop_in_opens_only_the_network_and_stays_hardened(installed, tmp_path):
+    folder, *_ = installed
+    if not shutil.which("systemd-analyze"):
+        require_in_ci("systemd-analyze is not installed here (Debian: apt-get install systemd)")
+        return
+    units = tmp_path / "root" / "etc" / "systemd" / "system"
+    (units / "edgeseq.service.d").mkdir(parents=True)
+    shutil.copy(folder / "edgeseq.service", units / "edgeseq.service")
+    shutil.copy(folder / "edgeseq-mqtt.conf", units / "edgeseq.service.d" / "mqtt.conf")
+    proc = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", f"--root={tmp_path / 'root'}", "edgeseq.service"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    exposure = float(re.search(r"Overall exposure level for edgeseq\.service: ([\d.]+)", proc.stdout).group(1))
+    assert exposure <= 3.5, proc.stdout
+    assert re.search(r"PrivateNetwork=\s+Service has access to the host's network", proc.stdout)  # it was read
+    dropin = (folder / "edgeseq-mqtt.conf").read_text()
+    assert "LoadCredential=mqtt:/etc/edgeseq/mqtt-credentials" in dropin and "IPAddressAllow=localhost" in dropin
+    readme = (REPO / "README.md").read_text()
+    assert "1.2 with the MQTT drop-in" in " ".join(readme.split()) and exposure == 1.2
 
 
 def test_the_units_command_follows_a_file_and_sigterm_is_a_clean_stop(installed, tmp_path):

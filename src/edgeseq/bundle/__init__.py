@@ -246,6 +246,7 @@ def make_bundle(
         install.chmod(0o755)
         (folder / "edgeseq.service.in").write_text(_fill(scripts.SERVICE, values), encoding="utf-8")
         (folder / "edgeseq.env.in").write_text(_fill(scripts.ENV, values), encoding="utf-8")
+        (folder / "edgeseq-mqtt.conf").write_text(scripts.MQTT_DROPIN, encoding="utf-8")
         (folder / "README.md").write_text(_fill(scripts.README, values), encoding="utf-8")
         described = {
             "platform": platform,
