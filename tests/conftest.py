@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.brokers import brokers  # noqa: F401 (the fixture, for every test module: real mosquitto brokers)
+
 REPO = Path(__file__).resolve().parents[1]
 EXPORTED = REPO / "exported"
 LETTER_ONNX = EXPORTED / "letter_rnn.onnx"
