@@ -90,16 +90,32 @@ def run_aarch64(
     added to either. `cpuinfo=False` leaves the host's x86 /proc/cpuinfo in place: only to show what that breaks.
     A program killed by a signal has returncode minus the signal number (-11 for SIGSEGV).
     """
+    command, environment = _emulated(argv, env, cpuinfo)
+    return subprocess.run(
+        command, cwd=cwd, env=environment, timeout=timeout, input=input, capture_output=True, text=True
+    )
+
+
+def start_aarch64(
+    argv: Sequence[str | os.PathLike[str]], *, env: Mapping[str, str] | None = None, cpuinfo: bool = True
+) -> subprocess.Popen[str]:
+    """`run_aarch64` in the background, with text pipes for stdout and stderr: a service to signal. unshare and
+    the shell exec into the emulated program, so the process's pid is the program's, and a signal sent to it
+    reaches the emulated program (qemu-user passes it on)."""
+    command, environment = _emulated(argv, env, cpuinfo)
+    return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _emulated(
+    argv: Sequence[str | os.PathLike[str]], env: Mapping[str, str] | None, cpuinfo: bool
+) -> tuple[list[str], dict[str, str]]:
     qemu = shutil.which(QEMU)
     if qemu is None:
         raise FileNotFoundError(f"{QEMU} is not on PATH; to install it: {SETUP}")
     rule = f":qemu-aarch64:M::{_MAGIC}:{_MASK}:{qemu}:F"
     environment = {**(os.environ if env is None else env), "QEMU_LD_PREFIX": str(SYSROOT), "QEMU_CPU": CPU}
     command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", _ENTER, "sh", rule]
-    command += [str(CPUINFO) if cpuinfo else "", *map(str, argv)]
-    return subprocess.run(
-        command, cwd=cwd, env=environment, timeout=timeout, input=input, capture_output=True, text=True
-    )
+    return [*command, str(CPUINFO) if cpuinfo else "", *map(str, argv)], environment
 
 
 def aarch64_venv(path: str | os.PathLike[str], *, timeout: float = 600) -> Path:

@@ -4,11 +4,14 @@ x86-64 forecasts. Skips on a machine without the emulator (`tests/emulation.py` 
 under CI instead."""
 
 import json
+import signal
+import time
 
 import numpy as np
 import pytest
 
-from tests.emulation import PYTHON, aarch64_unavailable, require_in_ci, run_aarch64
+from tests.brokers import Collector, publish
+from tests.emulation import PYTHON, aarch64_unavailable, require_in_ci, run_aarch64, start_aarch64
 from tests.helpers import bundle_of_the_forecaster
 from tests.streams import LINES, records, run, write_lines
 
@@ -72,3 +75,32 @@ def test_the_emulated_runner_reproduces_the_x86_64_forecasts(pi, model, tmp_path
     figures = f"{model}: max abs diff {diff.max():.3g}, median {np.median(diff):.3g} deg C over {len(diff)} forecasts"
     print(figures)
     assert diff.max() <= ATOL[model] and np.median(diff) <= MEDIAN_ATOL, figures
+
+
+def test_the_emulated_runner_reads_and_publishes_mqtt(pi, brokers):
+    """The bundle's own runner and MQTT client (its paho-mqtt wheel) on the emulated Pi, against a real broker on
+    this machine's loopback: readings in, forecasts out, equal to x86-64's within the fp32 bar."""
+    folder, _ = pi
+    broker = brokers(tls=False, persistence=False)
+    gateway = [folder / "venv" / "bin" / "python", "-m", "edgeseq_device", "run",
+               "--stream", broker.url("sensors/+/readings"), "--output", broker.url("forecasts/{key}"),
+               "--model", folder / "models" / FP32, "--mqtt-credentials", broker.credentials_file,
+               "--mqtt-client-id", "pi"]  # fmt: skip
+    header = LINES[0].replace('"', "").split(",")
+    rows = [dict(zip(header, line.replace('"', "").split(","), strict=True)) for line in LINES[1 : 36 + 5]]
+    with Collector(broker, "forecasts/#") as out, Collector(broker, "edgeseq/pi/status") as status:
+        proc = start_aarch64(gateway)
+        deadline = time.monotonic() + 120  # emulated: seconds to start
+        while not status.messages and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        publish(broker, [("sensors/pi/readings", json.dumps(row)) for row in rows])
+        got = out.wait_for(5, timeout=120)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "5 predictions" in err, err
+    reference = records(run("--stream", write_lines(folder.parent / "mqtt.csv", LINES[: 36 + 5]),
+                            "--model", f"exported/{FP32}").stdout)  # fmt: skip
+    ours = [json.loads(payload) for _, payload, _ in got]
+    assert [r["time"] for r in ours] == [r["time"] for r in reference] and {r["key"] for r in ours} == {"pi"}
+    assert max(abs(a["prediction"] - b["prediction"]) for a, b in zip(ours, reference, strict=True)) <= ATOL[FP32]
