@@ -1,6 +1,8 @@
 """Benchmark of the streaming runner, all in one run: end-to-end rows/s through `edgeseq run`, the raw
 session.run rate on the same windows, the runner's own cost per row, per-window latency, start to first
-prediction for both front ends, and peak RSS.
+prediction for both front ends, and peak RSS; and batched against one window a call (`--batch 32` against
+`--batch 1`): rows/s at stride 1, on a keyed stream of 1,000 sensors, and the latency of each record for a
+reader fed one row at a time.
 
     python benchmarks/runner_bench.py [--model exported/sensor_lstm.onnx] [--rows 24000] [--repeats 3] [--json FILE]
 
@@ -15,6 +17,7 @@ import lzma
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,8 +35,12 @@ from edgeseq_device.rows import RowParser, split_line
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "src" / "edgeseq" / "datasets" / "appliances_energy.csv.xz"
 MODEL = REPO / "exported" / "sensor_lstm.onnx"
-# issue 14's bars
-BARS = {"end_to_end_vs_raw": 0.95, "start_to_first_s": 0.3, "peak_rss_mb": 100.0}
+# issue 14's bars, and issue 24's (batched against --batch 1)
+BARS = {"end_to_end_vs_raw": 0.95, "start_to_first_s": 0.3, "peak_rss_mb": 100.0, "batched_speedup": 1.8,
+        "keyed_speedup": 1.8, "single_row_latency_ratio": 1.05}  # fmt: skip
+BATCH = "32"
+KEYS, ROWS_PER_KEY = 1000, 60  # a gateway's stream: each sensor's window full once, 25 forecasts each
+LATENCY_ROWS = 200  # records timed one row at a time, after the first window fills
 
 
 def make_csv(rows: int, path: Path) -> Path:
@@ -89,7 +96,7 @@ _RSS_WRAPPER = (
 )
 
 
-def end_to_end(csv_path: Path, model_path: Path) -> dict[str, float]:
+def end_to_end(csv_path: Path, model_path: Path, *extra: str) -> dict[str, float]:
     """One `edgeseq run` over the whole file into a file beside it (file to file, the batch case: records are
     not flushed one by one); its own summary gives rows/s from the first row."""
     output = csv_path.with_suffix(".jsonl")
@@ -102,6 +109,7 @@ def end_to_end(csv_path: Path, model_path: Path) -> dict[str, float]:
         str(model_path),
         "--output",
         str(output),
+        *extra,
     ]
     proc = subprocess.run(
         [sys.executable, "-c", _RSS_WRAPPER, *command], cwd=REPO, capture_output=True, text=True, check=True
@@ -123,6 +131,48 @@ def start_to_first(csv_path: Path, model_path: Path, front_end: list[str]) -> fl
     proc.stdout.close()
     proc.wait()
     return first
+
+
+def keyed_stream(csv_path: Path, model_path: Path, folder: Path) -> tuple[Path, Path]:
+    """KEYS sensors interleaved row by row, each with ROWS_PER_KEY rows of the data set; and a copy of the model
+    whose manifest keys its series by the `sensor` column (its metadata records no series rules)."""
+    with lzma.open(DATA, "rt", newline="") as handle:
+        header, *lines = handle.read().splitlines()
+    stream = folder / "keyed.csv"
+    with stream.open("w") as out:
+        out.write(header + ',"sensor"\n')
+        for row in range(ROWS_PER_KEY):
+            out.writelines(f'{lines[row]},"s{key}"\n' for key in range(KEYS))
+    stem = model_path.name.split(".", 1)[0]
+    for path in model_path.parent.glob(f"{stem}.*"):
+        if path.suffix in (".onnx", ".json"):
+            shutil.copy(path, folder / path.name)
+    manifest = json.loads((folder / f"{stem}.json").read_text())
+    manifest["series"]["group_by"] = "sensor"
+    (folder / f"{stem}.json").write_text(json.dumps(manifest))
+    return stream, folder / model_path.name
+
+
+def row_at_a_time(csv_path: Path, model_path: Path, *extra: str) -> list[float]:
+    """Milliseconds from writing each row to reading its record, for a reader fed one row at a time (stdin):
+    LATENCY_ROWS rows after the first window fills."""
+    lines = csv_path.read_text().splitlines()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeseq_device", "run", "--stream", "-", "--model", str(model_path), *extra],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+    )  # fmt: skip
+    proc.stdin.write("\n".join(lines[:36]) + "\n")  # the header and 35 rows: no record yet
+    proc.stdin.flush()
+    latencies = []
+    for line in lines[36 : 36 + LATENCY_ROWS]:
+        started = time.perf_counter()
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+        proc.stdout.readline()
+        latencies.append(1000 * (time.perf_counter() - started))
+    proc.stdin.close()
+    proc.wait()
+    return latencies
 
 
 def machine() -> dict[str, str]:
@@ -153,15 +203,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = make_csv(args.rows, Path(tmp) / "stream.csv")
         x = windows_of(csv_path, spec)
+        keyed, keyed_model = keyed_stream(csv_path, model_path, Path(tmp))
         raw, e2e, first, first_device, rss = [], [], [], [], []
+        batched = {"single": [], "batched": [], "keyed_single": [], "keyed_batched": []}
+        row_latency = {"single": [], "batched": []}
         for _ in range(args.repeats):  # interleaved, so drift hits every measurement alike
             rate, latencies = raw_session(x, model_path)
             raw.append(rate)
-            run = end_to_end(csv_path, model_path)
+            run = end_to_end(csv_path, model_path, "--batch", "1")  # the runner's own cost: one window a call
             e2e.append(run["rows_per_s"])
             rss.append(run["peak_rss_mb"])
             first.append(start_to_first(csv_path, model_path, edgeseq_command()))
             first_device.append(start_to_first(csv_path, model_path, device))
+            for name, stream, model, extra in (
+                ("single", csv_path, model_path, ("--batch", "1")),
+                ("batched", csv_path, model_path, ("--batch", BATCH)),
+                ("keyed_single", keyed, keyed_model, ("--batch", "1")),
+                ("keyed_batched", keyed, keyed_model, ("--batch", BATCH)),
+            ):
+                run = end_to_end(stream, model, *extra)
+                batched[name].append(run["rows_per_s"])
+                rss.append(run["peak_rss_mb"])
+            row_latency["single"] += row_at_a_time(csv_path, model_path, "--batch", "1")
+            row_latency["batched"] += row_at_a_time(csv_path, model_path, "--batch", BATCH)
     figures = {
         "model": str(model_path.relative_to(REPO)) if model_path.is_relative_to(REPO) else str(model_path),
         "rows": args.rows,
@@ -169,13 +233,30 @@ def main() -> None:
         "raw_session_windows_per_s": statistics.median(raw),
         "end_to_end_rows_per_s": statistics.median(e2e),
         "end_to_end_vs_raw": statistics.median(e2e) / statistics.median(raw),
-        # what the runner adds to each row beyond the model: parsing, the series rules, the buffer, the record
+        # what the runner adds to each row beyond the model (one window a call, as the raw session runs them):
+        # parsing, the series rules, the buffer, the record
         "runner_us_per_row": 1e6 * (1 / statistics.median(e2e) - 1 / statistics.median(raw)),
         "latency_ms_p50": float(np.percentile(latencies, 50)),
         "latency_ms_p99": float(np.percentile(latencies, 99)),
         "start_to_first_s": statistics.median(first),
         "start_to_first_device_s": statistics.median(first_device),
         "peak_rss_mb": max(rss),
+        "batch": int(BATCH),
+        "rows_per_s_batch_1": statistics.median(batched["single"]),
+        "rows_per_s_batched": statistics.median(batched["batched"]),
+        "batched_speedup": statistics.median(batched["batched"]) / statistics.median(batched["single"]),
+        "keyed_rows": KEYS * ROWS_PER_KEY,
+        "keyed_rows_per_s_batch_1": statistics.median(batched["keyed_single"]),
+        "keyed_rows_per_s_batched": statistics.median(batched["keyed_batched"]),
+        "keyed_speedup": statistics.median(batched["keyed_batched"]) / statistics.median(batched["keyed_single"]),
+        "row_latency_ms_batch_1": {
+            "p50": float(np.percentile(row_latency["single"], 50)),
+            "p99": float(np.percentile(row_latency["single"], 99)),
+        },
+        "row_latency_ms_batched": {
+            "p50": float(np.percentile(row_latency["batched"], 50)),
+            "p99": float(np.percentile(row_latency["batched"], 99)),
+        },
         "machine": machine(),
         "command": "python benchmarks/runner_bench.py " + " ".join(sys.argv[1:]),
     }
@@ -184,11 +265,16 @@ def main() -> None:
         "start_to_first_s": max(figures["start_to_first_s"], figures["start_to_first_device_s"])
         <= BARS["start_to_first_s"],
         "peak_rss_mb": figures["peak_rss_mb"] <= BARS["peak_rss_mb"],
+        "batched_speedup": figures["batched_speedup"] >= BARS["batched_speedup"],
+        "keyed_speedup": figures["keyed_speedup"] >= BARS["keyed_speedup"],
+        "single_row_latency_ratio": figures["row_latency_ms_batched"]["p50"]
+        <= BARS["single_row_latency_ratio"] * figures["row_latency_ms_batch_1"]["p50"],
     }
     print("| measure | value | bar |\n|---|---|---|")
     e2e_rate = figures["end_to_end_rows_per_s"]
     print(f"| model | `{figures['model']}` | |")
-    print(f"| end to end, `edgeseq run` ({args.rows:,} rows, stride 1, file to file) | {e2e_rate:,.0f} rows/s | |")
+    what = f"end to end, `edgeseq run --batch 1` ({args.rows:,} rows, stride 1, file to file)"
+    print(f"| {what} | {e2e_rate:,.0f} rows/s | |")
     print(f"| raw `session.run`, same windows | {figures['raw_session_windows_per_s']:,.0f} windows/s | |")
     print(f"| end to end / raw | {figures['end_to_end_vs_raw']:.0%} | >= 95% |")
     print(f"| the runner's own work per row | {figures['runner_us_per_row']:.0f} us | |")
@@ -197,6 +283,15 @@ def main() -> None:
     device_first = figures["start_to_first_device_s"]
     print(f"| process start to first prediction, `python -m edgeseq_device run` | {device_first:.2f} s | <= 0.3 s |")
     print(f"| peak RSS | {figures['peak_rss_mb']:.0f} MB | <= 100 MB |")
+    one, many = figures["rows_per_s_batch_1"], figures["rows_per_s_batched"]
+    print(f"| `--batch 1` / `--batch {BATCH}`, stride 1 | {one:,.0f} / {many:,.0f} rows/s: "
+          f"{figures['batched_speedup']:.2f}x | >= 1.8x |")  # fmt: skip
+    one, many = figures["keyed_rows_per_s_batch_1"], figures["keyed_rows_per_s_batched"]
+    print(f"| the same on {KEYS:,} keys ({KEYS * ROWS_PER_KEY:,} rows) | {one:,.0f} / {many:,.0f} rows/s: "
+          f"{figures['keyed_speedup']:.2f}x | >= 1.8x |")  # fmt: skip
+    single, batch = figures["row_latency_ms_batch_1"], figures["row_latency_ms_batched"]
+    print(f"| a row at a time, latency p50 / p99, `--batch 1` | {single['p50']:.3f} / {single['p99']:.3f} ms | |")
+    print(f"| the same, `--batch {BATCH}` | {batch['p50']:.3f} / {batch['p99']:.3f} ms | p50 within 5% |")
     print(json.dumps(figures, indent=2))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

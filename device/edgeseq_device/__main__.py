@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         help="where a column is in nested JSON, e.g. T2=SI7021.Temperature (repeat)",
     )  # fmt: skip
     run.add_argument(
+        "--batch", type=_positive, metavar="N",
+        help="windows a model call at most, when several are due (default: 32 when the batched file gives the "
+        "same forecasts bit for bit, else 1); 1: one window a call",
+    )  # fmt: skip
+    run.add_argument(
         "--state", metavar="FILE",
         help="keep each series' window in FILE across a restart (written at the end, read at the start)",
     )  # fmt: skip

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edgeseq_device.errors import InputError, ModelFileError, SignatureError
+from edgeseq_device.errors import InputError, ManifestError, ModelFileError, SignatureError
 from edgeseq_device.external_data import MalformedModel, find_external_data
 from edgeseq_device.files import MODEL_MAX_BYTES, read_regular_file
 from edgeseq_device.manifest import Manifest, TensorSpec, manifest_path_for
@@ -128,6 +128,59 @@ def load_model(
     if manifest is not None:
         manifest.verify_metadata(path.name, metadata)
     return Model(path, session, inputs, outputs, metadata, manifest)
+
+
+@dataclass(frozen=True)
+class Companion:
+    """A model's batched companion (`<stem>.batched.onnx`): the same network with a dynamic batch axis, run on
+    several staged windows at once. `bit_identical`: its outputs equal the single-window file's, bit for bit, at
+    every batch size export checked; otherwise they differ by at most `max_abs_diff` there (a dynamic-int8 file
+    quantizes each call's activations across the whole call)."""
+
+    path: Path
+    session: ort.InferenceSession
+    bit_identical: bool
+    max_abs_diff: float
+
+
+def load_companion(model: Model, *, threads: int = 1) -> Companion | None:
+    """The batched companion the manifest lists for `model`, checked as the model was (sha256, no external data,
+    the same metadata) and against it (the same inputs and outputs but for a dynamic batch axis); None when the
+    manifest lists none (a file exported before companions, a model whose graph cannot take a batch)."""
+    if model.manifest is None:
+        return None
+    entry = model.manifest.data.get("batched", {}).get(model.path.name)
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        return None
+    path = model.path.with_name(entry["file"])
+    if path.name != entry["file"] or path.parent != model.path.parent:
+        raise ManifestError(f"manifest {model.manifest.path}: batched file {shown(entry['file'])} is not a plain name")
+    content = read_regular_file(path, MODEL_MAX_BYTES, "model file", ModelFileError)
+    model.manifest.verify_file(path.name, content)
+    _refuse_external_data(path, content)
+    try:
+        session = ort.InferenceSession(content, session_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path} is not a loadable ONNX model: {first_line}") from None
+    for role, ours, single in (
+        ("inputs", session.get_inputs(), model.inputs),
+        ("outputs", session.get_outputs(), model.outputs),
+    ):
+        batched = tuple(_spec(arg) for arg in ours)
+        expected = tuple(TensorSpec(spec.name, (-1, *spec.shape[1:]), spec.dtype) for spec in single)
+        if batched[:1] != expected[:1]:
+            raise SignatureError(
+                f"{path} {role} are {', '.join(map(str, batched))}; as the batched companion of {model.path.name} "
+                f"it should take {', '.join(map(str, expected[:1]))}"
+            )
+    if dict(session.get_modelmeta().custom_metadata_map) != dict(model.metadata):
+        raise ManifestError(f"{path}'s metadata differs from {model.path.name}'s: it is not its batched companion")
+    try:
+        diff = float(entry.get("max_abs_diff", 0.0))
+    except (TypeError, ValueError):
+        raise ManifestError(f"manifest {model.manifest.path}: batched max_abs_diff is not a number") from None
+    return Companion(path, session, entry.get("bit_identical") is True, diff)
 
 
 def _refuse_external_data(path: Path, content: bytes) -> None:

@@ -24,7 +24,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from edgeseq_device.bulk import PlainRows
 from edgeseq_device.errors import InputError
 from edgeseq_device.forecast import ForecastSpec
-from edgeseq_device.model import Model
+from edgeseq_device.model import Companion, Model
 from edgeseq_device.rows import BadRowError, RowParser
 from edgeseq_device.sequence import SequenceSpec
 from edgeseq_device.series import TIME_GAP, Router, Series, SeriesRules, WindowBuffer
@@ -166,15 +166,37 @@ class StreamRunner:
             self._windows = [rows[end - window + 1 : end + 1] for end in (due + kept).tolist()]
         return due
 
+    def use_companion(self, companion: Companion | None, batch: int) -> None:
+        """Run staged windows `batch` at a time through `companion` (the file's batched twin) when two or more
+        are staged: one call for many windows streams the weights from memory once, and pays onnxruntime's
+        per-call cost once (about 2x the windows per second at 8 to 64 here). A stateful model carries one
+        state from call to call, so it runs a window at a time."""
+        if companion is None or batch < 2 or self._states:
+            self._companion = None
+            return
+        self._companion, self._batch = companion, batch
+        self._batched = np.zeros((batch, *self.spec.input_shape[1:]), dtype=self.spec.input_dtype)
+        self._names = ([self.model.outputs[0].name], self.model.inputs[0].name)
+
+    _companion: Companion | None = None
+
     def run_staged(self, stop: Any = None) -> list[tuple[Any, ...] | PredictionError]:
         """Run the staged windows in order; each one's record values, or the PredictionError it raised. With
-        `stop` (signals.StopSignals), a stop signal ends the run between two windows: what was run is returned,
-        the rest is dropped."""
+        `stop` (signals.StopSignals), a stop signal ends the run between two windows (two batches, when they
+        run in batches): what was run is returned, the rest is dropped."""
+        if self._companion is not None and len(self._windows) > 1:
+            results = self._run_batches(stop)
+        else:
+            results = self._run_one_by_one(self._windows, stop)
+        self._windows = []
+        return results
+
+    def _run_one_by_one(self, windows: list[np.ndarray], stop: Any) -> list[tuple[Any, ...] | PredictionError]:
         results: list[tuple[Any, ...] | PredictionError] = []
         run, binding, model_input = self.model.session.run_with_iobinding, self._binding, self.spec.model_input
         record_values, output, states = self.spec.record_values, self._output, self._states
         raw, target, copyto = self.spec.in_graph, self._input[0], np.copyto  # a file that scales in its graph
-        for window in self._windows:
+        for window in windows:
             if stop is not None and stop.received is not None:
                 break
             if raw:  # model_input's own first case, without its call
@@ -191,5 +213,27 @@ class StreamRunner:
             for state_in, state_out in states:
                 np.copyto(state_in, state_out)
             results.append(record_values(output, window))
-        self._windows = []
+        return results
+
+    def _run_batches(self, stop: Any) -> list[tuple[Any, ...] | PredictionError]:
+        windows, batch, spec = self._windows, self._batch, self.spec
+        run, (outputs, name) = self._companion.session.run, self._names  # type: ignore[union-attr]
+        record_values, model_input = spec.record_values, spec.model_input
+        results: list[tuple[Any, ...] | PredictionError] = []
+        for start in range(0, len(windows), batch):
+            if stop is not None and stop.received is not None:
+                break
+            chunk = windows[start : start + batch]
+            inputs = self._batched[: len(chunk)]
+            for i, window in enumerate(chunk):
+                if spec.in_graph:
+                    np.copyto(inputs[i], window)
+                else:
+                    model_input(window, out=inputs[i : i + 1], scratch=self._scratch)
+            try:
+                output = run(outputs, {name: inputs})[0]
+            except _RUN_ERRORS:  # a window the model fails on: each alone, to say which
+                results += self._run_one_by_one(chunk, stop)
+                continue
+            results += [record_values(output[i : i + 1], window) for i, window in enumerate(chunk)]
         return results

@@ -247,6 +247,15 @@ def run(
         metavar="ID",
         help="MQTT client id; the broker keeps the session by it (default: from the host, the topic and the model).",
     ),
+    batch: int | None = typer.Option(
+        None,
+        "--batch",
+        min=1,
+        metavar="N",
+        help="Windows a model call at most, when several are due (a backlog, a burst, many keys) [default: 32 "
+        "when the model's batched file gives the same forecasts bit for bit, else 1]; 1: one window a call.",
+        show_default=False,
+    ),
     state: str | None = typer.Option(
         None,
         "--state",
@@ -333,6 +342,7 @@ def run(
             mqtt_client_id=mqtt_client_id,
             mqtt_fields=mqtt_field,
             state=state,
+            batch=batch,
         )
         code = run_stream(options, sys.stdout, sys.stderr)
     raise typer.Exit(code)

@@ -59,6 +59,7 @@ _VALUED: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--mqtt-key": ("mqtt_key", str),
     "--mqtt-client-id": ("mqtt_client_id", str),
     "--state": ("state", str),
+    "--batch": ("batch", _at_least(1)),
 }
 
 
@@ -93,6 +94,7 @@ def run_options(
     mqtt_client_id: str | None = None,
     mqtt_fields: Sequence[str] = (),
     state: str | None = None,
+    batch: int | None = None,
 ) -> Any:
     """The runner's options from the command's values (the defaults are the CLI's)."""
     from edgeseq_device.runner import RunOptions
@@ -122,6 +124,7 @@ def run_options(
         mqtt_client_id=mqtt_client_id,
         mqtt_fields=tuple(mqtt_fields),
         state=state,
+        batch=batch,
     )
 
 
