@@ -97,17 +97,17 @@ def read_independently(path: Path) -> list[Line]:
 
 
 def _series(lines: list[Line]) -> dict[str, list[tuple[Line, bool]]]:
-    """Each key's lines in file order, each with whether it can be in a window: complete, and later than every
-    time of the key before it (a repeated, late or replayed reading cannot)."""
+    """Each key's lines in file order, each with whether it can be in a window (complete); a repeated, late or
+    replayed reading (not later than every time of the key before it) is left out: refused, it is no gap."""
     by_key: dict[str, list[tuple[Line, bool]]] = {}
     newest: dict[str, datetime] = {}
     for line in lines:
         if line.key is None:
             continue
-        later = line.key not in newest or line.when > newest[line.key]
-        by_key.setdefault(line.key, []).append((line, later and line.values is not None and None not in line.values))
-        if line.timed and later:
-            newest[line.key] = line.when
+        if line.key in newest and line.when <= newest[line.key]:
+            continue
+        by_key.setdefault(line.key, []).append((line, line.values is not None and None not in line.values))
+        newest[line.key] = line.when
     return by_key
 
 

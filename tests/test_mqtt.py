@@ -138,18 +138,21 @@ def difference(by_key: dict[str, list[tuple]], want: list[tuple]) -> dict[str, d
     return out
 
 
-def test_a_reading_delivered_twice_is_a_duplicate_never_a_second_forecast(brokers, tmp_path, reference):
+def test_a_reading_delivered_again_is_a_duplicate_never_a_second_forecast_nor_a_gap(brokers, tmp_path, reference):
+    """QoS 1 delivers again what was not acknowledged (after a lost connection, a restarted broker): readings
+    the gateway has seen are refused as duplicates or late, counted, and the window goes on."""
     broker = brokers(tls=False, persistence=False)
-    rows = ROWS[: T + 1]
+    rows = ROWS[: T + 3]
+    again = readings("room1", rows[T - 10 : T + 1])  # eleven readings delivered a second time
     with Collector(broker, "forecasts/#") as out:
         proc = gateway(broker, tmp_path)
-        publish(broker, readings("room1", rows) + readings("room1", rows[-1:]))  # the last reading again
-        out.wait_for(2, timeout=60)
+        publish(broker, readings("room1", rows[: T + 1]) + again + readings("room1", rows[T + 1 :]))
+        out.wait_for(4, timeout=60)
         time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
         _, err = finish(proc)
-    assert forecasts(out.messages) == {"room1": first(reference, T + 1)}
-    assert "duplicate time 1" in err and "2 predictions" in err
+    assert forecasts(out.messages) == {"room1": first(reference, T + 3)}  # no second forecast, no refill
+    assert "duplicate time 1" in err and "time went backwards 10" in err and "4 predictions" in err
 
 
 def test_bad_messages_are_bad_rows_counted_by_reason_with_their_topic(brokers, tmp_path, reference):

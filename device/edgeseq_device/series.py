@@ -43,6 +43,8 @@ MAX_KEYS = 100_000  # series one stream may hold: about 3.5 KB each at T=36, F=5
 MAX_KEY_CHARS = 256
 # Reasons a row of the header's width is dropped for its values; its time still reads (series.Series.clock)
 VALUE_REASONS = frozenset({"non-numeric", "infinite", "out of range"})
+# Reasons a row is refused for its time alone, at or before its series' newest: no gap (Series._behind_the_newest)
+TIME_ORDER_REASONS = frozenset({"duplicate time", "time went backwards"})
 TIME_GAP, FILLED = 1, 2  # what admit() reports about a row
 
 __all__ = [
@@ -282,10 +284,11 @@ class Series:
         return True
 
     def _behind_the_newest(self, step: float, when: float, time_text: str | None) -> None:
-        """A row at or before the newest time seen: a bad row and a gap. The newest time stays, so readings
-        replayed out of order are all refused, not only the first; but RESYNC_ROWS rows behind it in a row mean
-        the clock was set back for good, and the series takes the new clock."""
-        self.reset()
+        """A row at or before the newest time seen: a bad row, but no gap. It is not pushed, so the window still
+        holds readings in time order, and the next reading after the newest goes on with it: a reading delivered
+        twice (MQTT QoS 1 redelivers what was not acknowledged) or replayed changes nothing. The newest time
+        stays, so readings replayed out of order are all refused, not only the first; but RESYNC_ROWS rows behind
+        it in a row mean the clock was set back for good: the series starts afresh on the new clock."""
         if step == 0:
             raise BadRowError("duplicate time", f"time {shown(time_text, 40)} repeats the newest time")
         self._backward += 1
@@ -300,6 +303,7 @@ class Series:
             # other keys' forecasts go on
             raise BadRowError("newest first", f"the rows{self._of_key()} run newest first")
         if self._behind >= RESYNC_ROWS:
+            self.reset()
             self.last_time, self._behind = when, 0
         raise BadRowError("time went backwards", f"time {shown(time_text, 40)} is before the newest time")
 
@@ -373,7 +377,8 @@ class Router:
                 self.series = series
                 if exc.reason in VALUE_REASONS and self._time_format is not None:
                     exc.time_gap = series.clock(self._time_of(parser, fields))
-                series.reset()
+                if exc.reason not in TIME_ORDER_REASONS:  # a reading behind the newest leaves the series as it was
+                    series.reset()
             raise
         return series, text
 

@@ -27,7 +27,7 @@ from edgeseq_device.forecast import ForecastSpec
 from edgeseq_device.model import Companion, Model
 from edgeseq_device.rows import BadRowError, RowParser
 from edgeseq_device.sequence import SequenceSpec
-from edgeseq_device.series import TIME_GAP, Router, Series, SeriesRules, WindowBuffer
+from edgeseq_device.series import TIME_GAP, TIME_ORDER_REASONS, Router, Series, SeriesRules, WindowBuffer
 
 __all__ = ["PredictionError", "StreamRunner", "Task", "WindowBuffer"]
 
@@ -107,8 +107,9 @@ class StreamRunner:
         then that series (and a carried state) starts afresh, so no window spans the gap."""
         try:
             series, text = self.router.push(parser, fields)
-        except BadRowError:
-            self._zero_states()
+        except BadRowError as exc:
+            if exc.reason not in TIME_ORDER_REASONS:  # a reading behind the newest changes no state
+                self._zero_states()
             raise
         if self._states and self.router.flags & TIME_GAP:
             self._zero_states()

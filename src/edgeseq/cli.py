@@ -290,7 +290,8 @@ def run(
     row (in a keyed stream, its key's window; a row whose key cannot be read breaks no series). The manifest's
     series rules, the ones training used, say the rest: a missing value (empty, NA, N/A, #N/A,
     NaN, null, nil, None, -, ?) is a gap unless filled (--fill-gaps at training); a step in time over 1.5
-    intervals is a gap; a duplicated or backwards time is a bad row. Lines may end in \n, \r\n or \r.
+    intervals is a gap; a duplicated or backwards time is a bad row, but no gap. Lines may end in \n, \r\n or
+    \r.
 
     --follow keeps reading a growing file like tail -F: a file that is truncated or replaced (log rotation) is
     reopened from its start, and a new window starts; SIGHUP (systemctl reload) is logged and looked at at
