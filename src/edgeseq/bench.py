@@ -333,16 +333,18 @@ def batched_paths(
         paths.append(BatchedPath(f"onnxruntime {mode}", entry["file"], companion.run, windows.file[:, 0], single.run))
     if tflite is not None:
         x = windows.network[:, 0]  # LiteRT runs the Keras network: scaled windows
-        try:
-            run = _litert_batched(tflite, config.threads, x.shape)
-            for size in config.batch_sizes:
+        run = _litert_batched(tflite, config.threads, x.shape)
+        for size in config.batch_sizes:
+            try:
                 run(x[:size])
+            except Exception as exc:  # LiteRT raises RuntimeError with the kernel's message
+                failed["LiteRT fp32"] = (
+                    f"resize_tensor_input to a batch of {size}: {type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:300]}"
+                )
+                break
+        else:
             paths.append(BatchedPath("LiteRT fp32", tflite.name, run, x))
-        except Exception as exc:  # LiteRT raises RuntimeError with the kernel's message
-            failed["LiteRT fp32"] = (
-                f"resize_tensor_input to a batch of {config.batch_sizes[-1]}: {type(exc).__name__}: "
-                f"{' '.join(str(exc).split())[:300]}"
-            )
     return paths
 
 

@@ -196,12 +196,12 @@ def print_bench(result: dict[str, Any]) -> None:
     if batched and batched["paths"]:
         sizes = [str(size) for size in batched["batch_sizes"]]
         table = Table(title=f"batched: microseconds per window over {batched['windows']} windows, by batch")
-        for column in ("path", "file", "one window a call", *(f"batch {size}" for size in sizes)):
-            table.add_column(column, justify="left" if column in ("path", "file") else "right")
+        for column in ("path", "one window a call", *(f"batch {size}" for size in sizes)):
+            table.add_column(column, justify="left" if column == "path" else "right")
         for name, row in batched["paths"].items():
             us = row["us_per_window"]
             single = f"{us['single-window file']:.1f}" if "single-window file" in us else "-"
-            table.add_row(name, row["file"], single, *(f"{us[size]:.1f}" for size in sizes))
+            table.add_row(name, single, *(f"{us[size]:.1f}" for size in sizes))
         console.print(table)
     for name, reason in result.get("batched_failed", {}).items():
         console.print(f"{name} not batched: {reason}", markup=False)
