@@ -208,7 +208,7 @@ def _copy(tmp_path: Path, *names: str) -> None:
         shutil.copy(EXPORTED / name, tmp_path / name)
 
 
-def test_a_changed_companion_is_refused_and_one_the_manifest_does_not_list_has_a_fixed_signature(tmp_path):
+def test_a_changed_companion_is_refused_and_an_unlisted_one_keeps_a_fixed_batch(tmp_path):
     _copy(tmp_path, "sensor_lstm.json", "sensor_lstm.batched.onnx")
     companion = tmp_path / "sensor_lstm.batched.onnx"
     companion.write_bytes(companion.read_bytes() + b"\0")
