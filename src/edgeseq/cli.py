@@ -346,7 +346,8 @@ def info(
     model: Path = typer.Argument(..., metavar="FILE", help="An ONNX file, e.g. exported/letter_rnn.onnx."),
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
 ) -> None:
-    """Show a model's inputs and outputs, op-type counts, size, metadata, and whether its manifest matches."""
+    """Show a model's inputs and outputs, op-type counts, size, metadata, whether its manifest matches, and its
+    batched companion (file, batch axis, parity with one window a call)."""
     from edgeseq.info import describe
 
     with user_errors():
