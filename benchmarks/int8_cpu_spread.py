@@ -3,7 +3,7 @@
 onnxruntime's MLAS picks its int8 GEMM kernels from cpuid (on Linux x86-64: SSE2, AVX2, AVX-VNNI, AVX512 core,
 AVX512-VNNI, AMX) and its float kernels likewise (SSE, AVX, FMA3, AVX512F), so the figures in
 exported/quantization.json are only reproducible on a CPU of the same family. This script prepares the report's
-inputs once (quant_report._task_inputs), runs every file of every model with variants (fp32 and each variant,
+inputs once (quant_report.task_inputs), runs every file of every model with variants (fp32 and each variant,
 one onnxruntime thread, one window per call, as the report does) natively and under `qemu-x86_64-static -cpu
 MODEL` for each CPU model asked for (qemu's cpuid then reports that model's features, so MLAS picks that model's
 kernels), computes the report's figures from each path's outputs with quant_report._figures, and writes, per
@@ -109,7 +109,7 @@ class _Replay:
 
 def prepare(directory: Path, work: Path) -> tuple[dict[str, Any], Path]:
     """The report's inputs for every model with variants, as quant_report computes them, saved for the workers."""
-    from edgeseq.quant_report import _task_inputs
+    from edgeseq.quant_report import task_inputs
     from edgeseq_device.manifest import Manifest
 
     models: dict[str, Any] = {}
@@ -122,7 +122,7 @@ def prepare(directory: Path, work: Path) -> tuple[dict[str, Any], Path]:
         variants = manifest.get("variants") or {}
         if not variants:
             continue
-        inputs = _task_inputs(manifest)
+        inputs = task_inputs(manifest)
         keys = ["x", "x_pat"] if inputs["kind"] == "letters" else ["x"]
         for key in keys:
             arrays[f"{manifest['name']}/{key}"] = inputs[key]

@@ -58,6 +58,7 @@ STOP = "tests/test_runner_stop.py"
 ZOO = "tests/test_convert_zoo.py::test_every_recurrent_layer_becomes_one_fused_node_with_parity"
 QUANT = "tests/test_quantization.py"
 BUNDLE = "tests/test_bundle.py"
+BATCHED = "tests/test_batched.py"
 
 MUTANTS = (
     # --- the device runtime ------------------------------------------------------------------------------------
@@ -428,6 +429,69 @@ MUTANTS = (
         "SuccessExitStatus=143",
         "SuccessExitStatus=130",
         (f"{BUNDLE}::test_the_units_command_follows_a_file_and_sigterm_is_a_clean_stop",),
+    ),
+    # --- issue 24: batched companions -------------------------------------------------------------------------------
+    Mutant(
+        "converter-bakes-batch-1",  # the recurrent writers' Reshape written with the file's batch of 1
+        "src/edgeseq/convert/recurrent.py",
+        "axis, merged_shape = 1, [-1, first.units * count]",
+        "axis, merged_shape = 1, [1, first.units * count]",
+        (f"{BATCHED}::test_every_zoo_models_companion_matches_at_batch_7[lstm-keras3]",),
+    ),
+    Mutant(
+        "reshape-left-at-batch-1",  # the transform leaves a Reshape's batch of 1 as it is
+        "src/edgeseq/convert/batched.py",
+        "if shape is None or shape.ndim != 1 or not len(shape) or shape[0] != 1:",
+        "if shape is None or shape.ndim != 1 or not len(shape) or shape[0] != 7:",
+        (f"{BATCHED}::test_a_reshape_that_fixes_batch_1_gets_minus_1_or_the_inputs_batch",),
+    ),
+    Mutant(
+        "batch-axis-left-fixed",  # the companion's input and output keep their batch of 1
+        "src/edgeseq/convert/batched.py",
+        "value.type.tensor_type.shape.dim[0].dim_param = BATCH",
+        "value.type.tensor_type.shape.dim[0].dim_value = 1",
+        (
+            f"{BATCHED}::test_a_companion_is_its_single_file_with_a_dynamic_batch_axis[sensor_lstm.onnx]",
+            f"{BATCHED}::test_every_zoo_models_companion_matches_at_batch_7[lstm-keras3]",
+        ),
+    ),
+    Mutant(
+        "rows-not-compared",  # a float companion kept whatever its windows' outputs
+        "src/edgeseq/convert/batched.py",
+        'if not figures["max_abs_diff"] <= atol:',
+        "if False:",
+        (
+            f"{BATCHED}::test_a_graph_that_mixes_windows_gets_no_companion",
+            f"{BATCHED}::test_every_zoo_models_companion_matches_at_batch_7[sequence_head-tf_keras]",
+        ),
+    ),
+    Mutant(
+        "reordering-not-checked",  # a graph that mixes windows in a way copies and rows alone may not show
+        "src/edgeseq/convert/batched.py",
+        "if not reordered <= atol:",
+        "if False:",
+        (f"{BATCHED}::test_a_graph_that_mixes_windows_gets_no_companion",),
+    ),
+    Mutant(
+        "any-file-may-be-batched",  # the runtime takes a dynamic batch axis from a file the manifest does not list
+        "device/edgeseq_device/model.py",
+        "companion = manifest.companion_of(path.name) is not None",
+        "companion = True",
+        (f"{BATCHED}::test_a_changed_companion_is_refused_and_an_unlisted_one_keeps_a_fixed_batch",),
+    ),
+    Mutant(
+        "export-removes-its-companion",  # the new export's companion taken for a stale variant
+        "src/edgeseq/export/artifacts.py",
+        "if path.name not in written)",
+        ")",
+        (f"{BATCHED}::test_a_new_export_removes_the_old_variants_companions_and_keeps_its_own",),
+    ),
+    Mutant(
+        "bundle-without-companions",
+        "src/edgeseq/bundle/__init__.py",
+        "            companions[model.name] = companion\n",
+        "",
+        (f"{BATCHED}::test_the_bundle_carries_each_models_companion",),
     ),
 )
 

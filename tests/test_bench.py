@@ -62,5 +62,22 @@ def test_quick_bench_runs_every_path_and_agrees_with_keras(tmp_path: Path, model
     }
     assert (data["runner"] is not None) == (model == "sensor_lstm")
     assert data["machine"]["packages"]["ai-edge-litert"].startswith("2.3")
+    # batched throughput: every onnxruntime file through its companion, at every batch size, beside one window a
+    # call; the forecaster's fp32, fp16 and static-int8 companions bit for bit, the others within their bars
+    batched = data["batched"]
+    assert batched["batch_sizes"] == [1, 8, 32, 64] and batched["windows"] == 64
+    assert set(batched["paths"]) == {path for path in PATHS if path.startswith("onnxruntime")}
+    for name, row in batched["paths"].items():
+        assert set(row["us_per_window"]) == {"single-window file", "1", "8", "32", "64"}
+        assert all(us > 0 for us in row["us_per_window"].values())
+        ours = TOLERANCES[model]["int8" if "int8" in name else "fp32"]
+        assert max(row["max_abs_diff_vs_one_window"].values()) <= ours, (name, row["max_abs_diff_vs_one_window"])
+    if model == "sensor_lstm":
+        for name in ("onnxruntime fp32", "onnxruntime fp16", "onnxruntime static-int8"):
+            assert set(batched["paths"][name]["max_abs_diff_vs_one_window"].values()) == {0.0}, name
+    # LiteRT's converted model keeps its LSTM state (forecaster) or XNNPACK's plan (letters) at batch 1
+    assert set(data["batched_failed"]) == {"LiteRT fp32"}
+    assert data["batched_failed"]["LiteRT fp32"].startswith("resize_tensor_input to a batch of 8: RuntimeError: ")
+    assert "| path | file | one window a call | batch 1 | batch 8 | batch 32 | batch 64 |" in md.read_text()
     assert_drawn_png(png)
     assert "| path | p50 ms |" in md.read_text() and "Command: `" in md.read_text()

@@ -28,6 +28,7 @@ from tests.streams import LINES, SENSOR_CSV, records, run
 
 FP32 = "sensor_lstm.onnx"
 INT8 = "sensor_lstm.dynamic-int8.onnx"
+FP32_BATCHED, INT8_BATCHED = "sensor_lstm.batched.onnx", "sensor_lstm.dynamic-int8.batched.onnx"
 
 
 def _network_free() -> list[str]:
@@ -77,10 +78,11 @@ def test_the_bundle_holds_wheels_models_scripts_and_checksums(installed):
     described = json.loads((folder / "bundle.json").read_text())
     assert described["platform"] == "linux-x86_64" and described["python"] == "3.11"
     assert described["models"] == [FP32, INT8] and described["service_model"] == FP32
+    assert described["batched_companions"] == {FP32: FP32_BATCHED, INT8: INT8_BATCHED}
     wheels = sorted(p.name.split("-")[0] for p in (folder / "wheels").iterdir())
     assert {"edgeseq_device", "numpy", "onnxruntime", "protobuf", "flatbuffers", "packaging"} <= set(wheels)
     assert all("x86_64" in p.name or "none-any" in p.name for p in (folder / "wheels").iterdir())
-    models = {FP32, INT8, "sensor_lstm.json", "sensor.csv", "smoke.csv"}
+    models = {FP32, INT8, FP32_BATCHED, INT8_BATCHED, "sensor_lstm.json", "sensor.csv", "smoke.csv"}
     assert {p.name for p in (folder / "models").iterdir()} == models
     assert (folder / "models" / "smoke.csv").read_text().splitlines() == LINES[: 36 + 4 + 1]  # 5 windows
     listed = dict(reversed(line.split("  ", 1)) for line in (folder / "SHA256SUMS").read_text().splitlines())
@@ -138,6 +140,18 @@ def test_the_bundles_runner_equals_edgeseq_run_on_the_whole_sample(installed, mo
     worst = max(abs(a["prediction"] - b["prediction"]) for a, b in zip(ours, reference, strict=True))
     assert worst <= 1e-6, worst
     assert [(a["row"], a["time"]) for a in ours] == [(b["row"], b["time"]) for b in reference]
+
+
+@pytest.mark.parametrize("companion", [FP32_BATCHED, INT8_BATCHED])
+def test_the_bundles_runtime_loads_each_batched_companion_through_its_manifests_checks(installed, companion):
+    folder, *_ = installed
+    script = "import sys; from edgeseq_device.model import load_model; print(load_model(sys.argv[1]).inputs[0])"
+    proc = subprocess.run(
+        [folder / "venv" / "bin" / "python", "-c", script, f"models/{companion}"],
+        cwd=folder, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "window float64[-1, 36, 5]"
 
 
 def test_a_changed_file_is_refused_by_install_sh(installed, tmp_path):

@@ -133,7 +133,7 @@ FORECASTER_EDITS = {
     "output_transform": (_set("output_transform", "units", "T2"), 'output_transform.units "T2"', '"T2, 6 rows'),
     "kind": (_set("kind", "sequence"), 'kind "sequence"', '"forecaster"'),
     "name": (_set("name", "other"), 'name "other"', '"sensor_lstm"'),
-    "edgeseq_version": (_set("edgeseq_version", "9.9"), 'edgeseq_version "9.9"', '"0.1.0"'),
+    "edgeseq_version": (_set("edgeseq_version", "9.9"), 'edgeseq_version "9.9"', '"0.2.0"'),
     "producers": (_set("producers", "tensorflow", "2.0.0"), 'producers.tensorflow "2.0.0"', '"2.21.0"'),
 }
 

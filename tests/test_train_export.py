@@ -31,7 +31,7 @@ def test_training_reaches_100_percent_and_is_reproducible():
 def test_export_with_retrain_writes_verified_artifacts(tmp_path: Path):
     result = export_letter_rnn(tmp_path, retrain=True)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["letter_rnn.json", "letter_rnn.keras", "letter_rnn.onnx"]
+    assert names == ["letter_rnn.batched.onnx", "letter_rnn.json", "letter_rnn.keras", "letter_rnn.onnx"]
     manifest = json.loads((tmp_path / "letter_rnn.json").read_text())
     assert manifest == result.manifest
     assert manifest["files"]["letter_rnn.onnx"]["sha256"] == sha256_of((tmp_path / "letter_rnn.onnx").read_bytes())

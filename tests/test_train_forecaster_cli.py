@@ -61,7 +61,8 @@ def test_byo_csv_trains_exports_and_verifies(tmp_path: Path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "room.forecast.png", "room.json", "room.keras", "room.loss.png", "room.onnx", "room.test.csv",
+        "room.batched.onnx", "room.forecast.png", "room.json", "room.keras", "room.loss.png", "room.onnx",
+        "room.test.csv",
     ]  # fmt: skip
     manifest = json.loads((out / "room.json").read_text())
     assert (manifest["kind"], manifest["features"], manifest["target"]) == (

@@ -67,7 +67,7 @@ class LetterPredictor:
         except (KeyError, ValueError) as exc:
             raise ManifestError(f"{where}: no usable 'vocabulary' and 'window' ({exc})") from None
         expected = (1, self.codec.window, len(self.codec.vocabulary))
-        if model.inputs[0].shape != expected:
+        if model.inputs[0].window_shape != expected:
             raise ManifestError(f"{model.path} takes {model.inputs[0]}, but {where} implies shape {list(expected)}")
         self.model = model
         self._x = np.zeros(expected, dtype=np.float32)

@@ -88,6 +88,15 @@ class TensorSpec:
     def __str__(self) -> str:
         return f"{self.name} {self.dtype}[{', '.join(map(str, self.shape))}]"
 
+    def batched(self) -> TensorSpec:
+        """The same tensor with a dynamic batch axis (-1), as a batched companion takes or returns it."""
+        return TensorSpec(self.name, (-1, *self.shape[1:]), self.dtype)
+
+    @property
+    def window_shape(self) -> tuple[int, ...]:
+        """The shape for one window: a dynamic batch axis (a batched companion's) read as 1."""
+        return (1, *self.shape[1:]) if self.shape[:1] == (-1,) else self.shape
+
 
 @dataclass(frozen=True)
 class FileEntry:
@@ -149,6 +158,17 @@ class Manifest:
         except (KeyError, TypeError, ValueError) as exc:
             raise ManifestError(f"manifest {path}: malformed 'files', 'inputs' or 'outputs' ({exc})") from exc
         return cls(Path(path), str(data["name"]), str(data["kind"]), inputs, outputs, files, data)
+
+    def companion_of(self, file_name: str) -> str | None:
+        """The file whose batched companion `file_name` is (`<stem>.batched.onnx`, listed under "batched" with the
+        single-window file's name as its key), or None."""
+        batched = self.data.get("batched")
+        if not isinstance(batched, Mapping):
+            return None
+        for single, entry in batched.items():
+            if isinstance(entry, Mapping) and entry.get("file") == file_name:
+                return str(single)
+        return None
 
     def verify_file(self, file_name: str, content: bytes) -> None:
         """Raise IntegrityError unless `content` is the file this manifest recorded under `file_name`."""

@@ -81,7 +81,8 @@ def load_model(
     path: str | Path, *, threads: int = 1, require_manifest: bool = False, use_manifest: bool = True
 ) -> Model:
     """Load `path`; when a manifest lies beside it, verify the file's sha256 first, then that the manifest
-    describes the file's signature and says what the file's own metadata says (features, window, scaling...).
+    describes the file's signature (with a dynamic batch axis, when the manifest lists the file as a batched
+    companion) and says what the file's own metadata says (features, window, scaling...).
 
     A file that keeps any tensor's data outside itself (external data) is refused with or without a manifest:
     onnxruntime would read it from a path relative to the working directory, which no sha256 covers.
@@ -115,7 +116,10 @@ def load_model(
     inputs = tuple(_spec(a) for a in session.get_inputs())
     outputs = tuple(_spec(a) for a in session.get_outputs())
     if manifest is not None:
+        companion = manifest.companion_of(path.name) is not None
         for role, actual, expected in (("inputs", inputs, manifest.inputs), ("outputs", outputs, manifest.outputs)):
+            if companion:  # a batched companion: the manifest's signature with a dynamic batch axis
+                expected = tuple(spec.batched() for spec in expected)
             if actual != expected:
                 raise SignatureError(
                     f"{path} {role} are {', '.join(map(str, actual))}; "

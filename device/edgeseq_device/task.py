@@ -32,7 +32,7 @@ def _sequence_spec(model: Model, data: dict[str, Any], overrides: dict[str, Any]
         given = ", ".join(_OPTION.get(key, "--" + key) for key in overrides)
         raise ManifestError(f"{given}: these options describe a forecaster without a manifest; {where} has its own")
     spec = SequenceSpec.from_json(data, where)
-    if model.outputs[0].shape != (1, spec.outputs):
+    if model.outputs[0].window_shape != (1, spec.outputs):
         raise SignatureError(f"{model.path} returns {model.outputs[0]}, but {where} describes {spec.outputs} outputs")
     return spec
 
@@ -125,7 +125,7 @@ def _check_input(model: Model, spec: Task) -> None:
         raise SignatureError(f"{model.path} takes {model.inputs[0]}; its task feeds {how} as {expected}")
     if model.outputs[0].dtype not in ("float32", "float64"):
         raise SignatureError(f"{model.path} returns {model.outputs[0]}; the runner reads float32 or float64 only")
-    if model.inputs[0].shape != spec.input_shape:
+    if model.inputs[0].window_shape != spec.input_shape:
         raise SignatureError(
             f"{model.path} takes {model.inputs[0]}, but the task needs shape {list(spec.input_shape)} "
             f"({spec.window} rows of {len(spec.features)} features)"

@@ -70,7 +70,7 @@ class StreamRunner:
         # float32 inputs scaled here; the manifest's signature check has matched the dtype to the file's
         self._input = np.zeros(spec.input_shape, dtype=spec.input_dtype)
         self._scratch = np.zeros((spec.window, len(spec.features)), dtype=np.float64)
-        self._output = np.zeros(model.outputs[0].shape, dtype=model.outputs[0].dtype)
+        self._output = np.zeros(model.outputs[0].window_shape, dtype=model.outputs[0].dtype)
         size = spec.window * len(spec.features) * 8
         self.capacity = 1 if states else max(1, min(MAX_STAGED, STAGED_BYTES // size))
         self._copies = np.zeros((self.capacity, spec.window, len(spec.features)), dtype=np.float64)

@@ -3,6 +3,10 @@
 Every path runs the same real input windows, with warm-up, one call per window, in rounds that alternate
 the paths so machine drift hits all of them alike. Each peer runs its recommended fast path:
 LiteRT through `ai_edge_litert`'s Interpreter with its default XNNPACK delegate and `num_threads` set.
+
+Then the batched throughput: microseconds per window through each onnxruntime file's batched companion at
+batches of 1, 8, 32 and 64 windows, beside its single-window file one window a call, interleaved the same way;
+and LiteRT's fp32 interpreter resized to those batches (`resize_tensor_input`), where it can be.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class BenchConfig:
     rounds: int = 5
     warmup: int = 20
     rss_calls: int = 200
+    batched_windows: int = 256  # real windows per round of the batched throughput, a multiple of every batch
+    batch_sizes: tuple[int, ...] = (1, 8, 32, 64)
 
 
 @dataclass
@@ -265,6 +271,126 @@ def measure(paths: list[PathResult], x: np.ndarray, config: BenchConfig) -> None
                 path.times_ms.append((time.perf_counter() - started) * 1e3)
 
 
+SINGLE = "single-window file"  # the batched table's column for the fixed [1, T, F] file, one window a call
+MODES = ("fp32", "dynamic-int8", "static-int8", "fp16")
+
+
+@dataclass
+class BatchedPath:
+    """A file run on a batch a call: `run` takes [n, T, F] of `inputs` (the windows as the file takes them);
+    `single` runs the same model on one window (its single-window file), if it has one."""
+
+    name: str
+    file: str
+    run: Run = field(repr=False)
+    inputs: np.ndarray = field(repr=False)
+    single: Run | None = field(default=None, repr=False)
+    times_us: dict[str, list[float]] = field(default_factory=dict, repr=False)
+
+
+def _litert_batched(path: Path, threads: int, shape: tuple[int, ...]) -> Run:
+    """LiteRT's interpreter for `path`, resized to each batch it is given (`resize_tensor_input`): a RuntimeError
+    from LiteRT when the model cannot take it."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+    resized = [0]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if len(x) != resized[0]:
+            interpreter.resize_tensor_input(inp, [len(x), *shape[1:]])
+            interpreter.allocate_tensors()
+            resized[0] = len(x)
+        interpreter.reset_all_variables()  # each window independent, as in the single-window runs
+        interpreter.set_tensor(inp, x)
+        interpreter.invoke()
+        return interpreter.get_tensor(out)
+
+    return run
+
+
+def batched_paths(
+    config: BenchConfig, manifest: dict[str, Any], tflite: Path | None, windows: Windows, failed: dict[str, str]
+) -> list[BatchedPath]:
+    """Each onnxruntime file with a batched companion in the manifest (loaded and checked as the runtime does),
+    and LiteRT fp32 resized to every batch size; what cannot run batched goes to `failed` with the reason."""
+    from edgeseq_device.model import load_model
+
+    paths = []
+    entries = manifest.get("batched", {})
+    for mode in MODES:
+        file = f"{config.model}.onnx" if mode == "fp32" else f"{config.model}.{mode}.onnx"
+        entry = entries.get(file)
+        if not (config.exported / file).exists() or entry is None:
+            continue
+        if "file" not in entry:
+            failed[f"onnxruntime {mode}"] = f"{file} has no batched companion: {entry.get('none')}"
+            continue
+        companion = load_model(config.exported / entry["file"], threads=config.threads)
+        single = load_model(config.exported / file, threads=config.threads)
+        paths.append(BatchedPath(f"onnxruntime {mode}", entry["file"], companion.run, windows.file[:, 0], single.run))
+    if tflite is not None:
+        x = windows.network[:, 0]  # LiteRT runs the Keras network: scaled windows
+        run = _litert_batched(tflite, config.threads, x.shape)
+        for size in config.batch_sizes:
+            try:
+                run(x[:size])
+            except Exception as exc:  # LiteRT raises RuntimeError with the kernel's message
+                failed["LiteRT fp32"] = (
+                    f"resize_tensor_input to a batch of {size}: {type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:300]}"
+                )
+                break
+        else:
+            paths.append(BatchedPath("LiteRT fp32", tflite.name, run, x))
+    return paths
+
+
+def measure_batched(paths: list[BatchedPath], config: BenchConfig) -> dict[str, Any]:
+    """Microseconds per window through each path at each batch size (and its single-window file one window a
+    call), all of its windows per timing; the (path, size) pairs alternate in a rotating order from round to
+    round, each warmed by one untimed batch; median over the rounds. Also each path's max abs diff at each size
+    from its own single-window run (LiteRT: from its batch of 1)."""
+    pairs = [(path, str(size)) for path in paths for size in config.batch_sizes]
+    pairs += [(path, SINGLE) for path in paths if path.single is not None]
+
+    def run_all(path: BatchedPath, size: str) -> np.ndarray:
+        x = path.inputs
+        if size == SINGLE:
+            return np.concatenate([path.single(x[i : i + 1]) for i in range(len(x))])  # type: ignore[misc]
+        step = int(size)
+        return np.concatenate([path.run(x[i : i + step]) for i in range(0, len(x), step)])
+
+    results: dict[str, Any] = {}
+    for path in paths:
+        reference = run_all(path, SINGLE if path.single is not None else "1")
+        diffs = {
+            str(size): float(np.abs(run_all(path, str(size)).astype(np.float64) - reference).max())
+            for size in config.batch_sizes
+        }
+        results[path.name] = {"file": path.file, "max_abs_diff_vs_one_window": diffs}
+    for round_index in range(config.rounds):
+        shift = round_index % len(pairs) if pairs else 0
+        for path, size in pairs[shift:] + pairs[:shift]:
+            if size == SINGLE:  # untimed: this path's caches warm again after the previous one
+                path.single(path.inputs[:1])  # type: ignore[misc]
+            else:
+                path.run(path.inputs[: int(size)])
+            started = time.perf_counter()
+            run_all(path, size)
+            path.times_us.setdefault(size, []).append((time.perf_counter() - started) * 1e6 / len(path.inputs))
+    for path in paths:
+        per_window = {size: float(np.median(times)) for size, times in path.times_us.items()}
+        results[path.name]["us_per_window"] = per_window
+        base = per_window.get(SINGLE, per_window.get("1"))
+        results[path.name]["speedup_vs_one_window"] = {
+            size: base / us for size, us in per_window.items() if size != SINGLE
+        }
+    return results
+
+
 def runner_rows_per_s(config: BenchConfig) -> dict[str, Any] | None:
     """The edgeseq runner end to end over exported/sensor.csv, in process, output discarded."""
     csv_path = config.exported / "sensor.csv"
@@ -361,6 +487,12 @@ def bench(config: BenchConfig, progress: Any = None) -> dict[str, Any]:
         rss = {"onnxruntime fp32": peak_rss_mb(_RSS_ONNX, config.exported / f"{config.model}.onnx", config)}
         if "LiteRT fp32" not in failed:
             rss["LiteRT fp32"] = peak_rss_mb(_RSS_LITERT, tflite, config)
+        sizes = ", ".join(map(str, config.batch_sizes))
+        say(f"batched: microseconds per window at batches of {sizes}, through each batched companion")
+        many = real_windows(manifest, config.batched_windows)
+        batched_failed: dict[str, str] = {}
+        litert = tflite if "LiteRT fp32" not in failed else None
+        batched_result = measure_batched(batched_paths(config, manifest, litert, many, batched_failed), config)
     results = [p.summary() for p in paths]
     by_name = {r["path"]: r for r in results}
     ratios = {}
@@ -383,5 +515,7 @@ def bench(config: BenchConfig, progress: Any = None) -> dict[str, Any]:
         "bars": ratios,
         "runner": runner_rows_per_s(config),
         "peak_rss_mb": rss,
+        "batched": {"windows": len(many.file), "batch_sizes": list(config.batch_sizes), "paths": batched_result},
+        "batched_failed": batched_failed,
         "machine": machine(),
     }

@@ -33,12 +33,39 @@ def render_markdown(result: dict[str, Any], command: str) -> str:
         out += f"\n\nedgeseq runner end to end: {r['rows_per_s']:,.0f} rows/s ({r['rows']:,} rows of sensor.csv)."
     rss = ", ".join(f"{k} {v:.0f} MB" for k, v in result["peak_rss_mb"].items())
     out += f"\n\nPeak RSS of a minimal process that loads and runs the model: {rss}."
+    out += render_batched(result)
     m = result["machine"]
     out += (
         f"\n\nMachine: {m['cpu']} ({', '.join(m['cpu_flags'])}), {m['cores']} cores, Python {m['python']}; "
         + ", ".join(f"{k} {v}" for k, v in m["packages"].items())
         + f".\n\nCommand: `{command}`"
     )
+    return out
+
+
+def render_batched(result: dict[str, Any]) -> str:
+    """The batched throughput table: microseconds per window by batch size, each file beside its single-window
+    file, and the max abs diff from one window a call; then what could not run batched."""
+    batched = result.get("batched")
+    out = ""
+    if batched and batched["paths"]:
+        sizes = [str(size) for size in batched["batch_sizes"]]
+        out += (
+            f"\n\nBatched: microseconds per window over {batched['windows']} windows (median of the rounds), "
+            "through each file's batched companion.\n\n"
+            f"| path | file | one window a call | {' | '.join(f'batch {size}' for size in sizes)} | max abs diff |\n"
+            f"|---|---|---|{'---|' * len(sizes)}---|"
+        )
+        for name, row in batched["paths"].items():
+            us = row["us_per_window"]
+            single = f"{us['single-window file']:.1f}" if "single-window file" in us else "-"
+            worst = max(row["max_abs_diff_vs_one_window"].values())
+            out += (
+                f"\n| {name} | {row['file']} | {single} | {' | '.join(f'{us[size]:.1f}' for size in sizes)} | "
+                f"{worst:.2g} |"
+            )
+    for name, reason in result.get("batched_failed", {}).items():
+        out += f"\n\n{name} not batched: {reason}"
     return out
 
 

@@ -88,7 +88,9 @@ def bench(
     the same Keras model, run with XNNPACK and num_threads set); onnxruntime fp32, dynamic-int8, static-int8
     and fp16; the edgeseq runner end to end. All run the same real windows, warmed up, in rounds that
     alternate the paths. Reports p50/p99 latency, file size, load time, agreement with Keras, and the peak
-    RSS of minimal processes running onnxruntime and LiteRT. Needs the bench extra: pip install 'edgeseq[bench]'
+    RSS of minimal processes running onnxruntime and LiteRT. Then batched throughput: microseconds per window
+    through each file's batched companion at batches of 1, 8, 32 and 64 windows, beside its single-window file
+    (and LiteRT resized to those batches, where it can be). Needs the bench extra: pip install 'edgeseq[bench]'
     (from a clone: pip install '.[bench]').
     """
     progress = RichProgress()
@@ -105,6 +107,7 @@ def bench(
             rounds=1 if quick else rounds,
             warmup=2 if quick else 20,
             rss_calls=5 if quick else 200,
+            batched_windows=64 if quick else 256,
         )
         try:
             result = run_bench(config, progress)
@@ -354,7 +357,8 @@ def info(
     model: Path = typer.Argument(..., metavar="FILE", help="An ONNX file, e.g. exported/letter_rnn.onnx."),
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
 ) -> None:
-    """Show a model's inputs and outputs, op-type counts, size, metadata, and whether its manifest matches."""
+    """Show a model's inputs and outputs, op-type counts, size, metadata, whether its manifest matches, and its
+    batched companion (file, batch axis, parity with one window a call)."""
     from edgeseq.info import describe
 
     with user_errors():

@@ -95,7 +95,10 @@ def export(
     Without --keras: trains (when no Keras model exists in --out, or with --retrain) and exports the built-in
     letter RNN (letter_rnn) and LSTM sensor forecaster (sensor_lstm), or one of them with --model. Writes
     <name>.keras, <name>.onnx and the JSON manifest <name>.json to --out; for the forecaster also the loss and
-    forecast plots and sensor.csv, the test period of the data for `edgeseq run`.
+    forecast plots and sensor.csv, the test period of the data for `edgeseq run`. Beside each ONNX file (and
+    each variant --quantize writes) goes its batched companion <name>.batched.onnx: the same graph with a
+    dynamic batch axis, checked against the file on the parity windows at batches of 1 to 256 and listed in
+    the manifest (or, for a graph that cannot take a batch, the manifest says why).
 
     With --keras FILE --features NAMES: exports your own model. It is loaded with the Keras that wrote it
     (Keras 3 or tf.keras 2), every LSTM, GRU, SimpleRNN and Bidirectional layer is written as one fused ONNX
@@ -207,9 +210,9 @@ def quantize_command(
 
     Each variant is written as <name>.<mode>.onnx beside the fp32 file and listed in its manifest with its
     sha256, size and figures: dynamic-int8 (weights int8, LSTMs as DynamicQuantizeLSTM), static-int8 (QDQ,
-    calibrated on real training windows, never random data), fp16 (float32 inputs and outputs kept). Then
-    every variant in the directory is measured from its file (task accuracy, difference from fp32, latency)
-    into quantization.json. Needs the training extra.
+    calibrated on real training windows, never random data), fp16 (float32 inputs and outputs kept), each with
+    its batched companion <name>.<mode>.batched.onnx. Then every variant in the directory is measured from its
+    file (task accuracy, difference from fp32, latency) into quantization.json. Needs the training extra.
     """
     progress = RichProgress()
     with user_errors():

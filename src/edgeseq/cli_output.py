@@ -145,7 +145,8 @@ def export_summary(result: Any) -> str:
         m = manifest["metrics"]
         beaten = m["rmse_ratio_to_ridge"] >= 1 or m["rmse_ratio_to_persistence"] >= 1
         line += f"\n{'warning: ' if beaten else ''}{m['verdict']}"
-    return line
+    entry = manifest.get("batched", {}).get(result.onnx_path.name)
+    return line + (f"\n{result.onnx_path.name}: {batched_summary(entry)}" if entry else "")
 
 
 def variant_summary(variant: Path) -> str:
@@ -159,7 +160,9 @@ def variant_summary(variant: Path) -> str:
         metric = f"{row['accuracy_5_patterns']:.0%} on the 5 patterns"
     else:
         metric = f"max abs diff {row['max_abs_diff_vs_fp32']:.2g} from fp32 on {row['compared_on']}"
-    return f"{variant} ({row['size']:,} bytes, {row['size_ratio']:.0%} of fp32), {metric}"
+    line = f"{variant} ({row['size']:,} bytes, {row['size_ratio']:.0%} of fp32), {metric}"
+    entry = manifest.get("batched", {}).get(variant.name)
+    return line + (f"\n{variant.name}: {batched_summary(entry)}" if entry else "")
 
 
 def print_bench(result: dict[str, Any]) -> None:
@@ -189,6 +192,19 @@ def print_bench(result: dict[str, Any]) -> None:
     if result["runner"]:
         console.print(f"edgeseq runner end to end: {result['runner']['rows_per_s']:,.0f} rows/s")
     console.print("peak RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in result["peak_rss_mb"].items()))
+    batched = result.get("batched")
+    if batched and batched["paths"]:
+        sizes = [str(size) for size in batched["batch_sizes"]]
+        table = Table(title=f"batched: microseconds per window over {batched['windows']} windows, by batch")
+        for column in ("path", "one window a call", *(f"batch {size}" for size in sizes)):
+            table.add_column(column, justify="left" if column == "path" else "right")
+        for name, row in batched["paths"].items():
+            us = row["us_per_window"]
+            single = f"{us['single-window file']:.1f}" if "single-window file" in us else "-"
+            table.add_row(name, single, *(f"{us[size]:.1f}" for size in sizes))
+        console.print(table)
+    for name, reason in result.get("batched_failed", {}).items():
+        console.print(f"{name} not batched: {reason}", markup=False)
 
 
 def format_info(d: dict[str, Any]) -> str:
@@ -230,4 +246,23 @@ def format_info(d: dict[str, Any]) -> str:
                 f"parity      {name}: max abs diff {figures['max_abs_diff']:.2g} (atol {figures['atol']:g}) "
                 f"over {figures['compared']}"
             )
+    if d.get("batched"):
+        lines.append(f"batched     {batched_summary(d['batched'])}")
     return "\n".join(lines)
+
+
+def batched_summary(entry: dict[str, Any]) -> str:
+    """One line on a file's batched companion, from its manifest entry: the file, its batch axis, its parity."""
+    if "file" not in entry:
+        return f"no batched companion: {entry.get('none')}"
+    whose = f"the batched companion of {entry['companion_of']}: " if "companion_of" in entry else ""
+    sizes = ", ".join(map(str, entry["batch_sizes_checked"]))
+    if entry["bit_identical"]:
+        parity = f"bit-identical to a window a call at batch {sizes} on {entry['windows']:,} windows"
+    else:
+        units = f" {entry['units']}" if entry.get("units") else ""
+        parity = (
+            f"max abs diff {entry['max_abs_diff']:.2g}{units} (median {entry['median_abs_diff']:.2g}) from a window a "
+            f"call at batch {sizes} on {entry['windows']:,} windows"
+        )
+    return f"{whose}{entry['file']}, batch {entry['batch']}, {parity}"

@@ -57,8 +57,21 @@ def describe(path: Path) -> dict[str, Any]:
         for key in ("kind", "series", "fusion", "parity", "accuracy"):
             if key in model.manifest.data:
                 description[key] = model.manifest.data[key]
+        description.update(batched_entry(model.manifest, path.name))
     description["processing"] = processing(model.manifest.data if model.manifest is not None else None, model)
     return description
+
+
+def batched_entry(manifest: Any, file_name: str) -> dict[str, Any]:
+    """The manifest's batched companion entry for `file_name` (as "batched"), or, for a companion, its single-window
+    file's entry (as "batched" with "companion_of"); nothing when the manifest predates companions."""
+    entries = manifest.data.get("batched")
+    if not isinstance(entries, dict):
+        return {}
+    single = manifest.companion_of(file_name)
+    if single is not None:
+        return {"batched": {"companion_of": single, **entries[single]}}
+    return {"batched": entries[file_name]} if isinstance(entries.get(file_name), dict) else {}
 
 
 def processing(manifest: dict[str, Any] | None, model: Any) -> str:

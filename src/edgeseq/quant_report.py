@@ -43,7 +43,7 @@ def _run_all(model: Model, x: np.ndarray) -> np.ndarray:
     return np.concatenate([model.run(x[i : i + 1]) for i in range(len(x))])
 
 
-def _task_inputs(manifest: dict[str, Any]) -> dict[str, Any]:
+def task_inputs(manifest: dict[str, Any]) -> dict[str, Any]:
     if manifest["kind"] == "letters":
         from edgeseq.data import letter_arrays
         from edgeseq_device.letters import LetterCodec
@@ -148,7 +148,7 @@ def build_report(directory: Path, rounds: int = 5) -> dict[str, Any]:
             continue
         fp32_path = manifest_path.with_suffix(".onnx")
         try:
-            inputs = _task_inputs(manifest)
+            inputs = task_inputs(manifest)
         except EdgeseqError as exc:  # its data is gone: the other models are still measured
             report.setdefault("not_measured", {})[manifest["name"]] = str(exc)
             if manifest["name"] in previous:

@@ -2,7 +2,8 @@
 
 Shaped like onnxruntime.quantization: path in, path out, a small config, calibration through a one-method
 reader. Each variant is written beside the fp32 file as `<name>.<mode>.onnx` and listed, with its sha256,
-in the model's manifest, so the device runtime checks variants exactly as it checks the fp32 file.
+in the model's manifest, so the device runtime checks variants exactly as it checks the fp32 file; its batched
+companion (`<name>.<mode>.batched.onnx`, edgeseq.export.companions) too.
 """
 
 from __future__ import annotations
@@ -214,6 +215,7 @@ def quantize(
     """
     import tempfile
 
+    from edgeseq.export.companions import add_companions
     from edgeseq.quant_report import write_report
     from edgeseq_device.manifest import Manifest
 
@@ -229,7 +231,7 @@ def quantize(
     if not manifest_path.exists():
         raise BadInputError(f"{model_path} has no manifest: quantize a model exported by edgeseq")
     if "." in model_path.stem:
-        raise BadInputError(f"{model_path} is already a variant: quantize the fp32 file")
+        raise BadInputError(f"{model_path} is already a variant or a batched companion: quantize the fp32 file")
     manifest = Manifest.load(manifest_path)
     if manifest.data.get("stateful"):
         raise BadInputError(f"{model_path} is a stateful model: quantize does not carry state between calls yet")
@@ -242,6 +244,9 @@ def quantize(
             variant, how = make_variant(model_path, mode, Path(scratch), calibration, config)
             register_variant(model_path, variant, how)
             written.append(variant)
+    if progress is not None:
+        progress.step(f"{model_path.name}: batched companions, checked on the task's windows")
+    add_companions(model_path, written)
     if report:
         if progress is not None:
             progress.step("measuring every variant for the report")

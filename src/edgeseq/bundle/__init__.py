@@ -3,8 +3,8 @@
     wheelhouse.py   edgeseq-device (the installed runtime), numpy and onnxruntime for the target platform and Python
     scripts.py      install.sh, the systemd unit and its settings, the README for the box
 
-The folder holds wheels/, models/ (each model with its manifest, and a sample stream), install.sh,
-edgeseq.service.in, edgeseq.env.in, README.md, bundle.json (what was bundled, for whom) and SHA256SUMS.
+The folder holds wheels/, models/ (each model with its manifest and its batched companion, and a sample stream),
+install.sh, edgeseq.service.in, edgeseq.env.in, README.md, bundle.json (what was bundled, for whom) and SHA256SUMS.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from edgeseq.bundle import scripts
 from edgeseq.bundle.wheelhouse import build_device_wheel, check_target, download_dependencies
 from edgeseq.errors import BadInputError
 from edgeseq.progress import Progress, Silent
-from edgeseq_device.manifest import manifest_path_for, sha256_of
+from edgeseq_device.manifest import Manifest, manifest_path_for, sha256_of
 from edgeseq_device.model import load_model
 from edgeseq_device.runner import RunOptions, run_stream
 from edgeseq_device.sources.lines import LineSource, Reopened, TooLong
@@ -73,6 +73,17 @@ def _sample_of(model: Path, manifest: dict, sample: Path | None) -> Path:
         f"{model.name} records no sample stream beside it: give --sample FILE (a CSV with its columns), which "
         "install.sh runs as its smoke test"
     )
+
+
+def companion_of(model: Path, manifest: Manifest) -> Path | None:
+    """The batched companion the manifest lists for `model`, checked as the box will check it (its sha256, its
+    signature with a dynamic batch axis, its metadata); None when the model has none."""
+    entry = manifest.data.get("batched", {}).get(model.name)
+    if not isinstance(entry, dict) or "file" not in entry:
+        return None
+    companion = model.with_name(entry["file"])
+    load_model(companion, require_manifest=True)
+    return companion
 
 
 def _first_lines(sample: Path, rows: int) -> list[str]:
@@ -200,12 +211,16 @@ def make_bundle(
         raise BadInputError("give at least one --model")
     out = Path(out)
     name, tarball = _destination(out)
-    checked, shipped = [], {}
+    checked, shipped, companions = [], {}, {}
     for model in map(Path, models):
         loaded = load_model(model, require_manifest=True)  # sha256 and signature, as on the box
         checked.append((model, loaded.manifest))
+        companion = companion_of(model, loaded.manifest)
+        if companion is not None:
+            companions[model.name] = companion
     stream = _sample_of(checked[0][0], checked[0][1].data, sample)
-    for source in [path for model, _ in checked for path in (model, manifest_path_for(model))] + [stream]:
+    files = [path for model, _ in checked for path in (model, manifest_path_for(model))]
+    for source in [*files, *companions.values(), stream]:
         if not SAFE_NAME.fullmatch(source.name) or source.name == SMOKE_FILE:
             raise BadInputError(
                 f"{source}: bundled files need plain names (letters, digits, '.', '_' and '-'), other than {SMOKE_FILE}"
@@ -252,6 +267,7 @@ def make_bundle(
             "platform": platform,
             "python": python,
             "models": [model.name for model, _ in checked],
+            "batched_companions": {name: path.name for name, path in companions.items()},
             "service_model": checked[0][0].name,
             "sample": stream.name,
             "smoke": {"file": f"models/{SMOKE_FILE}", "first_forecast_here": json.loads(first_forecast)},

@@ -231,7 +231,7 @@ Built by `@COMMAND@` with edgeseq @VERSION@ on @BUILT@. Everything here installs
 | path | what |
 |---|---|
 | `wheels/` | edgeseq-device and its dependencies (numpy, onnxruntime, ...) for @PLATFORM@, CPython @PYTHON@ |
-| `models/` | the model files with their manifests, `@SAMPLE@` (a sample stream) and `smoke.csv` (its first rows) |
+| `models/` | the models with their manifests and batched companions, `@SAMPLE@` and `smoke.csv` (its first rows) |
 | `install.sh` | checks `SHA256SUMS`, makes `venv/`, installs the wheels, runs the model on the sample |
 | `requirements.txt` | every wheel pinned with its sha256: pip installs these and nothing else |
 | `edgeseq.service.in`, `edgeseq.env.in` | the systemd unit and its settings (install.sh fills in this folder) |

@@ -11,6 +11,7 @@ The modules, in the order a model goes through them:
     audit       the fusion audit, counted on the graph
     pre_post    the task's pre/post-processing as ONNX ops around the network (raw window in)
     parity      Keras against onnxruntime, and Keras unchanged by conversion
+    batched     a single-window file's batched companion (dynamic batch axis), checked window by window
 """
 
 from edgeseq.convert.audit import op_type_counts, require_fused

@@ -161,7 +161,7 @@ def write(
     states = state_names(layer) if carry_state else []
     if states:  # sequence_lens is left out: every call is a full window
         inputs += ["", *(state_in for state_in, _ in states)]
-    batch, steps = input_shape[0], input_shape[1]
+    steps = input_shape[1]
     sequences = _return_sequences(layer)
     outputs = [prefix + "Y" if sequences else "", prefix + "Y_h"]
     if len(states) == 2:
@@ -171,11 +171,12 @@ def write(
         node("Identity", [produced], [state_out], f"{state_out}_identity")
     if sequences:  # Y [T, D, batch, H] -> [batch, T, D, H]
         node("Transpose", [prefix + "Y"], [prefix + "y"], "to_batch", perm=[2, 0, 1, 3])
-        axis, merged_shape = 2, [batch, steps, first.units * count]
+        axis, merged_shape = 2, [-1, steps, first.units * count]
     else:  # Y_h [D, batch, H] -> [batch, D, H]
         node("Transpose", [prefix + "Y_h"], [prefix + "y"], "to_batch", perm=[1, 0, 2])
-        axis, merged_shape = 1, [batch, first.units * count]
+        axis, merged_shape = 1, [-1, first.units * count]
     mode = layer.merge_mode if count == 2 else "concat"
+    # the batch as -1, whatever the file's input: the batched companion (convert.batched) needs no rewrite here
     if mode == "concat":  # forward units then backward units, as Keras concatenates them
         inits.append(numpy_helper.from_array(np.array(merged_shape, dtype=np.int64), prefix + "shape"))
         node("Reshape", [prefix + "y", prefix + "shape"], [target], "merge")

@@ -4,6 +4,7 @@ artifacts    what every recipe shares: staging, the manifest, convert-and-stage,
 letters      the built-in letter RNN
 forecaster   the built-in LSTM forecaster (and `train forecaster`)
 keras_file   a user's own Keras file (`export --keras`)
+companions   the batched companion beside each file, checked on the task's windows and listed in the manifest
 """
 
 from edgeseq.export.artifacts import ExportResult, file_entry, write_json

@@ -40,9 +40,10 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def remove_stale_variants(out_dir: Path, name: str) -> list[Path]:
-    """A new export replaces <name>.onnx and its manifest; variants of the old file no longer match it."""
-    stale = sorted(out_dir.glob(f"{name}.*.onnx"))
+def remove_stale_variants(out_dir: Path, name: str, written: list[str]) -> list[Path]:
+    """A new export replaces <name>.onnx and its manifest; variants of the old file (and their batched companions)
+    no longer match it. `written`: the files this export wrote, such as <name>.batched.onnx, which stay."""
+    stale = sorted(path for path in out_dir.glob(f"{name}.*.onnx") if path.name not in written)
     for path in stale:
         path.unlink()
     return stale
@@ -65,9 +66,13 @@ class Staging:
     def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def commit(self) -> None:
+    def commit(self) -> list[str]:
+        """Move every staged file into `out_dir`; return their names."""
+        names = []
         for item in self.dir.iterdir():
             item.replace(self.out_dir / item.name)
+            names.append(item.name)
+        return names
 
 
 def _previous_training_record(manifest_path: Path) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from edgeseq.export.artifacts import (
     run_onnx,
     write_json,
 )
+from edgeseq.export.companions import TaskWindows, make_companion, record
 from edgeseq.progress import Progress, Silent
 
 SENSOR_SAMPLE = "sensor.csv"
@@ -160,6 +161,9 @@ def export_forecaster(
         }
         keras_unchanged(keras_test, model(x_test, training=False).numpy(), name)
         manifest["parity"]["keras_unchanged_after_conversion"] = True
+        progress.step(f"writing the batched companion, checked on all {len(raw_test)} test windows")
+        task = TaskWindows(raw_test, atol, f"the {len(raw_test)} test windows", spec.target)
+        record(manifest, onnx_path.name, *make_companion(staging.dir / onnx_path.name, task))
 
         progress.step("evaluating on the test split against persistence and ridge")
         manifest["metrics"] = score_on_test(model_forecast, data)
@@ -200,8 +204,8 @@ def export_forecaster(
             rows = _write_test_sample(data, staging.dir / sample)
             manifest["sample"] = {"file": sample, "rows": rows, "period": "test, every key's lines as in the file"}
         write_json(staging.dir / manifest_path.name, manifest)
-        staging.commit()
-    for path in remove_stale_variants(out_dir, name):
+        written = staging.commit()
+    for path in remove_stale_variants(out_dir, name, written):
         progress.step(f"removed {path.name}: made from the previous export (re-create with --quantize)")
 
     return ExportResult(onnx_path, manifest_path, manifest, time.perf_counter() - started)

@@ -29,6 +29,7 @@ from edgeseq.export.artifacts import (
     run_onnx,
     write_json,
 )
+from edgeseq.export.companions import TaskWindows, make_companion, record
 from edgeseq.progress import Progress, Silent
 from edgeseq_device.forecast import MAX_WINDOW
 from edgeseq_device.manifest import TensorSpec
@@ -286,9 +287,12 @@ def export_keras(
             }
         keras_unchanged(keras_out, _keras_outputs(model, windows.network, stateful=bool(states)), name)
         manifest["parity"]["keras_unchanged_after_conversion"] = True
+        progress.step(f"writing the batched companion, checked on {what}")
+        task = TaskWindows(x, atol, what)
+        record(manifest, onnx_path.name, *make_companion(staging.dir / onnx_path.name, task))
         write_json(staging.dir / manifest_path.name, manifest)
-        staging.commit()
-    for path in remove_stale_variants(out_dir, name):
+        written = staging.commit()
+    for path in remove_stale_variants(out_dir, name, written):
         progress.step(f"removed {path.name}: made from the previous export (re-create with --quantize)")
     return ExportResult(onnx_path, manifest_path, manifest, time.perf_counter() - started)
 

@@ -19,6 +19,7 @@ from edgeseq.export.artifacts import (
     run_onnx,
     write_json,
 )
+from edgeseq.export.companions import TaskWindows, make_companion, record
 from edgeseq.progress import Progress, Silent
 from edgeseq_device.manifest import TensorSpec
 
@@ -79,9 +80,12 @@ def export_letter_rnn(
             "patterns_onnx": float(np.mean(onnx_pat.argmax(axis=1) == y_pat)),
             "patterns_keras": float(np.mean(keras_pat.argmax(axis=1) == y_pat)),
         }
+        progress.step(f"writing the batched companion, checked on all {len(x_all)} sequences")
+        task = TaskWindows(x_all, PARITY_ATOL, f"all {len(x_all)} one-hot sequences")
+        record(manifest, onnx_path.name, *make_companion(staging.dir / onnx_path.name, task))
         write_json(staging.dir / manifest_path.name, manifest)
-        staging.commit()
-    for path in remove_stale_variants(out_dir, name):
+        written = staging.commit()
+    for path in remove_stale_variants(out_dir, name, written):
         progress.step(f"removed {path.name}: made from the previous export (re-create with --quantize)")
 
     return ExportResult(onnx_path, manifest_path, manifest, time.perf_counter() - started)
