@@ -136,3 +136,13 @@ def test_a_dynamic_int8_file_is_batched_only_when_asked(big):
     worst, median = differences[-1], differences[len(differences) // 2]
     assert worst <= 2.5 * entry["max_abs_diff"] and median <= 5 * entry["median_abs_diff"], (worst, median)
     assert worst > 0  # it does round differently: the reason it is not batched by default
+
+
+def test_a_model_copied_without_its_companion_runs_a_window_a_call_and_says_so(tmp_path):
+    for name in ("sensor_lstm.onnx", "sensor_lstm.json"):  # the two files a user copies to a box
+        shutil.copy(EXPORTED / name, tmp_path / name)
+    stream = write_lines(tmp_path / "s.csv", LINES[: T + 50])
+    out, err, code = _run(stream, tmp_path / "sensor_lstm.onnx")
+    assert code == 0 and len(out.splitlines()) == 50
+    assert "edgeseq: sensor_lstm.batched.onnx, the model's batched companion, is not beside it: one window a call" in err
+    assert out == _run(stream, SENSOR_ONNX, "--batch", "1")[0]

@@ -229,7 +229,8 @@ def test_a_stop_signal_during_a_model_call_still_writes_every_window_that_ran(mo
     import edgeseq_device.runner as runner_module
     from edgeseq_device.runner import RunOptions, run_stream
 
-    options = RunOptions(stream=str(SENSOR_CSV), model=SENSOR_ONNX)
+    # one window a call, so the stop can come between any two (batched, it comes between two batches)
+    options = RunOptions(stream=str(SENSOR_CSV), model=SENSOR_ONNX, batch=1)
     whole = io.StringIO()
     assert run_stream(options, whole, io.StringIO()) == 0
     real_load, sessions = runner_module.load_model, []

@@ -147,10 +147,9 @@ class Companion:
     max_abs_diff: float
 
 
-def load_companion(model: Model, *, threads: int = 1) -> Companion | None:
-    """The batched companion the manifest lists for `model`, checked as the model was (sha256, no external data,
-    the same metadata) and against it (the same inputs and outputs but for a dynamic batch axis); None when the
-    manifest lists none (a file exported before companions, a model whose graph cannot take a batch)."""
+def companion_path(model: Model) -> Path | None:
+    """Where the batched companion the manifest lists for `model` is, or None when it lists none (a file
+    exported before companions, a model whose graph cannot take a batch)."""
     if model.manifest is None:
         return None
     entry = model.manifest.data.get("batched", {}).get(model.path.name)
@@ -159,6 +158,18 @@ def load_companion(model: Model, *, threads: int = 1) -> Companion | None:
     path = model.path.with_name(entry["file"])
     if path.name != entry["file"] or path.parent != model.path.parent:
         raise ManifestError(f"manifest {model.manifest.path}: batched file {shown(entry['file'])} is not a plain name")
+    return path
+
+
+def load_companion(model: Model, *, threads: int = 1) -> Companion | None:
+    """The batched companion the manifest lists for `model`, checked as the model was (sha256, no external data,
+    the same metadata) and against it (the same inputs and outputs but for a dynamic batch axis); None when the
+    manifest lists none, or when it is not beside the model (a model copied without it runs a window a call:
+    the companion only makes it faster). A companion there but not the one listed is refused."""
+    path = companion_path(model)
+    if path is None or not os.path.lexists(path):
+        return None
+    entry = model.manifest.data["batched"][model.path.name]  # type: ignore[union-attr]
     content = read_regular_file(path, MODEL_MAX_BYTES, "model file", ModelFileError)
     model.manifest.verify_file(path.name, content)
     _refuse_external_data(path, content)
@@ -180,6 +191,7 @@ def load_companion(model: Model, *, threads: int = 1) -> Companion | None:
             )
     if dict(session.get_modelmeta().custom_metadata_map) != dict(model.metadata):
         raise ManifestError(f"{path}'s metadata differs from {model.path.name}'s: it is not its batched companion")
+    assert model.manifest is not None
     try:
         diff = float(entry.get("max_abs_diff", 0.0))
     except (TypeError, ValueError):

@@ -36,7 +36,7 @@ import numpy as np
 from edgeseq_device import state
 from edgeseq_device.errors import DeviceError, InputError
 from edgeseq_device.messages import Messages
-from edgeseq_device.model import load_companion, load_model
+from edgeseq_device.model import companion_path, load_companion, load_model
 from edgeseq_device.reads import STOPPED, Item, ReadLoop
 from edgeseq_device.records import Writer
 from edgeseq_device.signals import StopRequested, StopSignals
@@ -146,6 +146,9 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
             runner = StreamRunner(model, spec, options.stride, rules)
             if options.batch != 1:
                 companion = load_companion(model, threads=options.threads)
+                listed = companion_path(model)
+                if companion is None and listed is not None:
+                    say(f"{prog}: {listed.name}, the model's batched companion, is not beside it: one window a call")
                 if companion is not None and (companion.bit_identical or options.batch is not None):
                     runner.use_companion(companion, options.batch or BATCH)
             if options.state is not None:

@@ -82,6 +82,8 @@ def companion_of(model: Path, manifest: Manifest) -> Path | None:
     if not isinstance(entry, dict) or "file" not in entry:
         return None
     companion = model.with_name(entry["file"])
+    if not companion.exists():  # copied without it: the box runs a window a call, as the runner does here
+        return None
     load_model(companion, require_manifest=True)
     return companion
 
