@@ -144,5 +144,6 @@ def test_a_model_copied_without_its_companion_runs_a_window_a_call_and_says_so(t
     stream = write_lines(tmp_path / "s.csv", LINES[: T + 50])
     out, err, code = _run(stream, tmp_path / "sensor_lstm.onnx")
     assert code == 0 and len(out.splitlines()) == 50
-    assert "edgeseq: sensor_lstm.batched.onnx, the model's batched companion, is not beside it: one window a call" in err
+    said = "edgeseq: sensor_lstm.batched.onnx, the model's batched companion, is not beside it: one window a call"
+    assert said in err
     assert out == _run(stream, SENSOR_ONNX, "--batch", "1")[0]
