@@ -11,15 +11,18 @@ value of the wrong type, over 1 MiB) is a bad row, counted by reason with its to
 
 Nothing is lost: the subscription is QoS 1 in a persistent session under a stable client id, so the broker keeps
 what arrives while edgeseq is away; a message is acknowledged only once the records of its block are out (the
-runner calls `delivered()`); a message redelivered after a reconnect repeats a reading's time, and is a
-duplicate, never a second forecast. Memory stays bounded: the broker sends at most RECEIVE_MAXIMUM messages
-not yet acknowledged (MQTT 5 Receive Maximum), and more wait at the broker.
+runner calls `delivered()`). A message resent after a reconnect (the DUP flag) that is one of the last RECENT
+taken is not read again: it is acknowledged in its turn, and its series' window goes on (read again, its time
+would repeat, a bad row that would empty the window). Another message that repeats a reading's time is a
+duplicate, never a second forecast. Memory stays bounded: the broker sends at most RECEIVE_MAXIMUM messages not
+yet acknowledged (MQTT 5 Receive Maximum), and more wait at the broker.
 """
 
 from __future__ import annotations
 
 import json
 import queue
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +30,9 @@ from edgeseq_device.mqtt import MqttError, close, connect, default_client_id, en
 from edgeseq_device.sources.lines import Item, Notice, Refused
 
 RECEIVE_MAXIMUM = 100  # messages in flight to us, unacknowledged: a block's worth (at most 100 MiB of payloads)
+# Messages remembered (a hash each, about 1 MB in all) to tell one resent after a reconnect: a broker restarted
+# from its database resends what it last saved as unacknowledged, which can be hundreds of messages behind
+RECENT = 10_000
 MAX_PAYLOAD = 1 << 20  # as a CSV line: a longer message is a bad row
 SESSION_EXPIRY = 86_400  # seconds the broker keeps our session (and queues our messages) while we are away
 POLL_SECONDS = 0.2
@@ -85,6 +91,10 @@ class MqttSource:
         self._pending: list[tuple[int, int, int]] = []  # (generation, mid, qos) taken but not yet acknowledged
         self._topics: dict[int, str] = {}  # message number -> topic, for the messages of the block in hand
         self._count = 0
+        # hash of (topic, payload) of the last RECENT QoS 1 messages received -> how many of them have it, and
+        # those hashes oldest first: a resent message (DUP) that is one of them was taken already
+        self._recent: dict[int, int] = {}
+        self._recent_order: deque[int] = deque()
         self.client_id = options.mqtt_client_id or default_client_id(self.name, str(options.model))
         self.status = status_topic(self.client_id)
         self.client = connect(
@@ -108,7 +118,25 @@ class MqttSource:
         self._queue.put(("notice", f"lost the connection to {self.name} ({reason}); reconnecting"))
 
     def _receive(self, client: Any, userdata: Any, message: Any) -> None:
-        self._queue.put(("message", self._generation, message.mid, message.qos, message.topic, message.payload))
+        topic, payload, qos = message.topic, message.payload, message.qos
+        if qos:
+            digest, recent = hash((topic, payload)), self._recent
+            if message.dup and digest in recent:
+                # a message taken already, sent again after a reconnect (perhaps acknowledged, by a broker that died
+                # before it saved that): it makes no row, which would repeat a reading's time and break its series'
+                # window, and it is acknowledged in its turn
+                self._queue.put(("again", self._generation, message.mid, qos))
+                return
+            recent[digest] = recent.get(digest, 0) + 1
+            order = self._recent_order
+            order.append(digest)
+            if len(order) > RECENT:
+                oldest = order.popleft()
+                if recent[oldest] == 1:
+                    del recent[oldest]
+                else:
+                    recent[oldest] -= 1
+        self._queue.put(("message", self._generation, message.mid, qos, topic, payload))
 
     # --- the runner's thread --------------------------------------------------------------------------------
     def blocks(self) -> Iterator[list[Item]]:
@@ -126,11 +154,15 @@ class MqttSource:
                     taken.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            yield [self._item(entry) for entry in taken]
+            yield [item for item in map(self._item, taken) if item is not None]
 
-    def _item(self, entry: tuple[Any, ...]) -> Item:
+    def _item(self, entry: tuple[Any, ...]) -> Item | None:
         if entry[0] == "notice":
             return Notice(entry[1])
+        if entry[0] == "again":  # no row, acknowledged with the block
+            _, generation, mid, qos = entry
+            self._pending.append((generation, mid, qos))
+            return None
         _, generation, mid, qos, topic, payload = entry
         self._count += 1
         self._topics[self._count] = topic
