@@ -138,6 +138,24 @@ def difference(by_key: dict[str, list[tuple]], want: list[tuple]) -> dict[str, d
     return out
 
 
+def test_forecasts_to_a_file_are_written_block_by_block_so_the_readings_keep_coming(brokers, tmp_path, reference):
+    """--output FILE from MQTT: a block's readings are acknowledged once its records are written, so the file is
+    written block by block (held in a buffer, the records would hold the readings, and the broker sends no more
+    than the Receive Maximum unacknowledged)."""
+    broker = brokers(tls=False, persistence=False)
+    out, rows = tmp_path / "forecasts.jsonl", ROWS[:1500]
+    proc = gateway(broker, tmp_path, "--output", out, output=None)
+    publish(broker, readings("room1", rows))
+    deadline = time.monotonic() + 60
+    while (not out.exists() or out.read_text().count("\n") < len(rows) - T + 1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = finish(proc)
+    assert proc.returncode == 143, err
+    got = [(r["time"], r["prediction"]) for r in map(json.loads, out.read_text().splitlines())]
+    assert got == first(reference, len(rows)), err
+
+
 def test_a_reading_delivered_again_is_a_duplicate_never_a_second_forecast_nor_a_gap(brokers, tmp_path, reference):
     """QoS 1 delivers again what was not acknowledged (after a lost connection, a restarted broker): readings
     the gateway has seen are refused as duplicates or late, counted, and the window goes on."""

@@ -106,3 +106,24 @@ def test_a_pipe_reader_sees_the_first_record_while_the_run_goes_on(tmp_path: Pat
     # then the series follows the clock that was set back (series.RESYNC_ROWS)
     rows = len(LINES) - 1
     assert 1 + len(out.splitlines()) == (rows - T + 1) + 3 * (rows - RESYNC_ROWS - T + 1)
+
+
+def test_what_waits_for_held_records_is_done_once_they_are_written_and_never_if_they_fail(tmp_path: Path, writes):
+    """An MQTT source acknowledges its readings through the sink's when_out: a file that holds records calls it
+    only once they are written, and a record that could not be written acknowledges nothing."""
+    fd = os.open(tmp_path / "out.jsonl", os.O_WRONLY | os.O_CREAT, 0o600)
+    sink, done = sinks.FdSink(fd, "utf-8", live=False, owned=True), []
+    sink.write(['{"row": 1}\n'])
+    sink.when_out(lambda: done.append(1))
+    assert done == [] and writes["calls"] == []  # held, so not out
+    sink.flush()
+    assert done == [1]
+    sink.when_out(lambda: done.append(2))  # nothing held: at once
+    assert done == [1, 2]
+    writes["fail_after"] = writes["written"]
+    sink.write(['{"row": 2}\n'])
+    sink.when_out(lambda: done.append(3))
+    with pytest.raises(sinks.SinkError):
+        sink.flush()
+    sink.close()
+    assert done == [1, 2]

@@ -235,7 +235,9 @@ def _stream(
             code = loop.block(block)
             if code is not None:
                 return None if code is STOPPED else code
-            source.delivered()  # the block's records are out: an MQTT source acknowledges its messages now
+            # the source acknowledges the block's items (an MQTT source, its messages) once their records are out:
+            # at once for a file or a pipe, when the broker has acknowledged them for an MQTT sink
+            sink.when_out(source.taken())
             if time.monotonic() >= next_progress:
                 if not live:  # a file being written shows its progress too
                     _settle(sink.flush, stats)

@@ -73,11 +73,17 @@ class RecordSink(Protocol):
     """Where a run's records go: `write` takes formatted records (each ending in a line break) and writes
     them all, in order (now, or at `flush` and `close` for a file written from a file), or raises an OSError;
     after a SinkError, all but its `unwritten` records were written whole, and no part of the others was kept
-    where that can be undone (a regular file)."""
+    where that can be undone (a regular file). `when_out` says when the records written are out, for a source
+    that acknowledges its input only then."""
 
     live: bool  # a consumer reads as records come: each write goes out at once
 
     def write(self, records: list[str]) -> None: ...
+
+    def when_out(self, then: Callable[[], None]) -> None:
+        """Call `then` once every record written so far is out: now, or when they are (at a flush for records
+        held, from another thread when a broker acknowledges them); never for records that could not be written."""
+        ...
 
     def flush(self) -> None: ...
 
@@ -109,9 +115,14 @@ def open_sink(options: Any, stdout: TextIO | None, stopping: Callable[[], bool])
 
 def _live(options: Any, fd: int) -> bool:
     """Whether records go to a live consumer, who must see each read's records at once (a terminal, a pipe, a
-    FIFO, a socket, or any sink of a --follow or stdin run); a regular file written from a file is written
-    fd.BUFFERED_BYTES at a time, and at each progress line and the end."""
-    return bool(options.follow or options.stream == "-" or not stat.S_ISREG(os.fstat(fd).st_mode))
+    FIFO, a socket, or any sink of a --follow, stdin or MQTT run); a regular file written from a file is written
+    fd.BUFFERED_BYTES at a time, and at each progress line and the end. An MQTT source acknowledges a block's
+    readings once its records are written: held, they would hold the readings, and the broker sends no more
+    than RECEIVE_MAXIMUM unacknowledged."""
+    from edgeseq_device.sources import is_mqtt
+
+    live = options.follow or options.stream == "-" or is_mqtt(options.stream)
+    return bool(live or not stat.S_ISREG(os.fstat(fd).st_mode))
 
 
 def silence_stdout() -> None:

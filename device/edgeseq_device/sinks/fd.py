@@ -39,6 +39,7 @@ class FdSink:
         self._poller = select.poll()
         self._poller.register(fd, select.POLLOUT)
         self._ends: list[int] = []  # where each held record ends in _held
+        self._then: list[Callable[[], None]] = []  # what waits for the held records to be written
 
     def write(self, records: list[str]) -> None:
         data = "".join(records).encode(self.encoding, "backslashreplace")
@@ -51,11 +52,20 @@ class FdSink:
         if len(self._held) >= BUFFERED_BYTES:
             self.flush()
 
+    def when_out(self, then: Callable[[], None]) -> None:
+        if self._held:
+            self._then.append(then)
+        else:
+            then()
+
     def flush(self) -> None:
+        then, self._then = self._then, []  # records that fail to be written are never said to be out
         if self._held:
             held, ends = bytes(self._held), self._ends
             self._held, self._ends = bytearray(), []
             self._write(held, ends)
+        for done in then:
+            done()
 
     def close(self) -> None:
         try:
@@ -109,6 +119,9 @@ class TextSink:
         self.stream.write("".join(records))
         if self.live:
             self.stream.flush()
+
+    def when_out(self, then: Callable[[], None]) -> None:
+        then()  # written to the stream: what it does with them is its own
 
     def flush(self) -> None:
         self.stream.flush()

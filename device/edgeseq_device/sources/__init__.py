@@ -8,7 +8,7 @@ here and one entry in `open_source`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from edgeseq_device.sources.lines import Item
@@ -18,18 +18,19 @@ class Source(Protocol):
     """A stream of rows for the runner.
 
     `blocks()` yields lists of items, each what one read gave (the first line is the header); nothing in a
-    list waited for input. `delivered()` says that every item yielded so far has been processed and its records
-    are out (written, or acknowledged by the broker): a source that must acknowledge what it took (an MQTT QoS 1
-    message) does so then, never sooner. `where(n)` names the n-th data row for a message ("line 12", "message
-    12 on sensors/a/readings"). `key_column` is a column the source adds to key its rows by (MQTT topic levels),
-    or None."""
+    list waited for input. `taken()` returns what acknowledges every item yielded so far; the runner hands it to
+    the sink, which calls it once their records are out (written, or acknowledged by the broker), perhaps later
+    and from another thread: a source that must acknowledge what it took (an MQTT QoS 1 message) does so then,
+    never sooner. `where(n)` names the n-th data row for a message ("line 12", "message 12 on
+    sensors/a/readings"). `key_column` is a column the source adds to key its rows by (MQTT topic levels), or
+    None."""
 
     name: str
     key_column: str | None
 
     def blocks(self) -> Iterator[list[Item]]: ...
 
-    def delivered(self) -> None: ...
+    def taken(self) -> Callable[[], None]: ...
 
     def where(self, number: int) -> str: ...
 

@@ -90,6 +90,10 @@ class Refused:
 Item = str | TooLong | Reopened | Notice | Refused
 
 
+def _nothing() -> None:
+    """A file's rows acknowledged: nothing to do."""
+
+
 def check_text(first: bytes, name: str) -> None:
     """Raise NotTextError when the stream's first bytes show it is not text."""
     for signature, what in _SIGNATURES.items():
@@ -249,8 +253,9 @@ class LineSource:
 
     key_column: str | None = None  # a file's rows are keyed by their own columns, if at all
 
-    def delivered(self) -> None:
+    def taken(self) -> Callable[[], None]:
         """Nothing to acknowledge: a file's rows are there to read again."""
+        return _nothing
 
     def where(self, number: int) -> str:
         return f"line {number}"

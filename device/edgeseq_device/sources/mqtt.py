@@ -11,22 +11,32 @@ value of the wrong type, over 1 MiB) is a bad row, counted by reason with its to
 
 Nothing is lost: the subscription is QoS 1 in a persistent session under a stable client id, so the broker keeps
 what arrives while edgeseq is away; a message is acknowledged only once the records of its block are out (the
-runner calls `delivered()`); a message redelivered after a reconnect repeats a reading's time, and is a
-duplicate, never a second forecast. Memory stays bounded: the broker sends at most RECEIVE_MAXIMUM messages
-not yet acknowledged (MQTT 5 Receive Maximum), and more wait at the broker.
+runner hands `taken()` to the sink, which calls it when the broker has acknowledged those records), in the order
+the messages came. A message resent after a reconnect (the DUP flag) that is one of the last RECENT taken is
+not read again: it is acknowledged in its turn, and its series' window goes on (read again, its time would
+repeat, a bad row that would empty the window). Another message that repeats a reading's time is a duplicate,
+never a second forecast. Memory stays bounded: the broker sends at most RECEIVE_MAXIMUM messages not yet
+acknowledged (MQTT 5 Receive Maximum), and more wait at the broker.
 """
 
 from __future__ import annotations
 
 import json
 import queue
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from edgeseq_device.mqtt import MqttError, close, connect, default_client_id, endpoint, security, status_topic
 from edgeseq_device.sources.lines import Item, Notice, Refused
 
-RECEIVE_MAXIMUM = 100  # messages in flight to us, unacknowledged: a block's worth (at most 100 MiB of payloads)
+# Messages in flight to us, not yet acknowledged: the next blocks arrive while one is run and the forecasts of
+# another wait for the broker's PUBACKs (at most 500 MiB of payloads).
+RECEIVE_MAXIMUM = 500
+# Messages remembered (a hash each, about 1 MB in all) to tell one resent after a reconnect: a broker restarted
+# from its database resends what it last saved as unacknowledged, which can be hundreds of messages behind
+RECENT = 10_000
+BLOCK = 100  # messages the runner takes at a time: a block is run whole before a stop signal is acted on
 MAX_PAYLOAD = 1 << 20  # as a CSV line: a longer message is a bad row
 SESSION_EXPIRY = 86_400  # seconds the broker keeps our session (and queues our messages) while we are away
 POLL_SECONDS = 0.2
@@ -85,6 +95,10 @@ class MqttSource:
         self._pending: list[tuple[int, int, int]] = []  # (generation, mid, qos) taken but not yet acknowledged
         self._topics: dict[int, str] = {}  # message number -> topic, for the messages of the block in hand
         self._count = 0
+        # hash of (topic, payload) of the last RECENT QoS 1 messages received -> how many of them have it, and
+        # those hashes oldest first: a resent message (DUP) that is one of them was taken already
+        self._recent: dict[int, int] = {}
+        self._recent_order: deque[int] = deque()
         self.client_id = options.mqtt_client_id or default_client_id(self.name, str(options.model))
         self.status = status_topic(self.client_id)
         self.client = connect(
@@ -108,7 +122,25 @@ class MqttSource:
         self._queue.put(("notice", f"lost the connection to {self.name} ({reason}); reconnecting"))
 
     def _receive(self, client: Any, userdata: Any, message: Any) -> None:
-        self._queue.put(("message", self._generation, message.mid, message.qos, message.topic, message.payload))
+        topic, payload, qos = message.topic, message.payload, message.qos
+        if qos:
+            digest, recent = hash((topic, payload)), self._recent
+            if message.dup and digest in recent:
+                # a message taken already, sent again after a reconnect (perhaps acknowledged, by a broker that died
+                # before it saved that): it makes no row, which would repeat a reading's time and break its series'
+                # window, and it is acknowledged in its turn
+                self._queue.put(("again", self._generation, message.mid, qos))
+                return
+            recent[digest] = recent.get(digest, 0) + 1
+            order = self._recent_order
+            order.append(digest)
+            if len(order) > RECENT:
+                oldest = order.popleft()
+                if recent[oldest] == 1:
+                    del recent[oldest]
+                else:
+                    recent[oldest] -= 1
+        self._queue.put(("message", self._generation, message.mid, qos, topic, payload))
 
     # --- the runner's thread --------------------------------------------------------------------------------
     def blocks(self) -> Iterator[list[Item]]:
@@ -121,16 +153,20 @@ class MqttSource:
             except queue.Empty:
                 continue
             taken = [first]
-            while len(taken) < RECEIVE_MAXIMUM:
+            while len(taken) < BLOCK:
                 try:
                     taken.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            yield [self._item(entry) for entry in taken]
+            yield [item for item in map(self._item, taken) if item is not None]
 
-    def _item(self, entry: tuple[Any, ...]) -> Item:
+    def _item(self, entry: tuple[Any, ...]) -> Item | None:
         if entry[0] == "notice":
             return Notice(entry[1])
+        if entry[0] == "again":  # no row, acknowledged with the block
+            _, generation, mid, qos = entry
+            self._pending.append((generation, mid, qos))
+            return None
         _, generation, mid, qos, topic, payload = entry
         self._count += 1
         self._topics[self._count] = topic
@@ -176,15 +212,19 @@ class MqttSource:
             parts[-1:] = ["/".join(levels[self._wild[-1] :])]
         return "/".join(parts)
 
-    def delivered(self) -> None:
-        """The records of every message taken are out: acknowledge them, in order. One taken before a reconnect
-        is not (its id belongs to the old connection): the broker sends it again, and it is a duplicate."""
-        generation = self._generation
-        for taken_on, mid, qos in self._pending:
-            if taken_on == generation:
-                self.client.ack(mid, qos)
-        self._pending.clear()
+    def taken(self) -> Callable[[], None]:
+        """What acknowledges every message taken so far, in order, once their records are out. One taken before
+        a reconnect is not acknowledged (its id belongs to the old connection): the broker sends it again."""
+        pending, self._pending = self._pending, []
         self._topics.clear()
+
+        def acknowledge() -> None:
+            generation, ack = self._generation, self.client.ack
+            for taken_on, mid, qos in pending:
+                if taken_on == generation:
+                    ack(mid, qos)
+
+        return acknowledge
 
     def where(self, number: int) -> str:
         message = number - 1  # line 1 is the header this source made
