@@ -47,6 +47,16 @@ ZOO = {
         {"LSTM": 1},
     ),
     "multi_output_regressor": (lambda k: [k.layers.GRU(5), k.layers.Dense(3)], {"GRU": 1}),
+    # go_backwards on its own: one node with direction="reverse", its sequence put back in Keras's order
+    "lstm_backwards": (lambda k: [k.layers.LSTM(5, go_backwards=True), k.layers.Dense(1)], {"LSTM (reverse)": 1}),
+    "gru_backwards_sequences": (
+        lambda k: [k.layers.GRU(4, return_sequences=True, go_backwards=True), k.layers.LSTM(3), k.layers.Dense(1)],
+        {"GRU (reverse)": 1, "LSTM": 1},
+    ),
+    "simple_rnn_backwards_sequences": (
+        lambda k: [k.layers.SimpleRNN(3, return_sequences=True, go_backwards=True), k.layers.SimpleRNN(2)],
+        {"RNN (reverse)": 1, "RNN": 1},
+    ),
     "conv_bigru_seq_lstm": (
         lambda k: [
             k.layers.Conv1D(4, 2, padding="causal"),

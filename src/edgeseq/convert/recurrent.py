@@ -56,7 +56,7 @@ def fused_op(layer: Any) -> tuple[str, str]:
         return fused_op(layer.forward_layer)[0], "bidirectional"
     if keras_class(layer) == GENERIC:
         return CELL_OPS.get(type(getattr(layer, "cell", None)).__name__, "RNN"), "forward"
-    return WRITERS[keras_class(layer)].OP, "forward"
+    return WRITERS[keras_class(layer)].OP, "reverse" if backwards(layer) else "forward"
 
 
 def stateful(layer: Any) -> bool:
@@ -64,17 +64,21 @@ def stateful(layer: Any) -> bool:
     return any(getattr(each, "stateful", False) for each in inner)
 
 
-def _common_refusal(layer: Any, backward: bool = False) -> str | None:
+def _common_refusal(layer: Any, wrapped_forward: bool = False) -> str | None:
     if getattr(layer, "return_state", False):
         return "return_state=True (the states are extra outputs; export the model without them)"
     if getattr(layer, "time_major", False):
         return "time_major=True"
-    if getattr(layer, "go_backwards", False) and not backward:
-        return (
-            "go_backwards=True on its own (its outputs come out in reversed time order, which no ONNX "
-            "recurrent op gives); Bidirectional is supported"
-        )
+    if getattr(layer, "go_backwards", False) and wrapped_forward:
+        return "a Bidirectional wrapper whose forward layer has go_backwards=True"
     return None
+
+
+def backwards(layer: Any) -> bool:
+    """A layer on its own that reads its input from the last step to the first (go_backwards=True): one node
+    with direction="reverse", whose sequence output is put back in Keras's order (its first step is the one
+    read first, the input's last)."""
+    return keras_class(layer) in WRITERS and bool(getattr(layer, "go_backwards", False))
 
 
 def directions(layer: Any) -> list[Direction]:
@@ -94,8 +98,8 @@ def directions(layer: Any) -> list[Direction]:
             raise Unfusable(f"merge_mode={layer.merge_mode!r} (supported: {', '.join(MERGE_MODES)})")
         if keras_class(forward) not in WRITERS or keras_class(backward) != keras_class(forward):
             raise Unfusable(f"wraps {type(forward).__name__} and {type(backward).__name__}")
-        for inner, is_backward in ((forward, False), (backward, True)):
-            reason = _common_refusal(inner, backward=is_backward)
+        for inner, is_forward in ((forward, True), (backward, False)):
+            reason = _common_refusal(inner, wrapped_forward=is_forward)
             if reason:
                 raise Unfusable(reason)
         pair = [WRITERS[keras_class(forward)].direction(forward), WRITERS[keras_class(backward)].direction(backward)]
@@ -105,6 +109,8 @@ def directions(layer: Any) -> list[Direction]:
     reason = _common_refusal(layer)
     if reason:
         raise Unfusable(reason)
+    if backwards(layer) and stateful(layer):
+        raise Unfusable("go_backwards=True on a stateful layer (its state would run against the stream)")
     return [WRITERS[keras_class(layer)].direction(layer)]
 
 
@@ -149,7 +155,7 @@ def write(
     count = len(pair)
     attrs: dict[str, Any] = {
         "hidden_size": first.units,
-        "direction": "bidirectional" if count == 2 else "forward",
+        "direction": "bidirectional" if count == 2 else fused_op(layer)[1],
         "activations": [name for d in pair for name, _, _ in d.activations],
         **first.attributes,
     }
@@ -183,7 +189,15 @@ def write(
     node(first.op, inputs, outputs, first.op.lower(), **attrs)
     for (_, state_out), produced in zip(states, outputs[1 : 1 + len(states)], strict=True):
         node("Identity", [produced], [state_out], f"{state_out}_identity")
-    if sequences:  # Y [T, D, batch, H] -> [batch, T, D, H]
+    if sequences and backwards(layer):  # Y [T, 1, batch, H], step t's output at t -> [batch, T, 1, H], last first
+        node("Transpose", [prefix + "Y"], [prefix + "y_forward"], "to_batch", perm=[2, 0, 1, 3])
+        for name, value in (("from", -1), ("to", -(steps + 1)), ("axis", 1), ("step", -1)):
+            inits.append(numpy_helper.from_array(np.array([value], dtype=np.int64), f"{prefix}{name}"))
+        node(
+            "Slice", [prefix + part for part in ("y_forward", "from", "to", "axis", "step")], [prefix + "y"], "reverse"
+        )
+        axis, merged_shape = 2, [-1, steps, first.units * count]
+    elif sequences:  # Y [T, D, batch, H] -> [batch, T, D, H]
         node("Transpose", [prefix + "Y"], [prefix + "y"], "to_batch", perm=[2, 0, 1, 3])
         axis, merged_shape = 2, [-1, steps, first.units * count]
     else:  # Y_h [D, batch, H] -> [batch, D, H]
