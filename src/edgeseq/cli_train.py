@@ -28,6 +28,16 @@ def _interval(text: str | None, time_column: str | None) -> float | None:
         raise BadInputError(f"--interval: {exc}") from None
 
 
+def _delimiter(text: str | None) -> str | None:
+    from edgeseq_device.errors import InputError
+    from edgeseq_device.rows import check_delimiter
+
+    try:
+        return None if text is None else check_delimiter(text)
+    except InputError as exc:
+        raise BadInputError(str(exc)) from None
+
+
 def _fractions(text: str | None, split_at: str | None) -> tuple[float, float, float]:
     if text is None:
         from edgeseq.data.split import DEFAULT_FRACTIONS
@@ -103,6 +113,13 @@ def train_forecaster_command(
         metavar="COLUMN",
         help="A key column (a station, a sensor id): each key is its own series, here and in `run`.",
     ),
+    delimiter: str | None = typer.Option(
+        None,
+        "--delimiter",
+        metavar="CHAR",
+        help="The field delimiter, e.g. ';' or tab [default: the first of , ; tab | that splits the header into the "
+        "columns named].",
+    ),
     split: str | None = typer.Option(
         None,
         "--split",
@@ -175,6 +192,7 @@ def train_forecaster_command(
             interval=_interval(interval, time_column),
             fill_gaps=fill_gaps,
             group_by=group_by.strip() if group_by else None,
+            delimiter=_delimiter(delimiter),
             split=_fractions(split, split_at),
             split_at=_dates(split_at),
             drop_constant=drop_constant,

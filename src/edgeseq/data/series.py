@@ -18,7 +18,7 @@ from edgeseq.data.split import PARTS, SplitPlan, assign_parts
 from edgeseq.data.table import read_lines
 from edgeseq.errors import DataError
 from edgeseq_device.errors import InputError
-from edgeseq_device.rows import BadRowError, RowParser, is_header, split_line
+from edgeseq_device.rows import BadRowError, Header, RowParser, is_header
 from edgeseq_device.series import (
     FILLED,
     TIME_GAP,
@@ -43,6 +43,7 @@ class SeriesOptions:
     interval: float | None = None
     fill_gaps: int = 0
     group_by: str | None = None
+    delimiter: str | None = None  # None: found from the header (rows.py)
     split: SplitPlan = field(default_factory=SplitPlan)
     split_at: tuple[str, str] | None = None  # read once the time format is known
 
@@ -110,6 +111,9 @@ class SeriesTable:
     line_parts: np.ndarray  # part of every data line of the file, for writing one part out
     header_lines: np.ndarray  # which data lines are a header again (columns found anew)
     report: Report
+    # the file's header as found: its line, delimiter and preamble
+    header: Header = field(default_factory=lambda: Header("", ",", 0))
+    dialect: dict[str, Any] = field(default_factory=dict)  # the manifest's "csv" (RowParser.dialect)
 
 
 def _ends(table: SeriesTable, part: int, window: int, horizon: int, target_index: int) -> np.ndarray:
@@ -174,6 +178,7 @@ class _Lines:
     (a header again mid-file, as in concatenated files, brings its own column order), whether it is such a
     header, its key and its time text."""
 
+    header: Header
     lines: list[Any]
     fields: list[list[str] | None]
     parsers: list[RowParser]
@@ -182,28 +187,29 @@ class _Lines:
     texts: list[str | None]
 
 
-def _read(path: Path, features: tuple[str, ...], options: SeriesOptions) -> tuple[str, _Lines]:
-    header, lines = read_lines(path)
+def _read(path: Path, features: tuple[str, ...], options: SeriesOptions) -> _Lines:
+    needed = [*features, *(c for c in (options.time_column, options.group_by) if c)]
+    header, lines = read_lines(path, needed, options.delimiter)
 
-    def parser_for(text: str) -> RowParser:
+    def parser_for(text: str, delimiter: str | None) -> RowParser:
         try:
-            return RowParser(split_line(text), features, options.time_column, options.group_by)
+            return RowParser.of_line(text, features, options.time_column, options.group_by, delimiter)
         except InputError as exc:
             raise DataError(f"{path}: {exc}") from None
 
-    parser = parser_for(header)
+    parser = parser_for(header.line, header.delimiter)
     scratch = np.zeros(len(features))
-    found = _Lines(lines, [], [], np.zeros(len(lines), dtype=bool), [], [])
+    found = _Lines(header, lines, [], [], np.zeros(len(lines), dtype=bool), [], [])
     for i, line in enumerate(lines):
         row = None
         if isinstance(line, str):
             try:
-                row = split_line(line)
+                row = parser.split(line)
                 parser.check_width(row)
             except BadRowError:
                 row = None
-            if is_header(line, features) and not _parses(parser, row, scratch):
-                parser, row = parser_for(line), None  # as the runner: columns found anew
+            if is_header(line, features, options.delimiter) and not _parses(parser, row, scratch):
+                parser, row = parser_for(line, options.delimiter), None  # as the runner: columns found anew
                 found.headers[i] = True
         found.fields.append(row)
         found.parsers.append(parser)
@@ -212,7 +218,7 @@ def _read(path: Path, features: tuple[str, ...], options: SeriesOptions) -> tupl
         found.texts.append(row[parser.time_index].strip() if timed else None)
     if not lines:
         raise DataError(f"{path} has a header and no data rows")
-    return header, found
+    return found
 
 
 def _parses(parser: RowParser, row: list[str] | None, scratch: np.ndarray) -> bool:
@@ -243,7 +249,7 @@ def _cuts(texts: Sequence[str], time_format: str | None) -> tuple[float, float]:
 def read_series(path: Path, features: Sequence[str], window: int, options: SeriesOptions) -> SeriesTable:
     """Read `path` and run each part of its split through the device runtime's rules, as the runner would."""
     path, features = Path(path), tuple(features)
-    _, found = _read(path, features, options)
+    found = _read(path, features, options)
     keys = found.keys
     times, time_format = (None, None)
     if options.time_column:
@@ -297,7 +303,7 @@ def _run_parts(
         # a header again restarts every part's series, wherever it falls: the part's own stream (the sample of
         # the test part) carries it to the runner before the part's next line
         for i in np.flatnonzero((parts == part) | found.headers):
-            line_number = int(i) + 2
+            line_number = int(i) + 2 + found.header.preamble
             line = lines[i]
             if found.headers[i]:
                 router.restart()  # as the runner does at a header mid-stream
@@ -308,7 +314,7 @@ def _run_parts(
                 continue
             parser = found.parsers[i]
             try:
-                series, _ = router.push(parser, fields[i] if fields[i] is not None else split_line(line))
+                series, _ = router.push(parser, fields[i] if fields[i] is not None else parser.split(line))
             except NewestFirstError as exc:
                 raise DataError(f"{path}: {exc}") from None
             except BadRowError as exc:
@@ -353,6 +359,8 @@ def _run_parts(
         line_parts=parts,
         header_lines=found.headers,
         report=report,
+        header=found.header,
+        dialect=found.parsers[0].dialect(found.header.preamble) if found.parsers else {},
     )
 
 
