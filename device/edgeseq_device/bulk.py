@@ -8,7 +8,8 @@ every line is *plain*, one the row path would read with no question asked:
 - each of the model's values is an ASCII number without `_`, finite and within float32's range (so no missing
   value, no NaN, no infinity), and where decimal commas may be written (rows.py) no value of the block has a
   mark other than the stream's (or, before the stream's is decided, the block's values show one mark only);
-- with time checks, each time is one `times.many_times` reads (ISO 8601 without a zone, or unix seconds);
+- with time checks, each time is one `times.many_times` reads (ISO 8601 without a zone, or unix seconds) in one
+  column (not a date and a time in two);
 and reads it with C loops and numpy instead of a Python loop per row. The values, the time texts and the
 seconds are those the row path gives, bit for bit (tests/test_bulk.py holds the two equal with hypothesis). A
 block with anything else in it (a bad row, a missing value, a header, a strptime time) is not plain: the row
@@ -64,6 +65,7 @@ class PlainReader:
     def __init__(self, parser: RowParser, time_format: str | None) -> None:
         self.parser, self.delimiter = parser, parser.delimiter
         self.width, self.time_index, self.time_format = parser.width, parser.time_index, time_format
+        self.joined = parser.time_second is not None  # a date and a time in two columns: the row path's
         self.count = len(parser.indices)
         self._values = itemgetter(*parser.indices.tolist())
         if self.count == 1:  # itemgetter of one index gives the item, not a tuple
@@ -73,7 +75,7 @@ class PlainReader:
     def read(self, lines: list[str]) -> PlainRows | None:
         """The block's rows, if every line is plain; else None (and nothing is read, nor the decimal mark decided)."""
         fields = split_plain(lines, self.width, self.delimiter)
-        if fields is None:
+        if fields is None or self.joined:
             return None
         texts = list(map(self._values, fields))
         joined = "".join(chain.from_iterable(texts))

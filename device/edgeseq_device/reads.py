@@ -18,7 +18,7 @@ from edgeseq_device.bulk import PlainReader
 from edgeseq_device.errors import InputError
 from edgeseq_device.records import Writer
 from edgeseq_device.rows import BadRowError, Header, RowParser, is_header
-from edgeseq_device.series import FILLED, TIME_GAP
+from edgeseq_device.series import FILLED, JUMPED, TIME_GAP
 from edgeseq_device.signals import StopSignals
 from edgeseq_device.sinks import SinkError
 from edgeseq_device.sources.lines import Item, Notice, Refused, Reopened
@@ -138,6 +138,7 @@ class ReadLoop:
                     if runner.flags:
                         stats.filled += bool(runner.flags & FILLED)
                         stats.time_gaps += bool(runner.flags & TIME_GAP)
+                        stats.time_jumps += bool(runner.flags & JUMPED)
                     if self.parser.key_index is not None:
                         stats.keys = len(runner.keys)
                 elif isinstance(line, Reopened):

@@ -218,6 +218,19 @@ def describe_dialect(dialect: dict[str, object]) -> str:
     return f"the training file: split at {delimiter}, {decimal}{skipped} (a stream's own is found when it runs)"
 
 
+def time_columns(time_column: str | None) -> tuple[str, ...]:
+    """The column names of a time column: "date" is one; "Date (MM/DD/YYYY),Time (HH:MM)", a date column and a
+    time column, is two (a comma in --time-column separates them)."""
+    if not time_column:
+        return ()
+    names = tuple(name.strip() for name in time_column.split(","))
+    if len(names) > 2 or not all(names):
+        raise InputError(
+            f"a time column is one name, or a date column and a time column as DATE,TIME; got {shown(time_column)}"
+        )
+    return names
+
+
 def quoted_delimiter(delimiter: str) -> str:
     """A delimiter as a sentence shows it: 'tab', or the character quoted."""
     return "tab" if delimiter == "\t" else repr(delimiter)
@@ -226,7 +239,9 @@ def quoted_delimiter(delimiter: str) -> str:
 class RowParser:
     """Finds `columns` in a header by name (order and extra columns do not matter) and parses rows.
 
-    `time_column`, when given, is carried along as text, and so is `key_column`. A missing value (one of
+    `time_column`, when given, is carried along as text, and so is `key_column`; a time column of two names,
+    "DATE,TIME" (time_columns), is the two fields joined by a space, as pandas' `parse_dates=[[date, time]]` joins
+    them. A missing value (one of
     MISSING_TOKENS, or a number that is NaN) is written as NaN and its column index listed in `missing`; what it
     means is for the series rules (series.py) to say. Training, evaluation and the runner all read rows through
     this class, so a file parses the same way everywhere.
@@ -243,7 +258,8 @@ class RowParser:
         delimiter: str = ",",
     ) -> None:
         names = [_clean(h) for h in header]
-        wanted = list(columns) + [c for c in (time_column, key_column) if c]
+        times = time_columns(time_column)
+        wanted = [*columns, *times, *([key_column] if key_column else [])]
         missing = [c for c in wanted if c not in names]
         if missing:
             raise MissingColumnError(
@@ -259,7 +275,8 @@ class RowParser:
             raise DuplicateColumnError(f"the header names a column more than once ({where}): rename one")
         self.columns = tuple(columns)
         self.indices = np.array([names.index(c) for c in columns], dtype=np.intp)
-        self.time_index = names.index(time_column) if time_column else None
+        self.time_index = names.index(times[0]) if times else None
+        self.time_second = names.index(times[1]) if len(times) > 1 else None  # a time of day, after a date
         self.key_index = names.index(key_column) if key_column else None
         self.width = len(names)
         self.delimiter = delimiter
@@ -337,7 +354,15 @@ class RowParser:
                 raise BadRowError("out of range", f"column {shown(self.columns[k])} is {shown(text, 24)}")
             out[k] = value
         self.missing = missing
-        return fields[self.time_index].strip() if self.time_index is not None else None
+        return self.time_text(fields)
+
+    def time_text(self, fields: Sequence[str]) -> str | None:
+        """The time of a row of the header's width, as text: its time field, or its date and time joined."""
+        if self.time_index is None:
+            return None
+        if self.time_second is None:
+            return fields[self.time_index].strip()
+        return f"{fields[self.time_index].strip()} {fields[self.time_second].strip()}"
 
     def _with_point(self, text: str, k: int) -> str:
         """A value of a stream that may write decimal commas, as float() reads it; the first number with a mark

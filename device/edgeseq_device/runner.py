@@ -39,7 +39,7 @@ from edgeseq_device.messages import Messages
 from edgeseq_device.model import companion_path, load_companion, load_model
 from edgeseq_device.reads import STOPPED, Item, ReadLoop
 from edgeseq_device.records import Writer
-from edgeseq_device.rows import Header, HeaderSearch, check_delimiter
+from edgeseq_device.rows import Header, HeaderSearch, check_delimiter, time_columns
 from edgeseq_device.signals import StopRequested, StopSignals
 from edgeseq_device.sinks import (
     ReaderStalled,
@@ -141,7 +141,7 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
             spec = resolve_spec(model, options.task_overrides())
             rules = resolve_rules(model, spec)
             check_output(options)
-            columns = (*([spec.time_column] if spec.time_column else []), *spec.features)
+            columns = (*time_columns(spec.time_column), *spec.features)
             source = open_source(options, stop, columns, rules.group_by)
         except DeviceError as exc:
             say(f"{prog}: error: {exc}")
@@ -202,7 +202,7 @@ def _stream(
     sink: RecordSink | None = None
     try:
         blocks = source.blocks()
-        needed = (*spec.features, *([spec.time_column] if spec.time_column else []))
+        needed = (*spec.features, *time_columns(spec.time_column))
         needed += (runner.rules.group_by,) if runner.rules.group_by else ()
         try:
             header, rest = _header(blocks, say, prog, source.name, HeaderSearch(needed, options.delimiter))

@@ -18,9 +18,10 @@ from edgeseq.data.split import PARTS, SplitPlan, assign_parts
 from edgeseq.data.table import read_lines
 from edgeseq.errors import DataError
 from edgeseq_device.errors import InputError
-from edgeseq_device.rows import BadRowError, Header, RowParser, is_header
+from edgeseq_device.rows import BadRowError, Header, RowParser, is_header, is_missing, time_columns
 from edgeseq_device.series import (
     FILLED,
+    JUMPED,
     TIME_GAP,
     NewestFirstError,
     Router,
@@ -28,6 +29,7 @@ from edgeseq_device.series import (
     detect_time_format,
     parse_time,
 )
+from edgeseq_device.times import DATE_PATTERNS, detect_date_pattern
 
 MOSTLY_MISSING = 0.5  # a feature missing in more of the training rows than this is refused
 SEVERAL_SERIES = 0.1  # this share of rows repeating the time before, without --group-by: several series
@@ -58,6 +60,7 @@ class Report:
     dropped_lines: dict[str, list[int]] = field(default_factory=dict)
     missing: dict[str, int] = field(default_factory=dict)
     time_gaps: int = 0
+    time_jumps: int = 0
     filled: int = 0
     keys: int = 0
 
@@ -75,6 +78,7 @@ class Report:
             },
             "missing_values": self.missing,
             "gaps_in_time": self.time_gaps,
+            "jumps_back_in_time": self.time_jumps,
             "rows_filled": self.filled,
             "keys": self.keys,
         }
@@ -89,6 +93,8 @@ class Report:
             said.append(f"{n:,} {rows} dropped as gaps ({reason}), first at line{'s' if n > 1 else ''} {lines}")
         if self.time_gaps:
             said.append(f"{self.time_gaps:,} gap{'s' if self.time_gaps != 1 else ''} in time")
+        if self.time_jumps:
+            said.append(f"{self.time_jumps:,} jump{'s' if self.time_jumps != 1 else ''} back in time (new segments)")
         if self.filled:
             said.append(f"{self.filled:,} rows filled (--fill-gaps)")
         return said
@@ -138,11 +144,11 @@ def _read_times(
         raise DataError(f"{path}: the time column {time_column!r} is empty in every row")
     given_format = time_format is not None
     if time_format is None:
-        time_format = detect_time_format(first)
+        time_format = detect_time_format(first) or _date_pattern(texts, time_column, path)
         if time_format is None:
             raise DataError(
-                f"{path}: cannot read the time {first!r} (column {time_column!r}) as ISO 8601 or unix seconds or "
-                "milliseconds: "
+                f"{path}: cannot read the time {first!r} (column {time_column!r}) as ISO 8601, unix seconds or "
+                f"milliseconds, or a date and time such as {DATE_PATTERNS[0]!r}: "
                 "give --time-format, e.g. '%d/%m/%Y %H:%M'"
             )
     times = np.full(len(texts), np.nan)
@@ -159,6 +165,18 @@ def _read_times(
             + ("check --time-format" if given_format else "give --time-format, e.g. '%d/%m/%Y %H:%M'")
         )
     return times, time_format
+
+
+def _date_pattern(texts: Sequence[str | None], time_column: str, path: Path) -> str | None:
+    """The one of DATE_PATTERNS that reads every time given, or None; DataError when dates read both day first and
+    month first."""
+    found = detect_date_pattern([t for t in texts if t and not is_missing(t)])
+    if len(found) > 1 and len({pattern.split()[0] for pattern in found}) > 1:
+        raise DataError(
+            f"{path}: the times in column {time_column!r} read as {' and as '.join(map(repr, found))}: "
+            "give --time-format"
+        )
+    return found[0] if found else None
 
 
 def _steps_by_key(times: np.ndarray, keys: Sequence[str | None], where: np.ndarray) -> np.ndarray:
@@ -188,7 +206,10 @@ class _Lines:
 
 
 def _read(path: Path, features: tuple[str, ...], options: SeriesOptions) -> _Lines:
-    needed = [*features, *(c for c in (options.time_column, options.group_by) if c)]
+    try:
+        needed = [*features, *time_columns(options.time_column), *([options.group_by] if options.group_by else [])]
+    except InputError as exc:
+        raise DataError(f"--time-column: {exc}") from None
     header, lines = read_lines(path, needed, options.delimiter)
 
     def parser_for(text: str, delimiter: str | None) -> RowParser:
@@ -214,8 +235,7 @@ def _read(path: Path, features: tuple[str, ...], options: SeriesOptions) -> _Lin
         found.fields.append(row)
         found.parsers.append(parser)
         found.keys.append(parser.key(row) if row is not None else None)
-        timed = row is not None and parser.time_index is not None
-        found.texts.append(row[parser.time_index].strip() if timed else None)
+        found.texts.append(parser.time_text(row) if row is not None else None)
     if not lines:
         raise DataError(f"{path} has a header and no data rows")
     return found
@@ -328,6 +348,7 @@ def _run_parts(
             train_rows += part == 0
             flags = router.flags
             report.time_gaps += bool(flags & TIME_GAP)
+            report.time_jumps += bool(flags & JUMPED)
             report.filled += bool(flags & FILLED)
             if series.buffer.filled == 1:
                 segment += 1
