@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--target", metavar="NAME", help="no manifest: the target column")
     run.add_argument("--window", type=int, metavar="T", help="no manifest: rows per window")
     run.add_argument("--horizon", type=int, metavar="H", help="no manifest: rows ahead")
-    run.add_argument("--time-column", metavar="NAME", help="no manifest: a time column to echo")
+    run.add_argument("--time-column", metavar="NAME", help="no manifest: a time column to echo (DATE,TIME: two)")
     run.add_argument(
         "--delimiter", metavar="CHAR",
         help="the field delimiter, e.g. ';' or tab (default: the first of , ; tab | that splits the header into the "

@@ -214,7 +214,7 @@ def run(
     window: int | None = typer.Option(None, "--window", min=2, metavar="T", help="No manifest: rows per window (T)."),
     horizon: int | None = typer.Option(None, "--horizon", min=1, metavar="H", help="No manifest: rows ahead (H)."),
     time_column: str | None = typer.Option(
-        None, "--time-column", metavar="NAME", help="No manifest: a time column to echo."
+        None, "--time-column", metavar="NAME", help="No manifest: a time column to echo (DATE,TIME: two columns)."
     ),
     delimiter: str | None = typer.Option(
         None,

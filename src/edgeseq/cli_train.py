@@ -84,14 +84,16 @@ def train_forecaster_command(
         None,
         "--time-column",
         metavar="NAME",
-        help="The time of each row: parsed, and a step longer than 1.5 intervals is a gap no window spans.",
+        help="The time of each row: parsed, and a step longer than 1.5 intervals is a gap no window spans; "
+        "DATE,TIME for a date and a time of day in two columns, read together.",
     ),
     time_format: str | None = typer.Option(
         None,
         "--time-format",
         metavar="FORMAT",
-        help="How times are written when not ISO 8601, unix seconds or unix milliseconds: a strptime pattern such as "
-        "'%d/%m/%Y %H:%M'.",
+        help="How times are written when not ISO 8601, unix seconds, unix milliseconds or a date and time found by "
+        "itself: a strptime pattern such as '%d/%m/%Y %H:%M' (of the joined text for DATE,TIME; 24:00 is the next "
+        "day's 00:00).",
     ),
     interval: str | None = typer.Option(
         None,
@@ -157,11 +159,15 @@ def train_forecaster_command(
 ) -> None:
     """Train the LSTM forecaster on any CSV and export it, with the same checks as `edgeseq export`.
 
-    Rows are read as `edgeseq run` reads them: a missing value (empty, NA, N/A, #N/A, NaN, null, nil, None, -, ?),
-    a bad row, a duplicated or backwards time and a step in time longer than 1.5 intervals are gaps, and no
-    window spans one. The data is split by time (across all keys with --group-by) into train, validation and
-    test; scaling is fitted on train only; the test report compares the LSTM with ridge regression and
-    persistence, in the target's units, on exactly the windows `edgeseq run` makes on the test period.
+    The header is the first line, within the first 100, that names the columns (lines before it are skipped and
+    counted), split at the first of , ; tab | that does (or --delimiter); decimal commas (21,3) are read where the
+    comma is not the delimiter; the manifest records the file's dialect. Rows are read as `edgeseq run` reads
+    them: a missing value (empty, NA, N/A, #N/A, NaN, null, nil, None, -, ?), a bad row, a duplicated or
+    backwards time and a step in time longer than 1.5 intervals are gaps, and no window spans one; a jump back
+    in time by more than 10 windows starts a new segment. The data is split by time (across all keys with
+    --group-by) into train, validation and test; scaling is fitted on train only; the test report compares the
+    LSTM with ridge regression and persistence, in the target's units, on exactly the windows `edgeseq run` makes
+    on the test period.
 
     \b
     Example (one command; its lines are kept as they are, so it can be pasted):
