@@ -250,3 +250,39 @@ def test_a_semicolon_file_with_a_preamble_trains_and_its_model_runs_on_any_diale
     assert records(as_written.stdout) == records(as_commas.stdout)
     # the test windows, and the last H, whose targets are past the end of the file
     assert len(records(as_written.stdout)) == manifest["split"]["test"]["windows"] + 3
+
+
+def test_the_device_runtimes_own_command_takes_delimiter(tmp_path, plain):
+    path = _write(tmp_path, "pipe, quoted")
+    out, err = finish(cli("--stream", path, "--model", SENSOR_ONNX, "--delimiter", "|", module="edgeseq_device"))
+    assert records(out) == plain, err
+    out, err = finish(cli("--stream", path, "--model", SENSOR_ONNX, "--delimiter", ";", module="edgeseq_device"))
+    assert out == "" and "splits into 1 name with delimiter ;" in err and len(err.splitlines()) == 1
+
+
+def test_training_takes_delimiter_and_refuses_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeseq.cli import app
+
+    path = _write(tmp_path, "semicolon, decimal commas")
+    args = ["train", "forecaster", "--data", str(path), "--features", "T2,RH_2", "--target", "T2", "--epochs", "1"]
+    bad = CliRunner().invoke(app, [*args, "--delimiter", "::"])
+    assert bad.exit_code == 2
+    assert "--delimiter takes one character such as , ; | or the word tab, got '::'" in bad.output
+    wrong = CliRunner().invoke(app, [*args, "--delimiter", "tab", "--out", str(tmp_path / "out")])
+    assert wrong.exit_code == 2 and not list((tmp_path / "out").glob("*.onnx"))
+    said = [line for line in wrong.output.splitlines() if "error" in line]
+    assert len(said) == 1 and "no header in the first 100 lines" in said[0]
+    assert "splits into 1 name with delimiter tab" in said[0]
+
+
+def test_a_replay_of_recent_readings_stays_refused(tmp_path, plain):
+    lines = list(LINES)
+    lines[1001:1001] = LINES[990:1001]  # eleven readings sent again (a resent block): behind the newest, not a jump
+    result = run("--stream", write_lines(tmp_path / "replay.csv", lines), "--model", SENSOR_ONNX)
+    assert result.exit_code == 0, result.stderr
+    assert "11 rows skipped (duplicate time 1, time went backwards 10)" in result.stderr
+    assert "jump" not in result.stderr
+    got = records(result.stdout)
+    assert [r["prediction"] for r in got] == [r["prediction"] for r in plain]  # the window went on as if not sent

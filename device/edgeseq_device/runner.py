@@ -317,8 +317,8 @@ def _header(
                 header = search.offer(item)
                 if header is not None:
                     return header, block[i + 1 :]
-            else:
-                return item, block[i + 1 :]  # type: ignore[return-value]
+            elif isinstance(item, TooLong):
+                return item, block[i + 1 :]
     if search.candidates:
         raise search.refusal()
     return None, []
