@@ -305,6 +305,10 @@ class RowParser:
         value has shown one), the lines before the header."""
         return {"delimiter": self.delimiter, "decimal_mark": self.decimal, "preamble_lines": preamble}
 
+    def forget_decimal(self) -> None:
+        """A new stream under this header: its decimal mark is decided anew."""
+        self.decimal = None if self.marks else "."
+
     def split(self, line: str) -> list[str]:
         """A line of this header's stream -> fields."""
         return split_line(line, self.delimiter)

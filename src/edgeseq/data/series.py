@@ -317,8 +317,12 @@ def _run_parts(
     kept: list[tuple[Any, ...]] = []
     segment = -1
     all_keys: set[str | None] = set()
+    parsers = list({id(parser): parser for parser in found.parsers}.values())
+    dialect: dict[str, Any] = {}
     for part in range(len(PARTS)):
         router = Router(window, features, rules)
+        for parser in parsers:  # each part is a stream of its own to the runner: its decimal mark decided anew
+            parser.forget_decimal()
         segment_of: dict[str | None, int] = {}
         # a header again restarts every part's series, wherever it falls: the part's own stream (the sample of
         # the test part) carries it to the runner before the part's next line
@@ -359,6 +363,8 @@ def _run_parts(
             when = series.last_time if series.last_time is not None else np.nan
             row = series.buffer.last().copy()
             kept.append((row, when, series.key, line_number, segment_of[series.key], part, observed))
+        if part == 0:
+            dialect = parsers[0].dialect(found.header.preamble)  # as the training part decided it
     report.keys = len(all_keys) if rules.group_by else 0
     report.missing = {features[k]: int(n) for k, n in enumerate(missing_all) if n}
     _refuse_mostly_missing(path, features, missing_train, train_rows)
@@ -381,7 +387,7 @@ def _run_parts(
         header_lines=found.headers,
         report=report,
         header=found.header,
-        dialect=found.parsers[0].dialect(found.header.preamble) if found.parsers else {},
+        dialect=dialect,
     )
 
 
