@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeseq.train import ForecasterConfig, prepare_forecast_data
-from edgeseq_device.rows import BadRowError, HeaderSearch, MissingColumnError, RowParser
+from edgeseq_device.rows import DELIMITERS, BadRowError, HeaderSearch, MissingColumnError, RowParser, split_line
 from tests.streams import LINES, MANIFEST, SENSOR_CSV, SENSOR_ONNX, cli, finish, in_dialect, records, run, write_lines
 
 PLAIN_RECORDS = 2926  # `edgeseq run --stream exported/sensor.csv`
@@ -286,3 +288,33 @@ def test_a_replay_of_recent_readings_stays_refused(tmp_path, plain):
     assert "jump" not in result.stderr
     got = records(result.stdout)
     assert [r["prediction"] for r in got] == [r["prediction"] for r in plain]  # the window went on as if not sent
+
+
+NAME = st.text(alphabet="abcxyz_ ()/%", min_size=1, max_size=8).map(str.strip).filter(bool)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    columns=st.lists(NAME, min_size=1, max_size=4, unique=True),
+    extra=st.lists(NAME, max_size=3),
+    delimiter=st.sampled_from(DELIMITERS),
+    quoted=st.booleans(),
+    preamble=st.lists(
+        st.one_of(st.just(""), st.text(alphabet="# abc:=,.0123", max_size=20).map(lambda t: "#" + t),
+                  st.text(alphabet="0123456789.:- ", max_size=20)),
+        max_size=5,
+    ),
+)  # fmt: skip
+def test_the_header_is_found_after_any_preamble_in_any_dialect(columns, extra, delimiter, quoted, preamble):
+    names = [n for n in extra if n not in columns] + columns
+    header = delimiter.join(f'"{n}"' if quoted else n for n in names)
+    search = HeaderSearch(columns)
+    found = None
+    for line in [*preamble, header]:
+        found = search.offer(line)
+        if found is not None:
+            break
+    assert found is not None and found.preamble == len(preamble) and found.line == header
+    # the first delimiter that names every column: the header's own, or one listed before it that does too
+    assert found.delimiter == next(d for d in DELIMITERS if set(columns) <= {n.strip().strip('"') for n in
+                                                                             split_line(header, d)})  # fmt: skip

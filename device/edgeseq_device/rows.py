@@ -130,10 +130,6 @@ class Header:
     delimiter: str
     preamble: int
 
-    @property
-    def fields(self) -> list[str]:
-        return split_line(self.line, self.delimiter)
-
     def words(self) -> str:
         """Where the header was found and how it splits, for a message: 'skipped 2 lines before the header, which
         is split at ';''."""
