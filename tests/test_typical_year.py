@@ -100,3 +100,19 @@ def test_the_test_period_streams_back_as_training_wrote_it(trained):
     assert result.exit_code == 0, result.stderr
     assert "0 rows skipped" in result.stderr
     assert len(records(result.stdout)) >= manifest["split"]["test"]["windows"]
+
+
+def test_a_typical_year_trains_with_features_and_target_only(tmp_path):
+    data = write_typical_year(tmp_path / "tmy3.csv")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        ["train", "forecaster", "--data", str(data), "--features", "Dry-bulb (C),RHum (%)", "--target", "Dry-bulb (C)",
+         "--out", str(out), "--name", "tmy", "--units", "8,8", "--epochs", "1", "--window", str(WINDOW),
+         "--horizon", str(HORIZON)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 line before the header" in result.output
+    ran = run("--stream", data, "--model", out / "tmy.onnx")
+    assert ran.exit_code == 0, ran.stderr
+    assert len(records(ran.stdout)) == 12 * DAYS * 24 - WINDOW + 1  # no times: one series, row after row
