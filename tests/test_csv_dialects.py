@@ -318,3 +318,11 @@ def test_the_header_is_found_after_any_preamble_in_any_dialect(columns, extra, d
     # the first delimiter that names every column: the header's own, or one listed before it that does too
     assert found.delimiter == next(d for d in DELIMITERS if set(columns) <= {n.strip().strip('"') for n in
                                                                              split_line(header, d)})  # fmt: skip
+
+
+def test_delimiter_is_refused_for_an_mqtt_stream():
+    result = run("--stream", "mqtt://localhost:1/sensors/+", "--model", SENSOR_ONNX, "--delimiter", ";")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (
+        "edgeseq: error: --delimiter is for a CSV file or stdin: an MQTT message is JSON or a comma-separated line\n"
+    )

@@ -127,6 +127,10 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
         say(f"{prog}: error: --on-bad-row must be skip or fail, got {options.on_bad_row!r}")
         return EXIT_USAGE
     if options.delimiter is not None:
+        if is_mqtt(options.stream):
+            why = "an MQTT message is JSON or a comma-separated line"
+            say(f"{prog}: error: --delimiter is for a CSV file or stdin: {why}")
+            return EXIT_USAGE
         try:
             options = replace(options, delimiter=check_delimiter(options.delimiter))
         except InputError as exc:
