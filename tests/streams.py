@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -47,3 +48,16 @@ def finish(proc: subprocess.Popen, stdin: str | None = None, timeout: float = 60
         return proc.communicate(stdin, timeout=timeout)
     finally:
         proc.kill()
+
+
+def in_dialect(lines: list[str], delimiter: str = ",", decimal: str = ".", quoted: bool | None = None) -> list[str]:
+    """Comma-delimited CSV lines written again with another delimiter and decimal mark, as spreadsheets and
+    loggers export them: each line quoted as it was (or as `quoted` says)."""
+    out = []
+    for line in lines:
+        fields = next(csv.reader([line]))
+        if decimal == ",":
+            fields = [f.replace(".", ",") for f in fields]
+        quote = line.startswith('"') if quoted is None else quoted
+        out.append(delimiter.join(f'"{f}"' if quote else f for f in fields))
+    return out

@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 import edgeseq_device.bulk as bulk
 from edgeseq_device.bulk import PlainReader, split_plain
 from edgeseq_device.records import json_text
-from edgeseq_device.rows import BadRowError, RowParser, split_line
+from edgeseq_device.rows import DELIMITERS, BadRowError, RowParser, split_line
 from edgeseq_device.runner import RunOptions, run_stream
 from edgeseq_device.series import GAP_TOLERANCE, Series, SeriesRules, WindowBuffer, parse_time
 from edgeseq_device.times import many_times
-from tests.streams import LINES, SENSOR_CSV, SENSOR_ONNX, write_lines
+from tests.streams import LINES, SENSOR_CSV, SENSOR_ONNX, in_dialect, write_lines
 
 # --- fields and values -------------------------------------------------------------------------------------
 
@@ -102,7 +102,7 @@ def _row_path(lines: list[str], parser: RowParser, time_format: str | None):
     values, texts, seconds = [], [], []
     for line in lines:
         out = np.empty(len(parser.indices))
-        text = parser.parse(split_line(line), out)
+        text = parser.parse(parser.split(line), out)
         if parser.missing:
             raise BadRowError("missing value", "-")
         values.append(out)
@@ -172,6 +172,133 @@ def test_split_plain_is_split_line_wherever_it_answers(lines, width):
         return
     expected = [split_line(line) for line in lines]
     assert got == expected and all(len(f) == width for f in got)
+
+
+# --- every delimiter and decimal mark ------------------------------------------------------------------------
+
+MARKED = st.sampled_from(["1.234,5", "1,234.5", "1,2,3", "2,", ",5", "1 ,5", "n.a."])
+
+
+def _dialect_line(fields: list[str], delimiter: str, quoted: bool) -> str:
+    return delimiter.join(f'"{f}"' for f in fields) if quoted else delimiter.join(fields)
+
+
+@st.composite
+def dialect_blocks(draw, width: int = 4):
+    """(lines, delimiter, decimal mark written, mark already decided): lines of `width` plain fields in a dialect,
+    and sometimes one thing that is not plain: an odd value, the other mark, both marks, a delimiter in a field."""
+    delimiter = draw(st.sampled_from(DELIMITERS))
+    mark = "." if delimiter == "," else draw(st.sampled_from([".", ","]))
+    decided = "." if delimiter == "," else draw(st.sampled_from([None, None, ".", ","]))
+    quoted = draw(st.booleans())
+    rows = [
+        [draw(TIMES)] + [draw(PLAIN).replace(".", mark) for _ in range(width - 1)]
+        for _ in range(draw(st.integers(1, 8)))
+    ]
+    where = draw(st.integers(0, len(rows) - 1))
+    change = draw(st.sampled_from(["none", "none", "value", "other mark", "marked", "insert", "requote", "cut"]))
+    column = draw(st.integers(1, width - 1))
+    if change == "value":
+        rows[where][column] = draw(st.one_of(ODD, st.sampled_from(DELIMITERS)))
+    elif change == "other mark":
+        rows[where][column] = draw(PLAIN).replace(".", "," if mark == "." else ".")
+    elif change == "marked":
+        rows[where][column] = draw(MARKED)
+    elif change == "insert":
+        rows[where].insert(draw(st.integers(0, width)), draw(ODD))
+    lines = [
+        _dialect_line(row, delimiter, quoted != (change == "requote" and i == where)) for i, row in enumerate(rows)
+    ]
+    if change == "cut":
+        lines[where] = lines[where][: draw(st.integers(0, len(lines[where])))]
+    return lines, delimiter, decided
+
+
+def _plain_in_dialect(lines: list[str], time_format: str | None, delimiter: str, decided: str | None) -> bool:
+    """_plain for any delimiter: one quoting for the block, the header's fields, each value a number within
+    float32's range; and, where decimal commas may be written, one mark in the block's values, the stream's if
+    it is decided."""
+    quoted = any('"' in line for line in lines)
+    between = f'"{delimiter}"'
+    marks = set()
+    for line in lines:
+        if quoted:
+            if len(line) < 2 or not line[0] == line[-1] == '"':
+                return False
+            fields = line[1:-1].split(between)
+            if any('"' in field for field in fields):
+                return False
+        else:
+            fields = line.split(delimiter)
+        if len(fields) != len(HEADER) or not _plain_time(fields[0], time_format):
+            return False
+        for field in fields[1:]:
+            marks |= {m for m in ",." if m in field}
+            number = field.replace(",", ".") if delimiter != "," else field
+            if not (NUMBER.fullmatch(number) and abs(float(number)) <= FLOAT32_MAX):
+                return False
+    return len(marks) <= 1 and (decided is None or marks <= {decided})
+
+
+def _parser_in(delimiter: str, decided: str | None) -> RowParser:
+    parser = RowParser(HEADER, ["a", "c", "b"], "time", delimiter=delimiter)
+    parser.decimal = decided
+    return parser
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(block=dialect_blocks(), time_format=st.sampled_from([None, "iso8601", "unix-seconds"]))
+@example(block=(["t;1,5;2;3", "t;2.5;2;3"], ";", None), time_format=None)  # two marks: the first decides
+@example(block=(["t;1.234,5;2;3"], ";", None), time_format=None)  # a thousands separator
+@example(block=(["t;1,5;2;3"], ";", "."), time_format=None)  # the other mark
+@example(block=(['"t"\t"1,5"\t"2"\t"3"'], "\t", ","), time_format=None)
+@example(block=(['"t","1,5","2","3"'], ",", "."), time_format=None)  # a quoted decimal comma: non-numeric
+def test_a_plain_block_reads_as_the_row_path_reads_it_in_every_dialect(block, time_format):
+    lines, delimiter, decided = block
+    fast, slow = _parser_in(delimiter, decided), _parser_in(delimiter, decided)
+    got = PlainReader(fast, time_format).read(lines)
+    try:
+        values, texts, seconds = _row_path(lines, slow, time_format)
+    except BadRowError:
+        assert got is None and fast.decimal == decided  # the row path's: declined, and nothing decided
+        return
+    if got is None:  # declined: allowed only when the block is not of the plain forms
+        assert not _plain_in_dialect(lines, time_format, delimiter, decided), "a plain block was declined"
+        assert fast.decimal == decided
+        return
+    assert got.values.tobytes() == values.tobytes()  # bit for bit, -0.0 included
+    assert got.time_texts == texts
+    assert fast.decimal == slow.decimal  # the stream's mark, decided as the row path decides it
+    assert got.seconds is None if time_format is None else got.seconds.tolist() == seconds
+
+
+@pytest.mark.parametrize("delimiter", DELIMITERS)
+@pytest.mark.parametrize("quoted", [False, True])
+def test_the_plain_forms_are_taken_in_every_dialect(delimiter, quoted):
+    mark = "." if delimiter == "," else ","
+    lines = [
+        _dialect_line(["2026-03-01 00:00:00", f"1{mark}5", "-2", f"3{mark}0e2"], delimiter, quoted),
+        _dialect_line(["2026-03-01 00:10:00", "0", f"-0{mark}25", "2"], delimiter, quoted),
+    ]
+    parser = RowParser(HEADER, ["a", "b"], "time", delimiter=delimiter)
+    got = PlainReader(parser, "iso8601").read(lines)
+    assert got is not None and got.values.tolist() == [[1.5, -2.0], [0.0, -0.25]]
+    assert parser.decimal == mark
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(st.text(alphabet='ab,;|\t"', max_size=3), min_size=1, max_size=3), min_size=1, max_size=6),
+    st.sampled_from(DELIMITERS),
+    st.booleans(),
+    st.integers(1, 4),
+)
+def test_split_plain_is_split_line_wherever_it_answers_in_every_dialect(rows, delimiter, quoted, width):
+    lines = [_dialect_line(row, delimiter, quoted) for row in rows]
+    got = split_plain(lines, width, delimiter)
+    if got is None:
+        return
+    assert got == [split_line(line, delimiter) for line in lines] and all(len(f) == width for f in got)
 
 
 # --- times -------------------------------------------------------------------------------------------------
@@ -333,7 +460,12 @@ def _sensor_variants(tmp_path: Path) -> list[Path]:
             rows.append(line)
         if i == 1500:
             rows.append(LINES[0])  # a header again
-    return [SENSOR_CSV, write_lines(tmp_path / "variants.csv", rows)]
+    return [
+        SENSOR_CSV,
+        write_lines(tmp_path / "variants.csv", rows),
+        write_lines(tmp_path / "variants.semicolon.csv", in_dialect(rows, ";", ",")),  # decimal commas too
+        write_lines(tmp_path / "variants.tab.csv", ["# exported", *in_dialect(rows, "\t", quoted=False)]),
+    ]
 
 
 @pytest.mark.parametrize("stride", [1, 5])
@@ -345,7 +477,9 @@ def test_a_run_gives_the_same_records_and_messages_with_and_without_the_fast_pat
         assert fast[1].count("\n") > 2000 / stride
 
 
-def test_the_fast_path_is_taken_on_the_sample(monkeypatch):
+@pytest.mark.parametrize("dialect", [(",", "."), (";", ","), ("\t", "."), ("|", ",")])
+def test_the_fast_path_is_taken_on_the_sample(tmp_path, monkeypatch, dialect):
+    stream = write_lines(tmp_path / "sample.csv", in_dialect(LINES, *dialect))
     seen = []
     real = bulk.PlainReader.read
 
@@ -355,5 +489,7 @@ def test_the_fast_path_is_taken_on_the_sample(monkeypatch):
         return got
 
     monkeypatch.setattr(bulk.PlainReader, "read", counting)
-    run_stream(RunOptions(stream=str(SENSOR_CSV), model=SENSOR_ONNX), io.StringIO(), io.StringIO())
-    assert seen and all(seen)  # every block of the clean sample was read at once
+    out = io.StringIO()
+    run_stream(RunOptions(stream=str(stream), model=SENSOR_ONNX), out, io.StringIO())
+    assert seen and all(seen)  # every block of the clean sample was read at once, in every dialect
+    assert out.getvalue().count("\n") == 2926

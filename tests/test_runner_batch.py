@@ -13,7 +13,6 @@ import pytest
 
 import edgeseq_device.window as window_module
 from edgeseq_device.runner import RunOptions, run_stream
-from edgeseq_device.series import RESYNC_ROWS
 from tests.conftest import EXPORTED
 from tests.streams import LINES, SENSOR_ONNX, T, cli, finish, write_lines
 
@@ -28,7 +27,7 @@ def _run(stream: Path, *args) -> tuple[str, str, int]:
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory) -> Path:
-    """The sample four times over: 11,844 rows, each copy's first 100 rows behind the newest time (bad rows)."""
+    """The sample four times over: 11,844 rows, each copy after the first a jump back in time (a new segment)."""
     return write_lines(tmp_path_factory.mktemp("batch") / "big.csv", [LINES[0], *(LINES[1:] * 4)])
 
 
@@ -39,9 +38,7 @@ def test_batched_and_one_window_a_call_write_the_same_records(big, stride):
     assert code == code_single == 0, err
     assert batched == single  # byte for byte
     rows = len(LINES) - 1
-    assert len(batched.splitlines()) == len(range(T - 1, rows, stride)) + 3 * len(
-        range(T - 1, rows - RESYNC_ROWS, stride)
-    )
+    assert len(batched.splitlines()) == 4 * len(range(T - 1, rows, stride))
 
 
 def test_a_keyed_stream_batches_its_keys_windows_and_writes_the_same_records(tmp_path):

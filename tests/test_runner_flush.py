@@ -15,7 +15,6 @@ import pytest
 
 import edgeseq_device.sinks.fd as sinks
 from edgeseq_device.runner import RunOptions, run_stream
-from edgeseq_device.series import RESYNC_ROWS
 from tests.streams import LINES, SENSOR_CSV, SENSOR_ONNX, T, cli, finish, write_lines
 
 
@@ -102,10 +101,10 @@ def test_a_pipe_reader_sees_the_first_record_while_the_run_goes_on(tmp_path: Pat
     finally:
         watchdog.cancel()
     finish(proc)
-    # the rest, after the first: each later copy's first 100 rows lie behind the newest time (bad rows), and
-    # then the series follows the clock that was set back (series.RESYNC_ROWS)
+    # the rest, after the first: each later copy starts 20 days behind the newest time, more than 10 windows'
+    # span: a jump back, and a new segment (series.JUMP_WINDOWS), so every copy gives all its windows
     rows = len(LINES) - 1
-    assert 1 + len(out.splitlines()) == (rows - T + 1) + 3 * (rows - RESYNC_ROWS - T + 1)
+    assert 1 + len(out.splitlines()) == 4 * (rows - T + 1)
 
 
 def test_what_waits_for_held_records_is_done_once_they_are_written_and_never_if_they_fail(tmp_path: Path, writes):

@@ -15,6 +15,7 @@ from edgeseq_device.errors import ManifestError
 from edgeseq_device.rows import BadRowError, RowParser
 from edgeseq_device.series import (
     FILLED,
+    JUMPED,
     TIME_GAP,
     NewestFirstError,
     Router,
@@ -202,13 +203,33 @@ def test_readings_replayed_out_of_order_are_all_refused_not_only_the_first():
 
 
 def test_a_clock_set_back_for_good_is_followed_after_100_rows():
-    series = _series()
+    series = _series()  # window 3, interval 60 s: a jump back is more than 10 x 3 x 60 = 1,800 s
     _admit(series, 10**6, 1, 1)
     _admit(series, 10**6 + 60, 1, 1)
+    start = 10**6 - 1000  # set back by less than a jump: a replay, until 100 rows say the clock is new
     for k in range(100):
         with pytest.raises(BadRowError, match="before the newest time"):
-            _admit(series, 60 * k, 1, 1)
-    assert _admit(series, 6000, 1, 1) == 0  # the series now follows the new clock
+            _admit(series, start + k, 1, 1)
+    assert _admit(series, start + 160, 1, 1) == 0  # the series now follows the new clock
+
+
+@pytest.mark.parametrize("back", [1801, 10**6, 3 * 365 * 86400])
+def test_a_jump_back_by_more_than_ten_windows_is_a_new_segment(back):
+    series = _series()
+    for t in range(0, 600, 60):
+        _admit(series, 10**8 + t, 1, 1)
+    assert _admit(series, 10**8 + 540 - back, 2, 2) == JUMPED  # no bad row: the next window starts here
+    assert series.buffer.filled == 1 and series.last_time == 10**8 + 540 - back
+    assert _admit(series, 10**8 + 600 - back, 3, 3) == 0 and series.buffer.filled == 2
+
+
+def test_a_step_back_within_ten_windows_is_still_a_replay():
+    series = _series()
+    for t in range(0, 600, 60):
+        _admit(series, 10**8 + t, 1, 1)
+    with pytest.raises(BadRowError, match="before the newest time"):
+        _admit(series, 10**8 + 540 - 1800, 2, 2)
+    assert series.buffer.filled == 10  # nothing thrown away
 
 
 def test_a_series_that_only_goes_back_in_time_runs_newest_first():

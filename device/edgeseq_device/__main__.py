@@ -5,9 +5,11 @@ model (the forecaster, or one exported with `edgeseq export --keras`) and write 
 lines (or CSV), on a box with numpy and onnxruntime only. This is the same runner as `edgeseq run`
 (edgeseq_device.runner.run_stream).
 
-Columns are found by name. A bad row (empty, non-numeric, inf, more or fewer fields than the header,
-longer than 1 MiB) is reported on stderr and skipped, and no window spans it; so is a missing value, a gap
-in time or a duplicated or backwards time, by the series rules in the model's manifest. With a key column
+Columns are found by name. The header is the first line, within the first 100, that names them (the lines
+before it are skipped and counted), split at the first of , ; tab | that does (or --delimiter); with a delimiter
+other than the comma, decimal commas (21,3) are read. A bad row (empty, non-numeric, inf, more or fewer fields
+than the header, longer than 1 MiB) is reported on stderr and skipped, and no window spans it; so is a missing
+value, a gap in time or a duplicated or backwards time, by the series rules in the model's manifest. With a key column
 (a model trained with --group-by) each key is its own series, and each record carries its "key".
 --follow reads a growing file like tail -F and reopens it when it is truncated or rotated; SIGHUP does not end
 a --follow run whose stderr is not a terminal (a service): it is logged and looked at at the next poll. Rows are
@@ -91,7 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--target", metavar="NAME", help="no manifest: the target column")
     run.add_argument("--window", type=int, metavar="T", help="no manifest: rows per window")
     run.add_argument("--horizon", type=int, metavar="H", help="no manifest: rows ahead")
-    run.add_argument("--time-column", metavar="NAME", help="no manifest: a time column to echo")
+    run.add_argument("--time-column", metavar="NAME", help="no manifest: a time column to echo (DATE,TIME: two)")
+    run.add_argument(
+        "--delimiter", metavar="CHAR",
+        help="the field delimiter, e.g. ';' or tab (default: the first of , ; tab | that splits the header into the "
+        "columns the model reads)",
+    )  # fmt: skip
     run.add_argument("--input-scale", type=_floats, metavar="NUMBERS", help="no manifest: per-feature scales")
     run.add_argument("--target-scale", type=float, metavar="NUMBER", help="no manifest: the target scale")
     mqtt = run.add_argument_group(

@@ -17,8 +17,8 @@ from typing import Any
 from edgeseq_device.bulk import PlainReader
 from edgeseq_device.errors import InputError
 from edgeseq_device.records import Writer
-from edgeseq_device.rows import BadRowError, RowParser, is_header, split_line
-from edgeseq_device.series import FILLED, TIME_GAP
+from edgeseq_device.rows import BadRowError, Header, RowParser, is_header
+from edgeseq_device.series import FILLED, JUMPED, TIME_GAP
 from edgeseq_device.signals import StopSignals
 from edgeseq_device.sinks import SinkError
 from edgeseq_device.sources.lines import Item, Notice, Refused, Reopened
@@ -55,10 +55,11 @@ class ReadLoop:
         stop: StopSignals,
         say: Any,
         prog: str,
-        header: str,
+        header: Header,
         name: str,
         where: Callable[[int], str] = "line {}".format,
         finish_blocks: bool = False,
+        delimiter: str | None = None,
     ) -> None:
         self.name, self.runner, self.stats, self.stop, self.say, self.prog = name, runner, stats, stop, say, prog
         self.where = where  # "line 12", or "message 11 on sensors/a/readings": the source names its rows
@@ -67,13 +68,16 @@ class ReadLoop:
         self.halt = None if finish_blocks else stop
         self.fail = fail  # --on-bad-row fail
         self.meta: list[tuple[int, str | None, str | None, int]] = []  # per staged window: row, time, key, line
-        self.line_number, self.after_reopen = 1, False
+        self.line_number, self.after_reopen = header.preamble + 1, False
         self.failures_in_a_row = 0
-        self.use_header(header)
+        self.delimiter = delimiter  # --delimiter, or None: each header's own, found as rows.py says
+        self.use_header(header.line, header.delimiter)
 
-    def use_header(self, line: str) -> None:
+    def use_header(self, line: str, delimiter: str | None = None) -> None:
         spec, rules = self.runner.spec, self.runner.rules
-        self.parser = RowParser(split_line(line), spec.features, spec.time_column, rules.group_by)
+        # a header again, or a new file's, is split at the first delimiter that names the features
+        delimiter = delimiter or self.delimiter
+        self.parser = RowParser.of_line(line, spec.features, spec.time_column, rules.group_by, delimiter)
         bulk = not spec.states and self.parser.key_index is None
         self.reader = PlainReader(self.parser, rules.time_format if rules.checks_time else None) if bulk else None
 
@@ -126,14 +130,15 @@ class ReadLoop:
                 if line.__class__ is str:
                     if self.after_reopen:  # a new file may start with its own header
                         self.after_reopen = False
-                        if is_header(line, features):  # type: ignore[arg-type]
+                        if is_header(line, features, self.delimiter):  # type: ignore[arg-type]
                             self.use_header(line)  # type: ignore[arg-type]
                             continue
                     stats.rows += 1
-                    due, when = runner.push(self.parser, split_line(line))  # type: ignore[arg-type]
+                    due, when = runner.push(self.parser, self.parser.split(line))  # type: ignore[arg-type]
                     if runner.flags:
                         stats.filled += bool(runner.flags & FILLED)
                         stats.time_gaps += bool(runner.flags & TIME_GAP)
+                        stats.time_jumps += bool(runner.flags & JUMPED)
                     if self.parser.key_index is not None:
                         stats.keys = len(runner.keys)
                 elif isinstance(line, Reopened):
@@ -155,7 +160,7 @@ class ReadLoop:
                     runner.unreadable()
                     raise BadRowError("line too long", f"more than {line.limit:,} bytes")
             except BadRowError as exc:
-                if line.__class__ is str and is_header(line, features):  # type: ignore[arg-type]
+                if line.__class__ is str and is_header(line, features, self.delimiter):  # type: ignore[arg-type]
                     # a header again (files concatenated, a writer restarted): its columns may be reordered
                     self.use_header(line)  # type: ignore[arg-type]
                     runner.restart()  # a writer restarted, or files concatenated: every series starts afresh

@@ -39,6 +39,7 @@ from edgeseq_device.messages import Messages
 from edgeseq_device.model import companion_path, load_companion, load_model
 from edgeseq_device.reads import STOPPED, Item, ReadLoop
 from edgeseq_device.records import Writer
+from edgeseq_device.rows import Header, HeaderSearch, check_delimiter, time_columns
 from edgeseq_device.signals import StopRequested, StopSignals
 from edgeseq_device.sinks import (
     ReaderStalled,
@@ -78,6 +79,7 @@ class RunOptions:
     window: int | None = None
     horizon: int | None = None
     time_column: str | None = None
+    delimiter: str | None = None  # --delimiter; None: found from the header, as rows.py says
     input_scale: tuple[float, ...] | None = None
     target_scale: float | None = None
     poll_seconds: float = 0.2
@@ -124,6 +126,16 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
     if options.on_bad_row not in ("skip", "fail"):
         say(f"{prog}: error: --on-bad-row must be skip or fail, got {options.on_bad_row!r}")
         return EXIT_USAGE
+    if options.delimiter is not None:
+        if is_mqtt(options.stream):
+            why = "an MQTT message is JSON or a comma-separated line"
+            say(f"{prog}: error: --delimiter is for a CSV file or stdin: {why}")
+            return EXIT_USAGE
+        try:
+            options = replace(options, delimiter=check_delimiter(options.delimiter))
+        except InputError as exc:
+            say(f"{prog}: error: {exc}")
+            return EXIT_USAGE
     stats = Stats()
     # SIGHUP asks a service to reopen its followed file; on a terminal it keeps its default (a closed terminal
     # ends the run)
@@ -133,7 +145,7 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
             spec = resolve_spec(model, options.task_overrides())
             rules = resolve_rules(model, spec)
             check_output(options)
-            columns = (*([spec.time_column] if spec.time_column else []), *spec.features)
+            columns = (*time_columns(spec.time_column), *spec.features)
             source = open_source(options, stop, columns, rules.group_by)
         except DeviceError as exc:
             say(f"{prog}: error: {exc}")
@@ -194,21 +206,25 @@ def _stream(
     sink: RecordSink | None = None
     try:
         blocks = source.blocks()
+        needed = (*spec.features, *time_columns(spec.time_column))
+        needed += (runner.rules.group_by,) if runner.rules.group_by else ()
         try:
-            header, rest = _header(blocks, say, prog, source.name)
+            header, rest = _header(blocks, say, prog, source.name, HeaderSearch(needed, options.delimiter))
         except InputError as exc:
-            say(f"{prog}: error: {exc}")
+            say(f"{prog}: error: {source.name}: {exc}" if source.name not in str(exc) else f"{prog}: error: {exc}")
             return EXIT_USAGE
         if isinstance(header, TooLong):
             say(f"{prog}: error: {source.name}: the header line is longer than {header.limit:,} bytes")
             return EXIT_USAGE
-        if header is None or not header.strip():
+        if header is None:
             say(f"{prog}: error: {source.name} has no header row")
             return EXIT_USAGE
+        if header.preamble or header.delimiter != ",":
+            say(f"{prog}: {source.name}: {header.words()}")
         try:
             loop = ReadLoop(
                 options.on_bad_row == "fail", runner, stats, stop, say, prog, header, source.name, source.where,
-                finish_blocks=is_mqtt(options.stream),
+                finish_blocks=is_mqtt(options.stream), delimiter=options.delimiter,
             )  # fmt: skip
         except InputError as exc:
             say(f"{prog}: error: {source.name}: {exc}")
@@ -288,15 +304,25 @@ def _settle(finish: Any, stats: Stats) -> None:
         raise
 
 
-def _header(blocks: Iterator[list[Item]], say: Any, prog: str, name: str) -> tuple[str | TooLong | None, list[Item]]:
-    """The first line (or None at the end of the input) and the rest of its block; a followed file replaced
-    before it had a header is said and passed over."""
+def _header(
+    blocks: Iterator[list[Item]], say: Any, prog: str, name: str, search: HeaderSearch
+) -> tuple[Header | TooLong | None, list[Item]]:
+    """The stream's header (rows.HeaderSearch: within its first lines, its preamble counted) and the rest of its
+    block, or None at the end of an input without a line; a followed file replaced before it had a header is said,
+    and searched anew. Raises MissingColumnError when its first lines hold no header."""
     for block in blocks:
         for i, item in enumerate(block):
             if isinstance(item, Reopened):
                 say(f"{prog}: reopened {name}: {item.reason}")
+                search = HeaderSearch(search.columns, search.delimiter)
             elif isinstance(item, Notice):
                 say(f"{prog}: {item.text}")
-            else:
+            elif isinstance(item, str):
+                header = search.offer(item)
+                if header is not None:
+                    return header, block[i + 1 :]
+            elif isinstance(item, TooLong):
                 return item, block[i + 1 :]
+    if search.candidates:
+        raise search.refusal()
     return None, []

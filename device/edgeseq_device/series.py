@@ -7,7 +7,10 @@ A series is one sensor's rows, oldest first. Its rules (the manifest's "series")
 - with a time column, each time is parsed (`time_format`). A step longer than GAP_TOLERANCE x `interval` past
   the newest time seen is a gap before the row; a time at or before the newest (duplicated, backwards,
   replayed) or unparsable makes the row a bad row, also a gap. A series whose first NEWEST_FIRST_STEPS steps
-  all go backwards runs newest first: refused for a stream of one series, its rows bad rows in a keyed one;
+  all go backwards runs newest first: refused for a stream of one series, its rows bad rows in a keyed one. A
+  time behind the newest by more than JUMP_WINDOWS windows' span (JUMP_WINDOWS x window x `interval`) is no
+  replay but a jump back (a typical-year file at a month boundary, a logger's clock reset): the row starts a new
+  segment, as after a gap, and the jump is counted;
 - with `group_by`, each key is its own series: its own window, its own time, its own last values.
 After a gap the window starts afresh: no window spans one. A time gap is never filled: a live stream cannot
 know what it missed, and a filled hour of readings would be made up.
@@ -30,6 +33,7 @@ from edgeseq_device.times import (  # re-exported: the rules' time functions wer
     check_time_format,
     detect_time_format,
     interval_words,
+    iso_time,
     parse_interval,
     parse_time,
 )
@@ -37,6 +41,9 @@ from edgeseq_device.times import (  # re-exported: the rules' time functions wer
 GAP_TOLERANCE = 1.5  # steps up to 1.5 intervals are jitter; longer ones lost at least one row
 NEWEST_FIRST_STEPS = 5
 RESYNC_ROWS = 100  # rows in a row behind the newest time: the clock was set back, and the series follows it
+# A time behind the newest by more than this many windows' span (window x interval) is no replay: the data jumps
+# back (a typical-year file at a month boundary, a logger's clock reset), and a new segment starts there
+JUMP_WINDOWS = 10
 MAX_KEYS = 100_000  # series one stream may hold: about 3.5 KB each at T=36, F=5
 # A key is a sensor's name, a station code, a MAC address, a topic level: 256 characters hold any of them, and
 # keep a key's own memory small beside its window (100,000 keys of 1 MB lines would otherwise need 100 GB)
@@ -45,7 +52,7 @@ MAX_KEY_CHARS = 256
 VALUE_REASONS = frozenset({"non-numeric", "infinite", "out of range"})
 # Reasons a row is refused for its time alone, at or before its series' newest: no gap (Series._behind_the_newest)
 TIME_ORDER_REASONS = frozenset({"duplicate time", "time went backwards"})
-TIME_GAP, FILLED = 1, 2  # what admit() reports about a row
+TIME_GAP, FILLED, JUMPED = 1, 2, 4  # what admit() reports about a row
 
 __all__ = [
     "MISSING_TOKENS",
@@ -185,6 +192,7 @@ class Series:
         "_backward",
         "_behind",
         "_forward",
+        "_max_back",
         "_max_step",
         "_runs",
         "buffer",
@@ -200,6 +208,7 @@ class Series:
         self.last_time: float | None = None  # the newest time seen
         self._runs = [0] * len(columns)  # rows in a row each column has been filled
         self._max_step = GAP_TOLERANCE * rules.interval if rules.interval else math.inf
+        self._max_back = JUMP_WINDOWS * window * rules.interval if rules.interval else math.inf
         self._forward = self._backward = self._behind = 0
 
     def snapshot(self) -> dict[str, Any]:
@@ -231,9 +240,13 @@ class Series:
         FILLED bits. Raises BadRowError (the series then starts afresh) or NewestFirstError."""
         flags = 0
         if when is not None:
-            if self.last_time is not None and when <= self.last_time:
+            if self.last_time is not None and when < self.last_time - self._max_back:
+                self.reset()  # a jump back in time: a new segment, as after a gap
+                self.last_time, self._behind = when, 0
+                flags = JUMPED
+            elif self.last_time is not None and when <= self.last_time:
                 self._behind_the_newest(when - self.last_time, when, time_text)  # raises
-            if self._advance(when):
+            elif self._advance(when):
                 self.reset()
                 flags = TIME_GAP
         if missing:
@@ -368,6 +381,8 @@ class Router:
         try:
             text = parser.parse(fields, self.row)
             when = None if self._time_format is None else parse_time(text, self._time_format)
+            if parser.time_second is not None and when is not None:
+                text = iso_time(when)  # "01/01/1997 24:00" is no time anyone can parse: 1997-01-02 00:00:00
             if series is None:  # a new key's first good row: only now does it cost memory
                 series = self.keys[key] = Series(self.window, self.columns, self.rules, key)
             self.series = series
@@ -385,7 +400,7 @@ class Router:
     def _time_of(self, parser: RowParser, fields: list[str]) -> float | None:
         """The time of a row of the header's width whose values are bad, or None when it does not read."""
         try:
-            return parse_time(fields[parser.time_index].strip(), self._time_format)  # type: ignore[index]
+            return parse_time(parser.time_text(fields), self._time_format)  # type: ignore[arg-type]
         except BadRowError:
             return None
 

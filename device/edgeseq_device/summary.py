@@ -17,6 +17,7 @@ class Stats:
     skipped: Counter[str] = field(default_factory=Counter)
     filled: int = 0
     time_gaps: int = 0
+    time_jumps: int = 0  # jumps back in time (series.JUMP_WINDOWS): each starts a new segment
     not_finite: int = 0
     model_failed: int = 0
     reopened: int = 0
@@ -32,6 +33,8 @@ class Stats:
         skipped = sum(self.skipped.values())
         extra = f", {self.filled} rows filled (--fill-gaps)" if self.filled else ""
         extra += f", {self.time_gaps} gap{'s' if self.time_gaps != 1 else ''} in time" if self.time_gaps else ""
+        jumps = f", {self.time_jumps} jump{'s' if self.time_jumps != 1 else ''} back in time"
+        extra += jumps if self.time_jumps else ""
         extra += f", {self.keys} series" if self.keys else ""
         extra += f", {self.not_finite} predictions not finite (not written)" if self.not_finite else ""
         extra += f", the model failed on {self.model_failed} windows (not written)" if self.model_failed else ""

@@ -27,7 +27,7 @@ from edgeseq_device.forecast import ForecastSpec
 from edgeseq_device.model import Companion, Model
 from edgeseq_device.rows import BadRowError, RowParser
 from edgeseq_device.sequence import SequenceSpec
-from edgeseq_device.series import TIME_GAP, TIME_ORDER_REASONS, Router, Series, SeriesRules, WindowBuffer
+from edgeseq_device.series import JUMPED, TIME_GAP, TIME_ORDER_REASONS, Router, Series, SeriesRules, WindowBuffer
 
 __all__ = ["PredictionError", "StreamRunner", "Task", "WindowBuffer"]
 
@@ -95,7 +95,7 @@ class StreamRunner:
 
     @property
     def flags(self) -> int:
-        """series.TIME_GAP and FILLED of the last row pushed."""
+        """series.TIME_GAP, FILLED and JUMPED of the last row pushed."""
         return self.router.flags
 
     @property
@@ -111,7 +111,7 @@ class StreamRunner:
             if exc.reason not in TIME_ORDER_REASONS:  # a reading behind the newest changes no state
                 self._zero_states()
             raise
-        if self._states and self.router.flags & TIME_GAP:
+        if self._states and self.router.flags & (TIME_GAP | JUMPED):  # a new segment: the state starts afresh
             self._zero_states()
         extra = series.buffer.filled - self.spec.window
         return extra >= 0 and extra % self.stride == 0, text

@@ -214,7 +214,15 @@ def run(
     window: int | None = typer.Option(None, "--window", min=2, metavar="T", help="No manifest: rows per window (T)."),
     horizon: int | None = typer.Option(None, "--horizon", min=1, metavar="H", help="No manifest: rows ahead (H)."),
     time_column: str | None = typer.Option(
-        None, "--time-column", metavar="NAME", help="No manifest: a time column to echo."
+        None, "--time-column", metavar="NAME", help="No manifest: a time column to echo (DATE,TIME: two columns)."
+    ),
+    delimiter: str | None = typer.Option(
+        None,
+        "--delimiter",
+        metavar="CHAR",
+        help="The field delimiter, e.g. ';' or tab [default: the first of , ; tab | that splits the header into the "
+        "columns the model reads].",
+        show_default=False,
     ),
     input_scale: str | None = typer.Option(
         None, "--input-scale", metavar="NUMBERS", help="No manifest: per-feature scales."
@@ -277,7 +285,11 @@ def run(
     r"""Stream sensor rows through an exported model: one record per window.
 
     Reads a CSV with a header from a file (.csv, .csv.gz, .csv.xz, .csv.bz2) or stdin (-); columns are found
-    by name (order and extra columns do not matter). A ring buffer keeps the last T rows of each series (each
+    by name (order and extra columns do not matter). The header is the first line, within the first 100, that
+    names them (lines before it, and # comments, are skipped and counted), split at the first of , ; tab | that
+    does (or --delimiter); with a delimiter other than the comma, decimal commas (21,3) are read, the stream's
+    first number with a decimal mark deciding which, and a number with the other mark or both (1.234,5) is a bad
+    row. A ring buffer keeps the last T rows of each series (each
     key, for a model trained with --group-by); a record comes out once it is full and then every --stride
     rows, as JSON lines (or CSV). The input is taken a read at a time (at most 64 KiB, never waiting for
     more); a live reader (a terminal, a pipe, --follow, stdin) gets each read's records flushed at once, so a
@@ -335,6 +347,7 @@ def run(
             window=window,
             horizon=horizon,
             time_column=time_column,
+            delimiter=delimiter,
             input_scale=floats(input_scale, "--input-scale"),
             target_scale=target_scale,
             mqtt_credentials=mqtt_credentials,

@@ -233,6 +233,10 @@ def format_info(d: dict[str, Any]) -> str:
         from edgeseq_device.series import describe as describe_rules
 
         lines.append(f"series      {describe_rules(SeriesRules.from_json(series))}")
+    if d.get("csv"):
+        from edgeseq_device.rows import describe_dialect
+
+        lines.append(f"csv         {describe_dialect(d['csv'])}")
     fusion = d.get("fusion")
     if fusion:
         expected = ", ".join(f"{op} x{n}" for op, n in fusion["expected_fused"].items()) or "no recurrent layers"

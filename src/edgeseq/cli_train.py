@@ -28,6 +28,16 @@ def _interval(text: str | None, time_column: str | None) -> float | None:
         raise BadInputError(f"--interval: {exc}") from None
 
 
+def _delimiter(text: str | None) -> str | None:
+    from edgeseq_device.errors import InputError
+    from edgeseq_device.rows import check_delimiter
+
+    try:
+        return None if text is None else check_delimiter(text)
+    except InputError as exc:
+        raise BadInputError(str(exc)) from None
+
+
 def _fractions(text: str | None, split_at: str | None) -> tuple[float, float, float]:
     if text is None:
         from edgeseq.data.split import DEFAULT_FRACTIONS
@@ -74,14 +84,16 @@ def train_forecaster_command(
         None,
         "--time-column",
         metavar="NAME",
-        help="The time of each row: parsed, and a step longer than 1.5 intervals is a gap no window spans.",
+        help="The time of each row: parsed, and a step longer than 1.5 intervals is a gap no window spans; "
+        "DATE,TIME for a date and a time of day in two columns, read together.",
     ),
     time_format: str | None = typer.Option(
         None,
         "--time-format",
         metavar="FORMAT",
-        help="How times are written when not ISO 8601, unix seconds or unix milliseconds: a strptime pattern such as "
-        "'%d/%m/%Y %H:%M'.",
+        help="How times are written when not ISO 8601, unix seconds, unix milliseconds or a date and time found by "
+        "itself: a strptime pattern such as '%d/%m/%Y %H:%M' (of the joined text for DATE,TIME; 24:00 is the next "
+        "day's 00:00).",
     ),
     interval: str | None = typer.Option(
         None,
@@ -102,6 +114,13 @@ def train_forecaster_command(
         "--group-by",
         metavar="COLUMN",
         help="A key column (a station, a sensor id): each key is its own series, here and in `run`.",
+    ),
+    delimiter: str | None = typer.Option(
+        None,
+        "--delimiter",
+        metavar="CHAR",
+        help="The field delimiter, e.g. ';' or tab [default: the first of , ; tab | that splits the header into the "
+        "columns named].",
     ),
     split: str | None = typer.Option(
         None,
@@ -140,11 +159,15 @@ def train_forecaster_command(
 ) -> None:
     """Train the LSTM forecaster on any CSV and export it, with the same checks as `edgeseq export`.
 
-    Rows are read as `edgeseq run` reads them: a missing value (empty, NA, N/A, #N/A, NaN, null, nil, None, -, ?),
-    a bad row, a duplicated or backwards time and a step in time longer than 1.5 intervals are gaps, and no
-    window spans one. The data is split by time (across all keys with --group-by) into train, validation and
-    test; scaling is fitted on train only; the test report compares the LSTM with ridge regression and
-    persistence, in the target's units, on exactly the windows `edgeseq run` makes on the test period.
+    The header is the first line, within the first 100, that names the columns (lines before it are skipped and
+    counted), split at the first of , ; tab | that does (or --delimiter); decimal commas (21,3) are read where the
+    comma is not the delimiter; the manifest records the file's dialect. Rows are read as `edgeseq run` reads
+    them: a missing value (empty, NA, N/A, #N/A, NaN, null, nil, None, -, ?), a bad row, a duplicated or
+    backwards time and a step in time longer than 1.5 intervals are gaps, and no window spans one; a jump back
+    in time by more than 10 windows starts a new segment. The data is split by time (across all keys with
+    --group-by) into train, validation and test; scaling is fitted on train only; the test report compares the
+    LSTM with ridge regression and persistence, in the target's units, on exactly the windows `edgeseq run` makes
+    on the test period.
 
     \b
     Example (one command; its lines are kept as they are, so it can be pasted):
@@ -175,6 +198,7 @@ def train_forecaster_command(
             interval=_interval(interval, time_column),
             fill_gaps=fill_gaps,
             group_by=group_by.strip() if group_by else None,
+            delimiter=_delimiter(delimiter),
             split=_fractions(split, split_at),
             split_at=_dates(split_at),
             drop_constant=drop_constant,

@@ -54,7 +54,7 @@ def describe(path: Path) -> dict[str, Any]:
         "metadata": dict(sorted(model.metadata.items())),
     }
     if model.manifest is not None:
-        for key in ("kind", "series", "fusion", "parity", "accuracy"):
+        for key in ("kind", "series", "csv", "fusion", "parity", "accuracy"):
             if key in model.manifest.data:
                 description[key] = model.manifest.data[key]
         description.update(batched_entry(model.manifest, path.name))

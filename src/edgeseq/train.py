@@ -112,6 +112,7 @@ class ForecasterConfig:
     interval: float | None = None  # seconds; None: the median step of the training rows
     fill_gaps: int = 0
     group_by: str | None = None
+    delimiter: str | None = None  # None: found from the header, as `edgeseq run` finds it
     split: tuple[float, float, float] = DEFAULT_FRACTIONS
     split_at: tuple[str, str] | None = None
     drop_constant: bool = False
@@ -176,7 +177,8 @@ class ForecastData:
             rows = self.table.part == index
             ends = self.ends[part]
             entry: dict[str, Any] = {"rows": int(rows.sum()), "windows": len(ends)}
-            lines = np.flatnonzero(self.table.line_parts == index) + 2  # file line numbers; the header is 1
+            # file line numbers: the header's is the preamble's length + 1
+            lines = np.flatnonzero(self.table.line_parts == index) + 2 + self.table.header.preamble
             if len(lines):
                 entry["lines"] = [int(lines[0]), int(lines[-1])]
             if self.table.keys is not None:
@@ -249,6 +251,7 @@ def prepare_forecast_data(config: ForecasterConfig) -> ForecastData:
         interval=config.interval,
         fill_gaps=config.fill_gaps,
         group_by=config.group_by,
+        delimiter=config.delimiter,
         split=SplitPlan(tuple(config.split)),
         split_at=tuple(config.split_at) if config.split_at else None,
     )

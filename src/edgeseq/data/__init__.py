@@ -10,6 +10,7 @@ from edgeseq.data.table import (
     DEFAULT_SENSOR_DATA,
     SensorTable,
     load_sensor_csv,
+    read_all,
     read_lines,
 )
 
@@ -20,5 +21,6 @@ __all__ = [
     "letter_arrays",
     "letter_patterns",
     "load_sensor_csv",
+    "read_all",
     "read_lines",
 ]

@@ -18,9 +18,10 @@ from edgeseq.data.split import PARTS, SplitPlan, assign_parts
 from edgeseq.data.table import read_lines
 from edgeseq.errors import DataError
 from edgeseq_device.errors import InputError
-from edgeseq_device.rows import BadRowError, RowParser, is_header, split_line
+from edgeseq_device.rows import BadRowError, Header, RowParser, is_header, is_missing, time_columns
 from edgeseq_device.series import (
     FILLED,
+    JUMPED,
     TIME_GAP,
     NewestFirstError,
     Router,
@@ -28,6 +29,7 @@ from edgeseq_device.series import (
     detect_time_format,
     parse_time,
 )
+from edgeseq_device.times import DATE_PATTERNS, detect_date_pattern
 
 MOSTLY_MISSING = 0.5  # a feature missing in more of the training rows than this is refused
 SEVERAL_SERIES = 0.1  # this share of rows repeating the time before, without --group-by: several series
@@ -43,6 +45,7 @@ class SeriesOptions:
     interval: float | None = None
     fill_gaps: int = 0
     group_by: str | None = None
+    delimiter: str | None = None  # None: found from the header (rows.py)
     split: SplitPlan = field(default_factory=SplitPlan)
     split_at: tuple[str, str] | None = None  # read once the time format is known
 
@@ -57,6 +60,7 @@ class Report:
     dropped_lines: dict[str, list[int]] = field(default_factory=dict)
     missing: dict[str, int] = field(default_factory=dict)
     time_gaps: int = 0
+    time_jumps: int = 0
     filled: int = 0
     keys: int = 0
 
@@ -74,6 +78,7 @@ class Report:
             },
             "missing_values": self.missing,
             "gaps_in_time": self.time_gaps,
+            "jumps_back_in_time": self.time_jumps,
             "rows_filled": self.filled,
             "keys": self.keys,
         }
@@ -88,6 +93,8 @@ class Report:
             said.append(f"{n:,} {rows} dropped as gaps ({reason}), first at line{'s' if n > 1 else ''} {lines}")
         if self.time_gaps:
             said.append(f"{self.time_gaps:,} gap{'s' if self.time_gaps != 1 else ''} in time")
+        if self.time_jumps:
+            said.append(f"{self.time_jumps:,} jump{'s' if self.time_jumps != 1 else ''} back in time (new segments)")
         if self.filled:
             said.append(f"{self.filled:,} rows filled (--fill-gaps)")
         return said
@@ -110,6 +117,9 @@ class SeriesTable:
     line_parts: np.ndarray  # part of every data line of the file, for writing one part out
     header_lines: np.ndarray  # which data lines are a header again (columns found anew)
     report: Report
+    # the file's header as found: its line, delimiter and preamble
+    header: Header = field(default_factory=lambda: Header("", ",", 0))
+    dialect: dict[str, Any] = field(default_factory=dict)  # the manifest's "csv" (RowParser.dialect)
 
 
 def _ends(table: SeriesTable, part: int, window: int, horizon: int, target_index: int) -> np.ndarray:
@@ -134,11 +144,11 @@ def _read_times(
         raise DataError(f"{path}: the time column {time_column!r} is empty in every row")
     given_format = time_format is not None
     if time_format is None:
-        time_format = detect_time_format(first)
+        time_format = detect_time_format(first) or _date_pattern(texts, time_column, path)
         if time_format is None:
             raise DataError(
-                f"{path}: cannot read the time {first!r} (column {time_column!r}) as ISO 8601 or unix seconds or "
-                "milliseconds: "
+                f"{path}: cannot read the time {first!r} (column {time_column!r}) as ISO 8601, unix seconds or "
+                f"milliseconds, or a date and time such as {DATE_PATTERNS[0]!r}: "
                 "give --time-format, e.g. '%d/%m/%Y %H:%M'"
             )
     times = np.full(len(texts), np.nan)
@@ -155,6 +165,18 @@ def _read_times(
             + ("check --time-format" if given_format else "give --time-format, e.g. '%d/%m/%Y %H:%M'")
         )
     return times, time_format
+
+
+def _date_pattern(texts: Sequence[str | None], time_column: str, path: Path) -> str | None:
+    """The one of DATE_PATTERNS that reads every time given, or None; DataError when dates read both day first and
+    month first."""
+    found = detect_date_pattern([t for t in texts if t and not is_missing(t)])
+    if len(found) > 1 and len({pattern.split()[0] for pattern in found}) > 1:
+        raise DataError(
+            f"{path}: the times in column {time_column!r} read as {' and as '.join(map(repr, found))}: "
+            "give --time-format"
+        )
+    return found[0] if found else None
 
 
 def _steps_by_key(times: np.ndarray, keys: Sequence[str | None], where: np.ndarray) -> np.ndarray:
@@ -174,6 +196,7 @@ class _Lines:
     (a header again mid-file, as in concatenated files, brings its own column order), whether it is such a
     header, its key and its time text."""
 
+    header: Header
     lines: list[Any]
     fields: list[list[str] | None]
     parsers: list[RowParser]
@@ -182,37 +205,40 @@ class _Lines:
     texts: list[str | None]
 
 
-def _read(path: Path, features: tuple[str, ...], options: SeriesOptions) -> tuple[str, _Lines]:
-    header, lines = read_lines(path)
+def _read(path: Path, features: tuple[str, ...], options: SeriesOptions) -> _Lines:
+    try:
+        needed = [*features, *time_columns(options.time_column), *([options.group_by] if options.group_by else [])]
+    except InputError as exc:
+        raise DataError(f"--time-column: {exc}") from None
+    header, lines = read_lines(path, needed, options.delimiter)
 
-    def parser_for(text: str) -> RowParser:
+    def parser_for(text: str, delimiter: str | None) -> RowParser:
         try:
-            return RowParser(split_line(text), features, options.time_column, options.group_by)
+            return RowParser.of_line(text, features, options.time_column, options.group_by, delimiter)
         except InputError as exc:
             raise DataError(f"{path}: {exc}") from None
 
-    parser = parser_for(header)
+    parser = parser_for(header.line, header.delimiter)
     scratch = np.zeros(len(features))
-    found = _Lines(lines, [], [], np.zeros(len(lines), dtype=bool), [], [])
+    found = _Lines(header, lines, [], [], np.zeros(len(lines), dtype=bool), [], [])
     for i, line in enumerate(lines):
         row = None
         if isinstance(line, str):
             try:
-                row = split_line(line)
+                row = parser.split(line)
                 parser.check_width(row)
             except BadRowError:
                 row = None
-            if is_header(line, features) and not _parses(parser, row, scratch):
-                parser, row = parser_for(line), None  # as the runner: columns found anew
+            if is_header(line, features, options.delimiter) and not _parses(parser, row, scratch):
+                parser, row = parser_for(line, options.delimiter), None  # as the runner: columns found anew
                 found.headers[i] = True
         found.fields.append(row)
         found.parsers.append(parser)
         found.keys.append(parser.key(row) if row is not None else None)
-        timed = row is not None and parser.time_index is not None
-        found.texts.append(row[parser.time_index].strip() if timed else None)
+        found.texts.append(parser.time_text(row) if row is not None else None)
     if not lines:
         raise DataError(f"{path} has a header and no data rows")
-    return header, found
+    return found
 
 
 def _parses(parser: RowParser, row: list[str] | None, scratch: np.ndarray) -> bool:
@@ -243,7 +269,7 @@ def _cuts(texts: Sequence[str], time_format: str | None) -> tuple[float, float]:
 def read_series(path: Path, features: Sequence[str], window: int, options: SeriesOptions) -> SeriesTable:
     """Read `path` and run each part of its split through the device runtime's rules, as the runner would."""
     path, features = Path(path), tuple(features)
-    _, found = _read(path, features, options)
+    found = _read(path, features, options)
     keys = found.keys
     times, time_format = (None, None)
     if options.time_column:
@@ -291,13 +317,17 @@ def _run_parts(
     kept: list[tuple[Any, ...]] = []
     segment = -1
     all_keys: set[str | None] = set()
+    parsers = list({id(parser): parser for parser in found.parsers}.values())
+    dialect: dict[str, Any] = {}
     for part in range(len(PARTS)):
         router = Router(window, features, rules)
+        for parser in parsers:  # each part is a stream of its own to the runner: its decimal mark decided anew
+            parser.forget_decimal()
         segment_of: dict[str | None, int] = {}
         # a header again restarts every part's series, wherever it falls: the part's own stream (the sample of
         # the test part) carries it to the runner before the part's next line
         for i in np.flatnonzero((parts == part) | found.headers):
-            line_number = int(i) + 2
+            line_number = int(i) + 2 + found.header.preamble
             line = lines[i]
             if found.headers[i]:
                 router.restart()  # as the runner does at a header mid-stream
@@ -308,7 +338,7 @@ def _run_parts(
                 continue
             parser = found.parsers[i]
             try:
-                series, _ = router.push(parser, fields[i] if fields[i] is not None else split_line(line))
+                series, _ = router.push(parser, fields[i] if fields[i] is not None else parser.split(line))
             except NewestFirstError as exc:
                 raise DataError(f"{path}: {exc}") from None
             except BadRowError as exc:
@@ -322,6 +352,7 @@ def _run_parts(
             train_rows += part == 0
             flags = router.flags
             report.time_gaps += bool(flags & TIME_GAP)
+            report.time_jumps += bool(flags & JUMPED)
             report.filled += bool(flags & FILLED)
             if series.buffer.filled == 1:
                 segment += 1
@@ -332,6 +363,8 @@ def _run_parts(
             when = series.last_time if series.last_time is not None else np.nan
             row = series.buffer.last().copy()
             kept.append((row, when, series.key, line_number, segment_of[series.key], part, observed))
+        if part == 0:
+            dialect = parsers[0].dialect(found.header.preamble)  # as the training part decided it
     report.keys = len(all_keys) if rules.group_by else 0
     report.missing = {features[k]: int(n) for k, n in enumerate(missing_all) if n}
     _refuse_mostly_missing(path, features, missing_train, train_rows)
@@ -353,6 +386,8 @@ def _run_parts(
         line_parts=parts,
         header_lines=found.headers,
         report=report,
+        header=found.header,
+        dialect=dialect,
     )
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import lzma
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ import numpy as np
 
 from edgeseq.errors import DataError
 from edgeseq_device.errors import InputError
-from edgeseq_device.rows import BadRowError, RowParser, split_line
+from edgeseq_device.rows import BadRowError, Header, HeaderSearch, RowParser
 from edgeseq_device.sources.lines import LineSource, TooLong
 
 DATASETS = Path(__file__).parent.parent / "datasets"
@@ -35,8 +34,8 @@ class SensorTable:
         return self.values[:, self.columns.index(name)]
 
 
-def read_lines(path: Path) -> tuple[str, list[str | TooLong]]:
-    """(header, data lines) of a CSV file, each line as the runner would see it. DataError if unreadable."""
+def read_all(path: Path) -> list[str | TooLong]:
+    """Every line of a CSV file, as the runner would see it. DataError if unreadable or empty."""
     path = Path(path)
     try:
         source = LineSource(str(path))  # decompresses .gz, .xz and .bz2, as `edgeseq run` does
@@ -48,47 +47,63 @@ def read_lines(path: Path) -> tuple[str, list[str | TooLong]]:
         raise DataError(str(exc)) from None
     except READ_ERRORS as exc:
         raise DataError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    if not lines or not isinstance(lines[0], str) or not lines[0].strip():
-        raise DataError(f"{path} is empty or its header line is too long: expected a header row")
-    return lines[0], lines[1:]
+    if not lines:
+        raise DataError(f"{path} is empty: expected a header row")
+    return lines
+
+
+def find_header(path: Path, lines: Sequence[str | TooLong], columns: Sequence[str], delimiter: str | None) -> Header:
+    """The header among a file's first lines, as the runner finds it in a stream (rows.HeaderSearch)."""
+    search = HeaderSearch(columns, delimiter)
+    try:
+        for line in lines:
+            if not isinstance(line, str):
+                raise DataError(
+                    f"{path}: line {search.seen + 1:,} is too long for a header ({line.limit:,} bytes at most)"
+                )
+            header = search.offer(line)
+            if header is not None:
+                return header
+        raise search.refusal()
+    except InputError as exc:
+        raise DataError(f"{path}: {exc}") from None
+
+
+def read_lines(path: Path, columns: Sequence[str], delimiter: str | None = None) -> tuple[Header, list[str | TooLong]]:
+    """(header, data lines) of a CSV file, each line as the runner would see it, the header found as the runner
+    finds it (the lines before it are a preamble). DataError if unreadable or without a header."""
+    lines = read_all(path)
+    header = find_header(path, lines, columns, delimiter)
+    return header, lines[header.preamble + 1 :]
 
 
 def load_sensor_csv(path: Path, columns: Sequence[str], time_column: str | None = None) -> SensorTable:
     """Read `columns` (by name) of a CSV file with a header, through the device runtime's LineSource and
-    RowParser, so that line breaks, line lengths and fields mean what they mean to the runner.
+    RowParser, so that line breaks, line lengths, the header, its delimiter and fields mean what they mean to the
+    runner.
 
     Quoted fields, leading spaces and scientific notation are read as they are. A bad row is an error that
     names its line: training data is not silently repaired.
     """
     path = Path(path)
+    header, lines = read_lines(path, [*columns, *([time_column] if time_column else [])])
     try:
-        source = LineSource(str(path))
-        with contextlib.closing(source):
-            lines = iter(source)
-            header = next(lines, None)
-            if not isinstance(header, str) or not header.strip():
-                raise DataError(f"{path} is empty or its header line is too long: expected a header row")
-            try:
-                parser = RowParser(split_line(header), columns, time_column)
-            except InputError as exc:
-                raise DataError(f"{path}: {exc}") from None
-            rows, times = [], []
-            row = np.empty(len(columns), dtype=np.float64)
-            for line_number, line in enumerate(lines, start=2):
-                try:
-                    if not isinstance(line, str):
-                        raise BadRowError("line too long", f"more than {line.limit:,} bytes")
-                    time_text = parser.parse(split_line(line), row)
-                    if parser.missing:
-                        names = ", ".join(repr(columns[i]) for i in parser.missing)
-                        raise BadRowError("missing value", f"{names} missing")
-                except InputError as exc:
-                    raise DataError(f"{path} line {line_number}: {exc}") from None
-                rows.append(row.copy())
-                times.append(time_text)
-    except InputError as exc:  # not text
-        raise DataError(str(exc)) from None
-    except READ_ERRORS as exc:
-        raise DataError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        parser = RowParser.of_line(header.line, columns, time_column, delimiter=header.delimiter)
+    except InputError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    rows, times = [], []
+    row = np.empty(len(columns), dtype=np.float64)
+    for line_number, line in enumerate(lines, start=header.preamble + 2):
+        try:
+            if not isinstance(line, str):
+                raise BadRowError("line too long", f"more than {line.limit:,} bytes")
+            time_text = parser.parse(parser.split(line), row)
+            if parser.missing:
+                names = ", ".join(repr(columns[i]) for i in parser.missing)
+                raise BadRowError("missing value", f"{names} missing")
+        except InputError as exc:
+            raise DataError(f"{path} line {line_number}: {exc}") from None
+        rows.append(row.copy())
+        times.append(time_text)
     values = np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
     return SensorTable(path, tuple(columns), values, tuple(times) if time_column else None)

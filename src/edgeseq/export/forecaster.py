@@ -34,12 +34,12 @@ def _write_test_sample(data: Any, path: Path) -> int:
     windows the metrics were computed on: a line too long to keep becomes an empty line, a gap to the runner
     as it was to training, and wherever the columns in force change (a header again mid-file, in whichever
     part it fell) that header is written before the lines it names."""
-    from edgeseq.data import read_lines
+    from edgeseq.data import read_all
 
-    header, lines = read_lines(data.config.data)
+    table = data.table
+    header, lines = table.header.line, read_all(data.config.data)[table.header.preamble + 1 :]
     written: list[str] = []
     in_force, last_written, count = header, None, 0
-    table = data.table
     for line, part, header_again in zip(lines, table.line_parts.tolist(), table.header_lines.tolist(), strict=True):
         if header_again:
             in_force = line
@@ -104,6 +104,8 @@ def export_forecaster(
         progress.step(f"reading {config.data}")
         data = prepare_forecast_data(config)
         config, spec, table = data.config, data.spec, data.table
+        if table.header.preamble or table.header.delimiter != ",":
+            progress.step(table.header.words())
         for said in table.report.words():
             progress.step(said)
         for feature, why in data.dropped:
@@ -169,6 +171,7 @@ def export_forecaster(
         manifest["metrics"] = score_on_test(model_forecast, data)
         manifest["metrics"]["evaluated_with"] = f"{onnx_path.name} through onnxruntime"
         manifest["series"] = table.rules.to_json()
+        manifest["csv"] = table.dialect
         manifest["split"] = {
             "by": ("time" + (", across all keys" if table.keys is not None else ""))
             if table.times is not None
