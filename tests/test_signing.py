@@ -498,3 +498,37 @@ def test_a_run_without_trust_never_imports_cryptography():
 
     args = ("-m", "edgeseq_device", "run", "--stream", str(SENSOR_HEAD), "--model", str(SENSOR_ONNX))
     assert "cryptography" not in imported_modules(*args)
+
+
+def test_export_sign_key_signs_last_and_refuses_a_bad_key_before_any_work(tmp_path: Path, keys):
+    from tests.test_convert_zoo import kerases
+
+    keras = kerases()["keras3"]
+    network = keras.Sequential([keras.Input((None, 2)), keras.layers.GRU(4), keras.layers.Dense(2)], name="two")
+    network.save(tmp_path / "two.keras")
+    out = tmp_path / "out"
+    args = ("export", "--keras", tmp_path / "two.keras", "--features", "a,b", "--window", 4, "--target", "t,h",
+            "--out", out, "--quantize", "fp16", "--sign-key")  # fmt: skip
+    refused = invoke(*args, keys["owner"][1])
+    assert refused.exit_code == 2 and "is a public key: sign with its private half" in refused.stderr
+    assert not out.exists() or not list(out.glob("*.onnx"))
+    exported = invoke(*args, keys["owner"][0])
+    assert exported.exit_code == 0, exported.output
+    files = sorted(p.name for p in out.iterdir() if p.suffix in {".onnx", ".json"} and p.name != "quantization.json")
+    assert f"{out / 'two.sig'}: {len(files)} files signed" in exported.stdout
+    assert files == ["two.batched.onnx", "two.fp16.batched.onnx", "two.fp16.onnx", "two.json", "two.onnx"]
+    for name in files:
+        if name.endswith(".onnx"):
+            load_model(out / name, trust=trust_of(keys, "owner"))
+    assert reference_verifies(out, out / "two.sig", keys["owner"][1])
+
+
+def test_quantize_sign_key_signs_the_model_with_its_new_variant(signed: Path, keys):
+    """A new variant invalidates the signature (an added file); --sign-key signs the model again, variant and all."""
+    for path in signed.parent.glob("letter_rnn.fp16*"):
+        path.unlink()
+    sign_model(signed, keys["owner"][0])
+    result = invoke("quantize", "--model", signed, "--mode", "fp16", "--sign-key", keys["owner"][0])
+    assert result.exit_code == 0, result.output
+    assert "9 files signed" in result.stdout
+    assert "letter_rnn.fp16.onnx" in load_model(signed, trust=trust_of(keys, "owner")).signed.digests

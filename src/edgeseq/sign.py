@@ -68,16 +68,29 @@ def check_private_key(key: Path) -> tuple[str, str]:
     return fingerprint_of(private), CURVE_NAMES[private.curve.name]  # type: ignore[union-attr]
 
 
-def sign_model(model: str | Path, key: str | Path) -> Signed:
-    """Sign the model `model` belongs to (any of its ONNX files, or its manifest) with the private key `key`, and
-    write its OMS signature beside it (replacing an older one at once, never leaving half of one)."""
-    model, key = Path(model), Path(key)
+def require_model_signing() -> None:
+    """MissingExtraError, with the pip command, unless model_signing can be imported."""
     try:
-        from model_signing import hashing, signing
+        import model_signing  # noqa: F401
     except ImportError:
         from edgeseq.frameworks import install_command
 
         raise MissingExtraError(f"signing needs model_signing: {install_command('sign')}") from None
+
+
+def ready_to_sign(key: str | Path) -> None:
+    """MissingExtraError or BadInputError now, rather than after an export, when `key` cannot sign."""
+    require_model_signing()
+    check_private_key(Path(key))
+
+
+def sign_model(model: str | Path, key: str | Path) -> Signed:
+    """Sign the model `model` belongs to (any of its ONNX files, or its manifest) with the private key `key`, and
+    write its OMS signature beside it (replacing an older one at once, never leaving half of one)."""
+    model, key = Path(model), Path(key)
+    require_model_signing()
+    from model_signing import hashing, signing
+
     if not model.is_file():
         raise BadInputError(f"no model {model}")
     manifest = manifest_path_for(model)
