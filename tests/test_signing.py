@@ -39,32 +39,6 @@ def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def write_key_pair(folder: Path, name: str, curve: ec.EllipticCurve) -> tuple[Path, Path]:
-    """NAME.pem (private, PKCS#8 as `openssl genpkey` writes it) and NAME.pub.pem, in `folder`."""
-    private = ec.generate_private_key(curve)
-    folder.mkdir(parents=True, exist_ok=True)
-    private_path, public_path = folder / f"{name}.pem", folder / f"{name}.pub.pem"
-    private_path.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    public_path.write_bytes(
-        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return private_path, public_path
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
-    """Two key pairs, as an owner's old and new: P-256 and P-384."""
-    folder = tmp_path_factory.mktemp("keys")
-    return {
-        "owner": write_key_pair(folder, "owner", ec.SECP256R1()),
-        "other": write_key_pair(folder, "other", ec.SECP384R1()),
-    }
-
-
 def copy_letter_model(folder: Path) -> Path:
     """The committed letter model with all its variants and companions (and its .keras, which is not signed)."""
     folder.mkdir(parents=True, exist_ok=True)

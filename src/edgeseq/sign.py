@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgeseq.errors import BadInputError, MissingExtraError
 from edgeseq_device.files import read_regular_file
@@ -43,9 +44,9 @@ class Signed:
         )
 
 
-def check_private_key(key: Path) -> tuple[str, str]:
-    """The fingerprint (sha256 of the public key's PEM, as OMS signatures name it) and curve of the elliptic-curve
-    private key at `key`; BadInputError saying what is wrong, never showing the key's bytes."""
+def load_private_key(key: Path) -> Any:
+    """The elliptic-curve private key at `key` (a `cryptography` key); BadInputError saying what is wrong, never
+    showing the key's bytes."""
     from cryptography.hazmat.primitives import serialization
 
     content = read_regular_file(key, KEY_MAX_BYTES, "signing key", BadInputError)
@@ -65,7 +66,14 @@ def check_private_key(key: Path) -> tuple[str, str]:
     kind = unusable_kind(private)
     if kind is not None:
         raise BadInputError(f"signing key {key} is a {kind} key; OMS signs with P-256, P-384 or P-521 keys")
-    return fingerprint_of(private), CURVE_NAMES[private.curve.name]  # type: ignore[union-attr]
+    return private
+
+
+def check_private_key(key: Path) -> tuple[str, str]:
+    """The fingerprint (sha256 of the public key's PEM, as OMS signatures name it) and curve (P-256...) of the
+    private key at `key`."""
+    private = load_private_key(key)
+    return fingerprint_of(private), CURVE_NAMES[private.curve.name]
 
 
 def require_model_signing() -> None:
@@ -127,3 +135,21 @@ def sign_model(model: str | Path, key: str | Path) -> Signed:
         if os.path.exists(temporary):
             os.unlink(temporary)
     return Signed(signature, tuple(files), fingerprint, curve)
+
+
+def sign_detached(path: str | Path, key: str | Path) -> Path:
+    """`<path>.sig`: the ECDSA signature (DER, with SHA-256) of `path`'s bytes by `key`, as `openssl dgst -sha256
+    -sign KEY` writes it, so a box checks it with `openssl dgst -sha256 -verify PUBLIC.pem -signature ...` and
+    nothing of edgeseq's (a bundle's SHA256SUMS, a bundle's tarball)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    path, key = Path(path), Path(key)
+    check_private_key(key)
+    private = serialization.load_pem_private_key(
+        read_regular_file(key, KEY_MAX_BYTES, "signing key", BadInputError), None
+    )
+    signature = private.sign(path.read_bytes(), ec.ECDSA(hashes.SHA256()))  # type: ignore[union-attr, call-arg]
+    target = path.with_name(f"{path.name}{SIGNATURE_SUFFIX}")
+    target.write_bytes(signature)
+    return target
