@@ -506,3 +506,9 @@ def test_quantize_sign_key_signs_the_model_with_its_new_variant(signed: Path, ke
     assert result.exit_code == 0, result.output
     assert "9 files signed" in result.stdout
     assert "letter_rnn.fp16.onnx" in load_model(signed, trust=trust_of(keys, "owner")).signed.digests
+
+
+def test_trust_without_cryptography_says_which_extra_to_install(signed: Path, keys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives", None)
+    with pytest.raises(TrustError, match=r"pip install 'edgeseq-device\[trust\]' on a box"):
+        load_model(signed, trust=Trust.load([keys["owner"][1]]))

@@ -14,6 +14,13 @@ trust configured, a model loads only when
 - it signs the file being loaded, every file it lists is there with its digest, and no file of the model is
   there that it does not list.
 
+The OMS verification procedure checks a whole folder; a model here shares its folder with others (exported/
+holds two, and their samples and plots). So the model's own files are held to the signature strictly (one more
+`<stem>.*onnx` is refused, as OMS refuses an unlisted file), and the folder's other files are left alone, as
+model_signing's `--ignore_unsigned_files` leaves them. Only `files` serialization with sha256 (what
+model_signing writes by default) is read; shards, other hashes and certificate or Sigstore signatures are
+refused, saying so.
+
 A model with a signature and no trust configured runs as before; `edgeseq info` says who signed it.
 """
 
@@ -237,7 +244,8 @@ def _is_hex(text: str) -> bool:
 
 
 def _shown_json(value: Any) -> str:
-    return shown(json.dumps(value))
+    """A value read from a signature, for a message: a string as `shown` quotes it, anything else as JSON."""
+    return shown(value if isinstance(value, str) else json.dumps(value))
 
 
 @dataclass(frozen=True)
