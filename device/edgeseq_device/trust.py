@@ -143,6 +143,10 @@ class Trust:
 
     @classmethod
     def load(cls, paths: Iterable[str | Path]) -> Trust:
+        try:  # first: without it no key can be used, whatever the paths hold
+            import cryptography  # noqa: F401
+        except ImportError:
+            raise TrustError(NEEDS_CRYPTOGRAPHY) from None
         keys: list[TrustedKey] = []
         for given in map(Path, paths):
             if given.is_dir():
