@@ -26,7 +26,8 @@ def chain_model(keras, *layers):
 def test_an_activation_without_onnx_equivalent_is_refused_by_name_unless_allowed(flavour):
     keras = kerases()[flavour]
     model = chain_model(keras, keras.layers.SimpleRNN(3, activation="selu", name="odd"), keras.layers.Dense(2))
-    with pytest.raises(ConversionError, match=r"odd: activation 'selu': no ONNX SimpleRNN equivalent.*--allow-unfused"):
+    named = r"odd \(SimpleRNN\): activation 'selu': no ONNX SimpleRNN equivalent.*--allow-unfused"
+    with pytest.raises(ConversionError, match=named):
         converted(model)
     out = TensorSpec("y", (1, 2), "float32")
     result = convert(model, TensorSpec("x", (1, T, F), "float32"), out, allow_unfused=True)
@@ -39,7 +40,8 @@ def test_softplus_is_refused_since_onnxruntime_overflows_where_keras_does_not():
     # SimpleRNN(1, softplus) with a large weight: Keras gives 155.75, onnxruntime's RNN Softplus gave inf
     keras = kerases()["keras3"]
     model = chain_model(keras, keras.layers.SimpleRNN(1, activation="softplus", name="sp"))
-    with pytest.raises(ConversionError, match=r"sp: activation 'softplus': onnxruntime's recurrent Softplus"):
+    named = r"sp \(SimpleRNN\): activation 'softplus': onnxruntime's recurrent Softplus"
+    with pytest.raises(ConversionError, match=named):
         converted(model)
 
 
@@ -47,7 +49,7 @@ def test_softplus_is_refused_since_onnxruntime_overflows_where_keras_does_not():
 def test_go_backwards_on_its_own_is_refused(flavour):
     keras = kerases()[flavour]
     model = chain_model(keras, keras.layers.LSTM(3, go_backwards=True, name="back"))
-    with pytest.raises(ConversionError, match=r"back: go_backwards=True on its own"):
+    with pytest.raises(ConversionError, match=r"back \(LSTM\): go_backwards=True on its own"):
         converted(model)
 
 
@@ -57,7 +59,8 @@ def test_a_bidirectional_layer_without_merge_is_refused(flavour):
     inputs = keras.Input(shape=(T, F))
     forward, backward = keras.layers.Bidirectional(keras.layers.GRU(2), merge_mode=None, name="bi")(inputs)
     model = keras.Model(inputs, keras.layers.Concatenate()([forward, backward]))
-    with pytest.raises(ConversionError, match=r"bi: .*branch or merge|bi: merge_mode=None"):
+    named = r"bi \(Bidirectional\): (.*branch or merge|merge_mode=None)"
+    with pytest.raises(ConversionError, match=named):
         converted(model)
 
 
@@ -78,7 +81,7 @@ def test_a_stateful_layer_that_cannot_be_fused_is_refused_even_with_allow_unfuse
 def test_masking_is_refused(flavour):
     keras = kerases()[flavour]
     model = chain_model(keras, keras.layers.Masking(0.0), keras.layers.GRU(3, name="g"))
-    with pytest.raises(ConversionError, match=r"g: the model masks steps \(a Masking layer"):
+    with pytest.raises(ConversionError, match=r"g \(GRU\): the model masks steps \(a Masking layer"):
         converted(model)
 
 
@@ -89,7 +92,7 @@ def test_a_recurrent_layer_in_a_branching_model_is_refused_and_a_side_branch_is_
     branch = keras.layers.SimpleRNN(3, name="r")(inputs)
     model = keras.Model(inputs, keras.layers.Concatenate()([branch, keras.layers.Flatten()(inputs)]))
     assert layer_chain(model) is None
-    with pytest.raises(ConversionError, match=r"r: the model's layers branch or merge"):
+    with pytest.raises(ConversionError, match=r"r \(SimpleRNN\): the model's layers branch or merge"):
         converted(model)
 
 
@@ -101,4 +104,25 @@ def test_a_model_without_recurrent_layers_goes_through_tf2onnx_whole(flavour):
     model = keras.Model(inputs, keras.layers.Flatten()(keras.layers.Add()([a, keras.layers.Dense(4)(inputs)])))
     result = converted(model)
     assert result.audit["fused"] is True and result.audit["recurrent_layers"] == []
+    assert max_diff(model, result.proto) <= 1e-5
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_convlstm_is_recurrent_and_its_refusal_names_the_layer_its_class_and_why(flavour):
+    # issue 26: "expected , the graph has Loop x1" named nothing, and the manifest listed no recurrent layer
+    keras = kerases()[flavour]
+    inputs = keras.Input(shape=(T, F), name="x")
+    x = keras.layers.Reshape((T, F, 1))(inputs)
+    x = keras.layers.ConvLSTM1D(2, 3, name="conv")(x)
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(x)), name="m")
+    with pytest.raises(ConversionError) as refused:
+        converted(model)
+    message = str(refused.value)
+    assert "conv (ConvLSTM1D): no ONNX recurrent op computes it" in message and "--allow-unfused" in message
+    result = convert(
+        model, TensorSpec("x", (1, T, F), "float32"), TensorSpec("y", (1, 1), "float32"), allow_unfused=True
+    )
+    assert result.audit["recurrent_layers"] == ["conv (ConvLSTM1D)"]
+    assert result.audit["expected_fused"] == {} and result.audit["fused"] is False
+    assert "expected none, the graph has Loop x1 (conv (ConvLSTM1D): no ONNX recurrent op" in result.warning
     assert max_diff(model, result.proto) <= 1e-5

@@ -43,7 +43,7 @@ def test_an_embedding_with_mask_zero_is_refused_as_masking(tmp_path):
         ]
     )
     model.save(tmp_path / "m.keras")
-    with pytest.raises(ConversionError, match=r"l: the model masks steps \(a Masking layer, or an Embedding"):
+    with pytest.raises(ConversionError, match=r"l \(LSTM\): the model masks steps \(a Masking layer, or an Embedding"):
         export_keras(tmp_path / "m.keras", features=("a",), out_dir=tmp_path / "o")
 
 
@@ -55,7 +55,7 @@ def test_operations_between_layers_are_refused_by_name_and_convert_whole_with_al
     model = keras.Model(inputs, keras.layers.Dense(1)(x[:, -1, :]))
     path = tmp_path / ("m.keras" if flavour == "keras3" else "m.h5")
     model.save(path)
-    with pytest.raises(ConversionError, match=r"l: the model applies operations between its layers"):
+    with pytest.raises(ConversionError, match=r"l \(LSTM\): the model applies operations between its layers"):
         export_keras(path, features=tuple(FEATURES.split(",")), out_dir=tmp_path / "o")
     result = export_keras(path, features=tuple(FEATURES.split(",")), out_dir=tmp_path / "o", allow_unfused=True)
     # tf2onnx converts the whole model: it fuses a tf.keras 2 LSTM itself, a Keras 3 one stays a Loop
@@ -67,7 +67,7 @@ def test_a_generic_rnn_over_a_cell_is_named_as_such(tmp_path):
     keras = kerases()["keras3"]
     model = keras.Sequential([keras.Input((6, 3)), keras.layers.RNN(keras.layers.LSTMCell(4), name="r")])
     model.save(tmp_path / "m.keras")
-    with pytest.raises(ConversionError, match=r"r: a generic RNN layer over a LSTMCell"):
+    with pytest.raises(ConversionError, match=r"r \(RNN\): a generic RNN layer over a LSTMCell"):
         export_keras(tmp_path / "m.keras", features=tuple(FEATURES.split(",")), out_dir=tmp_path / "o")
 
 

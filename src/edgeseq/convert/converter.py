@@ -167,7 +167,7 @@ def convert(
     if plan.refused:
         raise ConversionError("; ".join(plan.refused))
     if plan.unfusable and not allow_unfused:
-        reasons = "; ".join(f"{name}: {reason}" for name, reason in plan.unfusable.items())
+        reasons = "; ".join(plan.reasons())
         raise ConversionError(
             f"{keras_model.name}: cannot write every recurrent layer as a fused ONNX op ({reasons}); "
             "pass --allow-unfused to export it anyway, with tf2onnx's step-by-step Loop"

@@ -18,7 +18,8 @@ from edgeseq.convert import recurrent
 class Plan:
     """`chain`: the layers in order when edgeseq stitches the graph itself (else None: tf2onnx converts the
     whole model); a recurrent layer in `unfusable` goes to a tf2onnx segment (a Loop). `recurrent`: every
-    recurrent layer (a Bidirectional wrapper counts once). `unfusable`: layer name -> why it cannot be fused.
+    recurrent layer (a Bidirectional wrapper counts once). `unfusable`: layer name -> why it cannot be fused
+    (`reasons` says them with each layer's class).
     `refused`: reasons no option lifts (a stateful layer that cannot be fused: tf2onnx would freeze its
     state). `stateful`: the stateful layers, whose state becomes an input and an output of the graph."""
 
@@ -27,6 +28,11 @@ class Plan:
     unfusable: dict[str, str]
     refused: list[str]
     stateful: list[Any]
+
+    def reasons(self) -> list[str]:
+        """Why each unfusable layer is, as `name (Class): reason`."""
+        classes = {layer.name: recurrent.keras_class(layer) for layer in self.recurrent}
+        return [f"{name} ({classes.get(name.rsplit('/', 1)[-1], '?')}): {why}" for name, why in self.unfusable.items()]
 
 
 def _layers(model: Any) -> list[Any]:

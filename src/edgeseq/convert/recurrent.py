@@ -37,11 +37,21 @@ CELL_OPS = {"LSTMCell": "LSTM", "GRUCell": "GRU", "SimpleRNNCell": "RNN"}
 
 
 def is_recurrent(layer: Any) -> bool:
-    return keras_class(layer) in (*WRITERS, WRAPPER, GENERIC)
+    """A layer that runs a recurrence over time: one edgeseq writes, a Bidirectional wrapper, or any other
+    subclass of keras.layers.RNN (ConvLSTM1D and its kin, a user's own), so that it is named when refused."""
+    return keras_class(layer) in (*WRITERS, WRAPPER) or any(cls.__name__ == GENERIC for cls in type(layer).__mro__)
+
+
+def _unwritable(layer: Any) -> bool:
+    """An RNN subclass that is none of the layers written here, nor a plain RNN over a cell."""
+    return keras_class(layer) not in (*WRITERS, WRAPPER, GENERIC)
 
 
 def fused_op(layer: Any) -> tuple[str, str]:
-    """(ONNX op, direction) the layer becomes, or would become if it could be written."""
+    """(ONNX op, direction) the layer becomes, or would become if it could be written; ("", "") for a recurrent
+    layer no ONNX recurrent op computes (ConvLSTM1D)."""
+    if _unwritable(layer):
+        return "", ""
     if keras_class(layer) == WRAPPER:
         return fused_op(layer.forward_layer)[0], "bidirectional"
     if keras_class(layer) == GENERIC:
@@ -69,6 +79,10 @@ def _common_refusal(layer: Any, backward: bool = False) -> str | None:
 
 def directions(layer: Any) -> list[Direction]:
     """The layer's directions in ONNX form; raises Unfusable with the reason when it has none."""
+    if _unwritable(layer):
+        raise Unfusable(
+            "no ONNX recurrent op computes it: edgeseq writes LSTM, GRU and SimpleRNN layers, alone or in Bidirectional"
+        )
     if keras_class(layer) == GENERIC:
         raise Unfusable(
             f"a generic RNN layer over a {type(getattr(layer, 'cell', None)).__name__}: edgeseq writes LSTM, GRU "
