@@ -93,10 +93,10 @@ def require_in_ci(reason: str) -> None:
     pytest.skip(reason)
 
 
-def bundle_of_the_forecaster(platform: str, out: Path) -> tuple[dict[str, str], str]:
-    """`edgeseq bundle` of the shipped fp32 and dynamic-int8 forecasters for `platform` to `out`, through the CLI;
-    returns the environment to run the bundle's install.sh in (this venv's variables left out), and what the
-    command printed."""
+def bundle_of_the_forecaster(platform: str, out: Path, *options: str) -> tuple[dict[str, str], str]:
+    """`edgeseq bundle` of the shipped fp32 and dynamic-int8 forecasters for `platform` to `out` (with `options`),
+    through the CLI; returns the environment to run the bundle's install.sh in (this venv's variables left out),
+    and what the command printed."""
     from typer.testing import CliRunner
 
     from edgeseq.cli import app
@@ -104,7 +104,7 @@ def bundle_of_the_forecaster(platform: str, out: Path) -> tuple[dict[str, str], 
     built = CliRunner().invoke(
         app,
         ["bundle", "--model", "exported/sensor_lstm.onnx", "--model", "exported/sensor_lstm.dynamic-int8.onnx",
-         "--platform", platform, "--out", str(out)],
+         "--platform", platform, "--out", str(out), *options],
     )  # fmt: skip
     assert built.exit_code == 0, built.output
     return {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}, built.stdout

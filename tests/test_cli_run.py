@@ -31,6 +31,7 @@ VALID = [
     ["--follow", "--stream", "a.csv", "--threads", "2", "--on-bad-row", "fail", "--stream", "b.csv"],
     ["--stream", "s.csv", "--features", " a, b ,,c", "--target", "a", "--window", "12", "--horizon", "3",
      "--time-column", "t", "--input-scale", "1,2.5,1e-3", "--target-scale", "-0.5"],
+    ["--stream", "s.csv", "--trust", "keys/edgeseq.pem", "--trust=/etc/edgeseq/trusted"],
 ]  # fmt: skip
 REFUSED_OR_TYPERS = [
     [],
@@ -69,6 +70,7 @@ _POOLS = {
     "--format": ["jsonl", "csv", "JSONL", "xml"], "--on-bad-row": ["skip", "fail", "Skip"],
     "--features": ["a,b", " a ,, b", ",", "a"], "--input-scale": ["1,2", "1e-3", "x", "1,,2", " 2 "],
     "--target-scale": ["0.5", "-1", "nan", "inf", "x", "1e400"],
+    "--trust": ["k.pem", "keys/", "-k", ""],
 }  # fmt: skip
 
 

@@ -179,7 +179,7 @@ def test_the_installed_command_runs_each_subcommand(tmp_path):
     assert EDGESEQ.exists(), f"no console script beside {sys.executable}"
     top = _edgeseq("--help", cwd=tmp_path)
     assert top.returncode == 0
-    commands = ["export", "quantize", "bundle", "train", "train forecaster", "bench", "letters", "run", "info"]
+    commands = ["export", "quantize", "bundle", "train", "train forecaster", "bench", "letters", "run", "info", "sign"]
     for command in commands:
         assert command.split()[0] in top.stdout
         helped = _edgeseq(*command.split(), "--help", cwd=tmp_path)
@@ -229,6 +229,11 @@ def test_a_base_install_from_the_wheel_runs_and_names_the_extra_it_lacks(tmp_pat
     assert "ai-edge-litert" in bench.stderr
     info = _edgeseq("info", EXPORTED / "sensor_lstm.onnx", cwd=tmp_path, command=command)
     assert info.returncode == 0 and f"to count them: {wheel_hint})" in info.stdout, info.stderr
+    sign = _edgeseq("sign", "--key", "key.pem", EXPORTED / "sensor_lstm.onnx", cwd=tmp_path, command=command)
+    assert sign.returncode == 2 and sign.stderr.endswith(f"pip install '{release['wheel']}[sign]'\n"), sign.stderr
+    trusting = _edgeseq("run", "--stream", EXPORTED / "sensor.csv", "--model", EXPORTED / "sensor_lstm.onnx",
+                        "--trust", "key.pem", cwd=tmp_path, command=command)  # fmt: skip
+    assert trusting.returncode == 2 and "needs the 'cryptography' package" in trusting.stderr, trusting.stderr
 
 
 @pytest.mark.parametrize(

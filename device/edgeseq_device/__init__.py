@@ -19,6 +19,7 @@ _WHERE = {
     "ManifestError": "errors",
     "ModelFileError": "errors",
     "SignatureError": "errors",
+    "TrustError": "errors",
     "LetterCodec": "letters",
     "LetterPredictor": "letters",
     "numbered": "letters",
@@ -30,6 +31,8 @@ _WHERE = {
     "sha256_of": "manifest",
     "Model": "model",
     "load_model": "model",
+    "Trust": "trust",
+    "verify_model": "trust",
 }
 
 __all__ = sorted(_WHERE)

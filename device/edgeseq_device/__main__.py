@@ -15,7 +15,9 @@ value, a gap in time or a duplicated or backwards time, by the series rules in t
 a --follow run whose stderr is not a terminal (a service): it is logged and looked at at the next poll. Rows are
 taken a read at a time; a live reader gets each read's records at once. Ctrl-C (exit 130) and SIGTERM
 (exit 143) stop at the next row or window, with every forecast computed written and a summary on stderr.
-Exit codes: 0 done, 1 a bad row under --on-bad-row fail, 2 bad usage, model, manifest or header.
+With --trust, only a model whose OpenSSF Model Signing signature (<name>.sig) is by a trusted key and covers
+its files as they are is run. Exit codes: 0 done, 1 a bad row under --on-bad-row fail, 2 bad usage, model,
+manifest, signature or header.
 """
 
 from __future__ import annotations
@@ -80,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="the model's ONNX file, with its manifest beside it",
     )
+    run.add_argument(
+        "--trust", action="append", default=[], metavar="KEY|DIR",
+        help="run only a model signed by this public key (PEM), or by a key in this folder of *.pem (repeat to "
+        "trust several, for key rotation)",
+    )  # fmt: skip
     run.add_argument("--follow", action="store_true", help="keep reading a growing file, like tail -F")
     run.add_argument("--stride", type=_positive, default=1, metavar="N", help="one forecast every N rows")
     run.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="record format (default jsonl)")
@@ -132,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     args = parser.parse_args(argv)
     values = {k: v for k, v in vars(args).items() if k != "command"}
-    options = RunOptions(**{**values, "mqtt_fields": tuple(values["mqtt_fields"])})
+    options = RunOptions(**{**values, "mqtt_fields": tuple(values["mqtt_fields"]), "trust": tuple(values["trust"])})
     return run_stream(options, sys.stdout, sys.stderr, prog="edgeseq_device")
 
 

@@ -23,3 +23,8 @@ class SignatureError(DeviceError):
 
 class InputError(DeviceError):
     """An input (a letter sequence, a sensor row) cannot be turned into a model input."""
+
+
+class TrustError(DeviceError):
+    """A model or bundle that the keys this box trusts do not vouch for: unsigned, signed by another key, or changed
+    since it was signed."""

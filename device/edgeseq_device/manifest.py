@@ -127,6 +127,7 @@ class Manifest:
     outputs: tuple[TensorSpec, ...]
     files: Mapping[str, FileEntry]
     data: Mapping[str, Any]
+    sha256: str = ""  # of the manifest's bytes as read: what a signature vouches for
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
@@ -157,7 +158,7 @@ class Manifest:
             outputs = tuple(TensorSpec.from_json(t, f"{path}: outputs") for t in data["outputs"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ManifestError(f"manifest {path}: malformed 'files', 'inputs' or 'outputs' ({exc})") from exc
-        return cls(Path(path), str(data["name"]), str(data["kind"]), inputs, outputs, files, data)
+        return cls(Path(path), str(data["name"]), str(data["kind"]), inputs, outputs, files, data, sha256_of(content))
 
     def companion_of(self, file_name: str) -> str | None:
         """The file whose batched companion `file_name` is (`<stem>.batched.onnx`, listed under "batched" with the

@@ -13,8 +13,9 @@ import onnxruntime as ort
 from edgeseq_device.errors import InputError, ManifestError, ModelFileError, SignatureError
 from edgeseq_device.external_data import MalformedModel, find_external_data
 from edgeseq_device.files import MODEL_MAX_BYTES, read_regular_file
-from edgeseq_device.manifest import Manifest, TensorSpec, manifest_path_for
+from edgeseq_device.manifest import Manifest, TensorSpec, manifest_path_for, sha256_of
 from edgeseq_device.messages import shown
+from edgeseq_device.trust import SignedModel, Trust, verify_model
 
 # onnxruntime names element types 'tensor(float)'; manifests use numpy dtype names.
 _ORT_DTYPES = {
@@ -43,6 +44,7 @@ class Model:
     outputs: tuple[TensorSpec, ...]
     metadata: Mapping[str, str]
     manifest: Manifest | None
+    signed: SignedModel | None = None  # its signature, when trust was configured and it verified
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Run the single-input model on `x` and return its first output."""
@@ -78,20 +80,29 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
 
 
 def load_model(
-    path: str | Path, *, threads: int = 1, require_manifest: bool = False, use_manifest: bool = True
+    path: str | Path,
+    *,
+    threads: int = 1,
+    require_manifest: bool = False,
+    use_manifest: bool = True,
+    trust: Trust | None = None,
 ) -> Model:
     """Load `path`; when a manifest lies beside it, verify the file's sha256 first, then that the manifest
     describes the file's signature (with a dynamic batch axis, when the manifest lists the file as a batched
     companion) and says what the file's own metadata says (features, window, scaling...).
 
+    With `trust`, before any of that, the model's OMS signature (`<stem>.sig`) must be by one of its keys and
+    cover every file of the model as it is (trust.verify_model); the bytes loaded are the bytes it signs.
+
     A file that keeps any tensor's data outside itself (external data) is refused with or without a manifest:
     onnxruntime would read it from a path relative to the working directory, which no sha256 covers.
     `use_manifest=False` skips the manifest entirely (for diagnostics such as `edgeseq info`).
 
-    Raises ModelFileError, ManifestError, IntegrityError or SignatureError with a one-line message.
+    Raises ModelFileError, ManifestError, IntegrityError, SignatureError or TrustError with a one-line message.
     """
     path = Path(path)
     content = read_regular_file(path, MODEL_MAX_BYTES, "model file", ModelFileError)
+    signed = verify_model(path, trust) if trust is not None else None
     if path.suffix == ".json" or content[:1] == b"{":
         raise ModelFileError(
             f"{path} is a JSON manifest, not a model: give the ONNX file it describes "
@@ -102,6 +113,10 @@ def load_model(
     manifest = Manifest.load(manifest_path) if use_manifest and manifest_path.exists() else None
     if manifest is None and require_manifest:
         raise ModelFileError(f"no manifest beside {path} (expected {manifest_path})")
+    if signed is not None:
+        signed.check(path.name, sha256_of(content))
+        if manifest is not None:
+            signed.check(manifest_path.name, manifest.sha256)
     if manifest is not None:
         manifest.verify_file(path.name, content)
     _refuse_external_data(path, content)
@@ -131,7 +146,7 @@ def load_model(
         raise ModelFileError(f"{path} is not a loadable ONNX model: its metadata is not UTF-8 text") from None
     if manifest is not None:
         manifest.verify_metadata(path.name, metadata)
-    return Model(path, session, inputs, outputs, metadata, manifest)
+    return Model(path, session, inputs, outputs, metadata, manifest, signed)
 
 
 @dataclass(frozen=True)
@@ -171,6 +186,8 @@ def load_companion(model: Model, *, threads: int = 1) -> Companion | None:
         return None
     entry = model.manifest.data["batched"][model.path.name]  # type: ignore[union-attr]
     content = read_regular_file(path, MODEL_MAX_BYTES, "model file", ModelFileError)
+    if model.signed is not None:
+        model.signed.check(path.name, sha256_of(content))
     model.manifest.verify_file(path.name, content)
     _refuse_external_data(path, content)
     try:

@@ -15,7 +15,8 @@ gap) is parsed at once with the same result as row by row. Together they keep th
 - bad input never crashes the stream: a bad row is reported with its line number and counted, and is a gap;
 - a broken stderr never stops the work (messages.Messages); a closed stdout ends it quietly;
 - a live reader (a pipe, a terminal, a followed stream) gets each block's records as soon as they are made;
-- nothing is run before the model, its manifest and the stream's header have been checked.
+- nothing is run before the model, its manifest (and, with --trust, its signature) and the stream's header have
+  been checked.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from edgeseq_device.sources import Source, is_mqtt, open_source
 from edgeseq_device.sources.lines import MAX_LINE_BYTES, Notice, Reopened, TooLong
 from edgeseq_device.summary import EXIT_BAD_ROW, EXIT_OK, EXIT_USAGE, Stats
 from edgeseq_device.task import resolve_rules, resolve_spec
+from edgeseq_device.trust import Trust
 from edgeseq_device.window import StreamRunner
 
 DEFAULT_MODEL = Path("exported/sensor_lstm.onnx")
@@ -96,6 +98,7 @@ class RunOptions:
     mqtt_fields: tuple[str, ...] = ()
     state: str | None = None  # --state FILE: the series kept across a restart (state.py)
     batch: int | None = None  # windows a call at most; None: BATCH when the batched file is bit-identical, else 1
+    trust: tuple[str, ...] = ()  # --trust: public keys (or folders of them); with any, only signed models load
 
     def task_overrides(self) -> dict[str, Any]:
         given = {
@@ -141,7 +144,8 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
     # ends the run)
     with StopSignals(reopen=options.follow and not is_terminal(stderr)) as stop:
         try:
-            model = load_model(options.model, threads=options.threads, require_manifest=False)
+            trust = Trust.load(options.trust) if options.trust else None
+            model = load_model(options.model, threads=options.threads, require_manifest=False, trust=trust)
             spec = resolve_spec(model, options.task_overrides())
             rules = resolve_rules(model, spec)
             check_output(options)

@@ -281,6 +281,15 @@ def run(
         help="Where a column is in a nested JSON message, e.g. T2=SI7021.Temperature (repeat for several).",
         show_default=False,
     ),
+    trust: list[str] = typer.Option(
+        [],
+        "--trust",
+        metavar="KEY|DIR",
+        help="Run only a model signed (edgeseq sign) by this public key (PEM), or by a key in this folder of *.pem; "
+        "repeat to trust several (key rotation). An unsigned model, another key's signature, or a file changed, "
+        "added or removed since signing is refused (exit 2).",
+        show_default=False,
+    ),
 ) -> None:
     r"""Stream sensor rows through an exported model: one record per window.
 
@@ -360,22 +369,54 @@ def run(
             mqtt_fields=mqtt_field,
             state=state,
             batch=batch,
+            trust=trust,
         )
         code = run_stream(options, sys.stdout, sys.stderr)
     raise typer.Exit(code)
 
 
 @app.command(cls=PlainArguments)
+def sign(
+    model: Path = typer.Argument(
+        ..., metavar="FILE", help="An exported model: its ONNX file (or any of its variants), its manifest beside it."
+    ),
+    key: Path = typer.Option(
+        ...,
+        "--key",
+        metavar="PRIVATE.pem",
+        help="The elliptic-curve private key (P-256, P-384 or P-521, PEM, unencrypted) to sign with. Keep it off "
+        "the box; the box is given the public half.",
+    ),
+) -> None:
+    """Sign a model with an OpenSSF Model Signing signature (model_signing, with a key pair): <name>.sig beside it,
+    covering its manifest and every <name>.*onnx (variants and batched companions), each by its sha256. A box
+    given the public key (edgeseq run --trust KEY) then runs the model only as it was signed. Re-sign after a
+    re-export. Needs the 'sign' extra."""
+    with user_errors():
+        from edgeseq.sign import sign_model
+
+        typer.echo(str(sign_model(model, key)))
+
+
+@app.command(cls=PlainArguments)
 def info(
     model: Path = typer.Argument(..., metavar="FILE", help="An ONNX file, e.g. exported/letter_rnn.onnx."),
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
+    trust: list[str] = typer.Option(
+        [],
+        "--trust",
+        metavar="KEY|DIR",
+        help="Check the model's signature against this public key (PEM) or folder of *.pem (repeatable).",
+        show_default=False,
+    ),
 ) -> None:
-    """Show a model's inputs and outputs, op-type counts, size, metadata, whether its manifest matches, and its
-    batched companion (file, batch axis, parity with one window a call)."""
+    """Show a model's inputs and outputs, op-type counts, size, metadata, whether its manifest matches, who signed
+    it (and with --trust whether the signature holds), and its batched companion (file, batch axis, parity with
+    one window a call)."""
     from edgeseq.info import describe
 
     with user_errors():
-        description = describe(model)
+        description = describe(model, tuple(trust))
         typer.echo(json.dumps(description, indent=2) if as_json else format_info(description))
 
 

@@ -37,6 +37,14 @@ def bundle(
         metavar="FILE",
         help="A CSV for install.sh's smoke test (default: the sample recorded in the first model's manifest).",
     ),
+    sign_key: Path | None = typer.Option(
+        None,
+        "--sign-key",
+        metavar="KEY",
+        help="Sign the bundle with this private key (PEM, elliptic curve): each model (models/<name>.sig, OMS), "
+        "SHA256SUMS (SHA256SUMS.sig) and a tarball (<out>.sig beside it). On the box, install.sh --trust "
+        "PUBLIC.pem installs it only if the signature verifies, and the service runs with that trust.",
+    ),
 ) -> None:
     """Bundle models, the device runtime and its wheels for an offline install on an edge box.
 
@@ -55,7 +63,14 @@ def bundle(
         command = "edgeseq " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bundle"] else "edgeseq bundle"
         try:
             result = make_bundle(
-                list(model), platform, out, python=python, sample=sample, command=command, progress=progress
+                list(model),
+                platform,
+                out,
+                python=python,
+                sample=sample,
+                command=command,
+                progress=progress,
+                sign_key=sign_key,
             )
         finally:
             progress.close()
@@ -66,3 +81,8 @@ def bundle(
             f"{result.path}: {result.files} files, {size}, for {platform}, Python {python} ({result.seconds:.1f} s)"
         )
         typer.echo(f"on the box, as root: {result.on_the_box()}")
+        if result.signed_by is not None:
+            typer.echo(
+                f"signed by key {result.signed_by[:16]}…: give the box its public half, not from the bundle "
+                "(install.sh --trust PUBLIC.pem, or /etc/edgeseq/trusted/)"
+            )

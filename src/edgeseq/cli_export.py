@@ -89,6 +89,12 @@ def export(
     time_column: str | None = typer.Option(
         None, "--time-column", metavar="NAME", help="With --keras: a column echoed as time in each record."
     ),
+    sign_key: Path | None = typer.Option(
+        None,
+        "--sign-key",
+        metavar="KEY",
+        help="Sign each exported model (and its variants) as the last step, as edgeseq sign --key does.",
+    ),
 ) -> None:
     """Convert Keras models to ONNX, check parity, and write the artifacts.
 
@@ -107,12 +113,18 @@ def export(
 
     Files are moved into place only after conversion, the ONNX checker, the fusion audit and the
     Keras-vs-onnxruntime parity check have all passed. Needs the training extra: pip install 'edgeseq[train]'
-    (from a clone: pip install '.[train]').
+    (from a clone: pip install '.[train]'). With --sign-key, the key is checked before anything is trained or
+    converted, and each model is signed once all its files are written (the 'sign' extra).
     """
     progress = RichProgress()
     with user_errors():
         from edgeseq.quantize import parse_modes
         from edgeseq.quantize import quantize as make_variants
+
+        if sign_key is not None:
+            from edgeseq.sign import ready_to_sign
+
+            ready_to_sign(sign_key)  # before minutes of work, not after
 
         try:
             modes = parse_modes(quantize) if quantize else []
@@ -172,6 +184,11 @@ def export(
                 progress.step(f"warning: {model_name} not measured again: {reason}")
         for variant in variants:
             typer.echo(variant_summary(variant))
+        if sign_key is not None:
+            from edgeseq.sign import sign_model
+
+            for result in results:
+                typer.echo(str(sign_model(result.onnx_path, sign_key)))
 
 
 def _export_builtin(
@@ -205,6 +222,12 @@ def quantize_command(
     calibration_windows: int = typer.Option(
         1000, "--calibration-windows", min=1, metavar="N", help="static-int8: real training windows to calibrate on."
     ),
+    sign_key: Path | None = typer.Option(
+        None,
+        "--sign-key",
+        metavar="KEY",
+        help="Sign the model again once its variants are written (new files invalidate its signature).",
+    ),
 ) -> None:
     """Write smaller variants of an exported model and report what each costs in accuracy.
 
@@ -219,6 +242,11 @@ def quantize_command(
         from edgeseq.quantize import QuantizeConfig, parse_modes
         from edgeseq.quantize import quantize as make_variants
 
+        if sign_key is not None:
+            from edgeseq.sign import ready_to_sign
+
+            ready_to_sign(sign_key)  # before minutes of work, not after
+
         try:
             modes = parse_modes(mode)
         except EdgeseqError as exc:
@@ -230,3 +258,7 @@ def quantize_command(
             progress.close()
         for variant in variants:
             typer.echo(variant_summary(variant))
+        if sign_key is not None:
+            from edgeseq.sign import sign_model
+
+            typer.echo(str(sign_model(model, sign_key)))

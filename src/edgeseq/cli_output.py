@@ -207,6 +207,16 @@ def print_bench(result: dict[str, Any]) -> None:
         console.print(f"{name} not batched: {reason}", markup=False)
 
 
+def signed_summary(signed: dict[str, Any] | None, path: str) -> str:
+    if signed is None:
+        return "no (no signature beside it: edgeseq sign --key PRIVATE.pem " + path + ")"
+    if "error" in signed:
+        return f"{signed['file']}, unreadable: {signed['error']}"
+    key = f"by key {signed['key']}" if signed["key"] else "naming no key"
+    check = signed.get("check", "not checked here: give --trust PUBLIC.pem")
+    return f"{signed['file']}, {key}  ({check})"
+
+
 def format_info(d: dict[str, Any]) -> str:
     def tensors(specs: list[dict[str, Any]]) -> str:
         return ", ".join(f"{s['name']} {s['dtype']}{s['shape']}" for s in specs)
@@ -219,6 +229,7 @@ def format_info(d: dict[str, Any]) -> str:
         f"inputs      {tensors(d['inputs'])}",
         f"outputs     {tensors(d['outputs'])}",
         f"processing  {d['processing']}",
+        f"signed      {signed_summary(d['signed'], d['path'])}",
         (
             f"op types    {', '.join(f'{k} {v}' for k, v in ops.items())}  ({sum(ops.values())} nodes)"
             if ops is not None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 # option -> (RunOptions field, conversion raising ValueError); a value typer would refuse raises, and the
-# command line then goes to typer
+# command line then goes to typer. _REPEATED options gather their values in a list.
 _FLAGS = {
     "--follow": "follow",
     "--mqtt-insecure": "mqtt_insecure",
@@ -61,7 +61,9 @@ _VALUED: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--mqtt-client-id": ("mqtt_client_id", str),
     "--state": ("state", str),
     "--batch": ("batch", _at_least(1)),
+    "--trust": ("trust", str),
 }
+_REPEATED = {"--trust"}
 
 
 def names(text: str) -> tuple[str, ...]:
@@ -97,6 +99,7 @@ def run_options(
     mqtt_fields: Sequence[str] = (),
     state: str | None = None,
     batch: int | None = None,
+    trust: Sequence[str] = (),
 ) -> Any:
     """The runner's options from the command's values (the defaults are the CLI's)."""
     from edgeseq_device.runner import RunOptions
@@ -128,6 +131,7 @@ def run_options(
         mqtt_fields=tuple(mqtt_fields),
         state=state,
         batch=batch,
+        trust=tuple(trust),
     )
 
 
@@ -154,9 +158,13 @@ def parse(argv: Sequence[str]) -> Any | None:
             return None  # an empty value, or an option where a value should be: typer says what it makes of it
         field, convert = _VALUED[name]
         try:
-            values[field] = convert(text)
+            value = convert(text)
         except ValueError:
             return None
+        if name in _REPEATED:
+            values.setdefault(field, []).append(value)
+        else:
+            values[field] = value
     if "stream" not in values:
         return None
     if "input_scale" in values:

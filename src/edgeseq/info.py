@@ -29,8 +29,9 @@ def op_type_counts_of(content: bytes, path: Path) -> dict[str, int] | None:
     return dict(sorted(op_type_counts(proto.graph).items()))
 
 
-def describe(path: Path) -> dict[str, Any]:
-    """A JSON-able description of `path`. Raises ModelFileError if it cannot be loaded at all."""
+def describe(path: Path, trust: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON-able description of `path`. Raises ModelFileError if it cannot be loaded at all, TrustError if a key
+    in `trust` cannot be used."""
     path = Path(path)
     manifest_path = manifest_path_for(path)
     check = "no manifest"
@@ -52,6 +53,7 @@ def describe(path: Path) -> dict[str, Any]:
         "outputs": [spec.to_json() for spec in model.outputs],
         "op_types": op_type_counts_of(content, path),
         "metadata": dict(sorted(model.metadata.items())),
+        "signed": signed(path, trust),
     }
     if model.manifest is not None:
         for key in ("kind", "series", "csv", "fusion", "parity", "accuracy"):
@@ -59,6 +61,23 @@ def describe(path: Path) -> dict[str, Any]:
                 description[key] = model.manifest.data[key]
         description.update(batched_entry(model.manifest, path.name))
     description["processing"] = processing(model.manifest.data if model.manifest is not None else None, model)
+    return description
+
+
+def signed(path: Path, trust: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """None when `path` has no signature; else its file and the key it names, and with `trust` whether it verifies
+    ("ok: ..." or "FAILED: ...", as manifest_check says)."""
+    from edgeseq_device.errors import TrustError
+    from edgeseq_device.trust import Trust, describe, verify_model
+
+    description = describe(path)
+    if description is None or not trust:
+        return description
+    keys = Trust.load(trust)
+    try:
+        description["check"] = f"ok: signed by trusted key {verify_model(path, keys).key}"
+    except TrustError as exc:
+        description["check"] = f"FAILED: {exc}"
     return description
 
 

@@ -48,6 +48,7 @@ class BundleResult:
     archive_size: int | None  # bytes of the tarball, when one was written
     seconds: float
     first_forecast: str  # the smoke test's first record, on this machine
+    signed_by: str | None = None  # the signing key's fingerprint, when signed
 
     def on_the_box(self) -> str:
         """The commands that install it on the box, from where it was copied to."""
@@ -203,12 +204,21 @@ def make_bundle(
     sample: Path | None = None,
     command: str = "edgeseq bundle",
     progress: Progress = Silent(),
+    sign_key: Path | None = None,
 ) -> BundleResult:
     """Write the bundle for `models` (exported ONNX files, each checked against its manifest first) to `out`:
     a folder, or a tarball when `out` ends in .tar.gz or .tgz. The first model is the one the service and the
-    smoke test run; the smoke test runs here first. `out` appears whole or not at all."""
+    smoke test run; the smoke test runs here first. `out` appears whole or not at all.
+
+    With `sign_key`, each model is signed as bundled (models/<name>.sig, OMS, for `run --trust` on the box),
+    SHA256SUMS by a detached signature (SHA256SUMS.sig, for install.sh and openssl), and a tarball too
+    (<out>.sig beside it, to check before unpacking)."""
     started = time.perf_counter()
     check_target(platform, python)
+    if sign_key is not None:
+        from edgeseq.sign import ready_to_sign
+
+        ready_to_sign(sign_key)
     if not models:
         raise BadInputError("give at least one --model")
     out = Path(out)
@@ -240,6 +250,14 @@ def make_bundle(
         for source in shipped.values():
             shutil.copy2(source, folder / "models" / source.name)
         first_forecast = write_smoke_test(folder / "models" / checked[0][0].name, stream, smoke)
+        signer = None
+        if sign_key is not None:
+            from edgeseq.sign import sign_model
+
+            progress.step("signing the models as bundled")
+            signatures = {model.name.split(".", 1)[0]: model.name for model, _ in checked}  # one per manifest
+            signed = [sign_model(folder / "models" / name, sign_key) for name in signatures.values()]
+            signer = signed[0].fingerprint
         progress.step("writing the edgeseq-device wheel from the installed runtime")
         build_device_wheel(folder / "wheels")
         progress.step(f"downloading numpy and onnxruntime wheels for {platform}, Python {python}")
@@ -276,18 +294,28 @@ def make_bundle(
             "wheels": sorted(path.name for path in (folder / "wheels").iterdir()),
             "edgeseq_version": edgeseq.__version__,
             "command": command,
+            "signed_by": signer,  # the sha256 of the signing key's public PEM, or None
         }
         (folder / "bundle.json").write_text(json.dumps(described, indent=2) + "\n", encoding="utf-8")
         write_requirements(folder)
         _plain_modes(folder)
         write_sha256sums(folder)
         (folder / "SHA256SUMS").chmod(0o644)
+        if sign_key is not None:
+            from edgeseq.sign import sign_detached
+
+            sign_detached(folder / "SHA256SUMS", sign_key).chmod(0o644)
         files = [path for path in folder.rglob("*") if path.is_file()]
         size = sum(path.stat().st_size for path in files)
         progress.step(f"writing {out}")
         _publish(folder, out, name, tarball)
+    if tarball and sign_key is not None:
+        from edgeseq.sign import sign_detached
+
+        sign_detached(out, sign_key)
     archive_size = out.stat().st_size if tarball else None
-    return BundleResult(out, name, len(files), size, archive_size, time.perf_counter() - started, first_forecast)
+    seconds = time.perf_counter() - started
+    return BundleResult(out, name, len(files), size, archive_size, seconds, first_forecast, signer)
 
 
 def _publish(folder: Path, out: Path, name: str, tarball: bool) -> None:

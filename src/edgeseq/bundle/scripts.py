@@ -8,11 +8,32 @@ from __future__ import annotations
 INSTALL_SH = r"""#!/bin/sh
 # Install the edgeseq runner from this bundle with no network, then run the model on the sample's first rows.
 #   ./install.sh            uses python3; PYTHON=/usr/bin/python3.11 ./install.sh picks another
+#   ./install.sh --trust /etc/edgeseq/trusted/owner.pem   (or a folder of *.pem; default /etc/edgeseq/trusted
+#                           when it exists): install only a bundle whose SHA256SUMS.sig is by a trusted key, and
+#                           run the service with the same trust (its models must be signed too)
 # Running it again makes venv/ afresh (a newer bundle's runtime replaces an older one's) and keeps edgeseq.env.
 set -eu
 cd "$(dirname "$0")"
 here=$(pwd)
 python=${PYTHON:-python3}
+trust=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --trust)
+            if [ $# -lt 2 ] || [ -z "$2" ]; then
+                echo "install.sh: --trust needs a public key (PEM) or a folder of them" >&2
+                exit 2
+            fi
+            trust=$2
+            shift 2 ;;
+        *)
+            echo "usage: ./install.sh [--trust PUBLIC.pem|DIR]   (default: /etc/edgeseq/trusted, when it exists)" >&2
+            exit 2 ;;
+    esac
+done
+if [ -z "$trust" ] && [ -d /etc/edgeseq/trusted ]; then
+    trust=/etc/edgeseq/trusted
+fi
 
 if ! command -v "$python" >/dev/null 2>&1; then
     echo "install.sh: $python not found: install Python @PYTHON@ (Debian: apt install python3 python3-venv)" >&2
@@ -26,14 +47,46 @@ if [ "$have" != "@PYTHON@" ] || [ "$machine" != "@MACHINE@" ]; then
     echo "  build one for this box: edgeseq bundle --platform linux-$machine --python $have" >&2
     exit 1
 fi
+# With trust, SHA256SUMS is the builder's: SHA256SUMS.sig verifies with a key of this box (never one of the
+# bundle's), by the box's openssl, before any other file of the bundle is used. The check below then holds
+# every file to that list.
+if [ -n "$trust" ]; then
+    trust=$(TRUST="$trust" HERE="$here" "$python" - <<'PY'
+import os, pathlib, shutil, subprocess, sys
+given, here = pathlib.Path(os.environ["TRUST"]), pathlib.Path(os.environ["HERE"]).resolve()
+trust = given.resolve()
+if trust == here or here in trust.parents:
+    sys.exit(f"install.sh: --trust {given} is in this bundle: the key must be one this box already has")
+keys = sorted(p for p in trust.glob("*.pem") if p.is_file()) if trust.is_dir() else [trust]
+if not keys or not all(key.is_file() for key in keys):
+    sys.exit(f"install.sh: --trust {given}: no public key (PEM) there")
+if not pathlib.Path("SHA256SUMS.sig").is_file():
+    sys.exit(f"install.sh: this bundle is not signed (no SHA256SUMS.sig), and this box trusts only bundles signed "
+             f"by a key in {given}: nothing was installed")
+openssl = shutil.which("openssl")
+if openssl is None:
+    sys.exit("install.sh: checking SHA256SUMS.sig needs openssl (Debian: apt install openssl): nothing was installed")
+for key in keys:
+    check = [openssl, "dgst", "-sha256", "-verify", str(key), "-signature", "SHA256SUMS.sig", "SHA256SUMS"]
+    if subprocess.run(check, capture_output=True).returncode == 0:
+        print(f"SHA256SUMS signed by {key}", file=sys.stderr)
+        print(trust)
+        sys.exit(0)
+sys.exit(f"install.sh: SHA256SUMS.sig is not a signature of SHA256SUMS by a key in {given} (another key's, or "
+         "SHA256SUMS or its signature was changed): nothing was installed")
+PY
+)
+elif [ -f SHA256SUMS.sig ]; then
+    echo "note: this bundle is signed (SHA256SUMS.sig) but no key is trusted here, so it is not checked:" \
+        "./install.sh --trust PUBLIC.pem, or keys in /etc/edgeseq/trusted/" >&2
+fi
 # The bundle is exactly what was built (in Python: BusyBox's sha256sum lacks GNU's options, and some boxes lack
 # it): every file SHA256SUMS names is there with its digest, and every file here is named, but for what this
 # script makes (venv/, edgeseq.service, edgeseq.env, smoke.jsonl). Run as root, the tree must be root's alone: a
-# user who can write to it could swap a file between this check and its use. That the list itself is the
-# builder's is for a signature to prove, not for this check.
+# user who can write to it could swap a file between this check and its use.
 if ! "$python" - <<'PY'
 import hashlib, os, pathlib, stat, sys
-MADE_HERE = {"venv", "edgeseq.service", "edgeseq.env", "smoke.jsonl", "SHA256SUMS"}
+MADE_HERE = {"venv", "edgeseq.service", "edgeseq.env", "smoke.jsonl", "SHA256SUMS", "SHA256SUMS.sig"}
 problems = []
 listed = {}
 for number, line in enumerate(pathlib.Path("SHA256SUMS").read_text().splitlines(), start=1):
@@ -87,6 +140,14 @@ if ! "$python" -c "$nameable" "$here"; then
         "has letters, digits, spaces and / . _ + % & , @ = : ~ - only" >&2
     exit 1
 fi
+if [ -n "$trust" ] && ! "$python" -c "$nameable" "$trust"; then
+    echo "install.sh: a systemd unit cannot name the trusted keys ($trust): keep them in /etc/edgeseq/trusted/" >&2
+    exit 1
+fi
+case $trust in
+    /home/* | /root/* | /tmp/* | /var/tmp/*)
+        echo "note: the service cannot read $trust (ProtectHome, PrivateTmp): keep keys in /etc/edgeseq/trusted/" >&2 ;;
+esac
 
 echo "creating $here/venv"
 if ! "$python" -m venv --clear venv; then
@@ -97,11 +158,14 @@ echo "installing edgeseq-device from wheels/ (no network; exactly the pins and h
 venv/bin/python -m pip install --quiet --disable-pip-version-check --no-index --find-links wheels \
     --require-hashes -r requirements.txt
 
-# The unit and its settings with this folder's path: systemd takes a quoted path with spaces, and "%%" for "%"
-venv/bin/python - "$here" <<'PY'
+# The unit and its settings with this folder's path: systemd takes a quoted path with spaces, and "%%" for "%";
+# with trust, the service runs only models signed by the keys the bundle was checked with
+venv/bin/python - "$here" "$trust" <<'PY'
 import pathlib, sys
-here = sys.argv[1]
+here, trust = sys.argv[1], sys.argv[2]
+option = f'--trust "{trust.replace("%", "%%")}"' if trust else ""
 unit = pathlib.Path("edgeseq.service.in").read_text().replace("@DIR@", here.replace("%", "%%"))
+unit = unit.replace("@TRUST@", option)
 pathlib.Path("edgeseq.service").write_text(unit)
 settings = pathlib.Path("edgeseq.env")
 if not settings.exists():  # a second install keeps the settings made for the first
@@ -113,7 +177,8 @@ if command -v systemd-analyze >/dev/null 2>&1 && ! systemd-analyze verify "$here
     exit 1
 fi
 echo "smoke test: models/@MODEL@ on models/smoke.csv, the first rows of @SAMPLE@"
-venv/bin/python -m edgeseq_device run --stream models/smoke.csv --model "models/@MODEL@" --output smoke.jsonl
+venv/bin/python -m edgeseq_device run --stream models/smoke.csv --model "models/@MODEL@" --output smoke.jsonl \
+    ${trust:+--trust "$trust"}
 if [ ! -s smoke.jsonl ]; then
     echo "install.sh: the smoke test made no forecast" >&2
     exit 1
@@ -134,7 +199,7 @@ Type=simple
 EnvironmentFile=@DIR@/edgeseq.env
 StateDirectory=edgeseq
 ExecStart="@DIR@/venv/bin/python" -m edgeseq_device run --model ${EDGESEQ_MODEL} --stream ${EDGESEQ_SOURCE} \\
-    --output ${EDGESEQ_SINK} $EDGESEQ_OPTIONS
+    --output ${EDGESEQ_SINK} @TRUST@ $EDGESEQ_OPTIONS
 # systemctl reload: SIGHUP, logged; the followed file is looked at again at the next poll, as after a rotation
 ExecReload=/bin/kill -HUP $MAINPID
 # systemctl stop sends SIGTERM: the runner stops reading, writes and flushes every forecast computed, prints
@@ -237,6 +302,16 @@ Built by `@COMMAND@` with edgeseq @VERSION@ on @BUILT@. Everything here installs
 | `edgeseq.service.in`, `edgeseq.env.in` | the systemd unit and its settings (install.sh fills in this folder) |
 | `edgeseq-mqtt.conf` | a drop-in for the unit: readings from and forecasts to an MQTT broker |
 | `SHA256SUMS` | the sha256 of every other file (`sha256sum -c SHA256SUMS`) |
+| `SHA256SUMS.sig`, `models/*.sig` | with `--sign-key`: the builder's signatures of `SHA256SUMS` and of each model |
+
+## Signed bundles
+A bundle built with `edgeseq bundle --sign-key` is checked with a public key this box already has, never one
+that came with the bundle: `./install.sh --trust /etc/edgeseq/trusted/owner.pem` (or a folder of `*.pem`; with
+no `--trust`, `/etc/edgeseq/trusted/` when it exists) installs nothing unless `SHA256SUMS.sig` verifies with it
+(the box's `openssl`), and the service then runs only models signed by those keys. install.sh is itself a file
+of the bundle: to trust nothing of it before it is checked, check by hand first, with the box's own tools:
+`openssl dgst -sha256 -verify /etc/edgeseq/trusted/owner.pem -signature SHA256SUMS.sig SHA256SUMS &&
+sha256sum -c SHA256SUMS` (and a tarball before unpacking it, with the `.sig` written beside it).
 
 ## On the box
 1. Unpack it where it will stay, as root: `@UNPACK@` makes `/opt/@NAME@` (a bundle
