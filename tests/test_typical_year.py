@@ -116,3 +116,56 @@ def test_a_typical_year_trains_with_features_and_target_only(tmp_path):
     ran = run("--stream", data, "--model", out / "tmy.onnx")
     assert ran.exit_code == 0, ran.stderr
     assert len(records(ran.stdout)) == 12 * DAYS * 24 - WINDOW + 1  # no times: one series, row after row
+
+
+# --- a real TMY3 file ---------------------------------------------------------------------------------------------
+REAL = Path(__file__).parent / "data" / "tmy3_703165_excerpt.csv.xz"  # pvlib's 703165TY.csv, days 13-15 (README)
+
+
+def real_typical_year(folder: Path) -> tuple[Path, list[datetime]]:
+    """The excerpt as it was exported, and each row's time read here with the TMY3 rule (24:00: the next day)."""
+    import csv
+    import lzma
+
+    with lzma.open(REAL, "rt", newline="") as handle:
+        text = handle.read()
+    path = folder / "703165TY.csv"
+    path.write_text(text, newline="")
+    rows = list(csv.reader(text.splitlines()[2:]))
+    times = []
+    for date, clock, *_ in rows:
+        month, day, year = map(int, date.split("/"))
+        hour = int(clock.split(":")[0])
+        times.append(datetime(year, month, day) + timedelta(hours=hour))
+    return path, times
+
+
+def test_a_real_tmy3_file_trains_with_its_columns_and_streams_back(tmp_path):
+    data, times = real_typical_year(tmp_path)
+    assert len(times) == 12 * 3 * 24
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        ["train", "forecaster", "--data", str(data), "--features", "Dry-bulb (C),Dew-point (C),RHum (%),GHI (W/m^2)",
+         "--target", "Dry-bulb (C)", "--time-column", TIME, "--out", str(out), "--name", "sandpoint",
+         "--units", "8,8", "--epochs", "1", "--window", str(WINDOW), "--horizon", str(HORIZON)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "sandpoint.json").read_text())
+    assert manifest["series"]["time_format"] == "%m/%d/%Y %H:%M" and manifest["series"]["interval_seconds"] == 3600
+    assert manifest["csv"] == {"delimiter": ",", "decimal_mark": ".", "preamble_lines": 1}
+    assert manifest["data"]["rows_dropped"] == {}
+
+    ran = run("--stream", data, "--model", out / "sandpoint.onnx")
+    assert ran.exit_code == 0, ran.stderr
+    got = records(ran.stdout)
+    # a window within each month's 72 hours, none across a boundary; the boundaries counted from the file's own
+    # dates: forward (a gap) or back (a jump, years back)
+    assert len(got) == 12 * (72 - WINDOW + 1)
+    starts = [b for a, b in pairwise(times) if b - a != timedelta(hours=1)]
+    back = sum(b < a for a, b in pairwise(times))
+    assert len(starts) == 11 and back == 5
+    assert f"{11 - back} gaps in time, {back} jumps back in time" in ran.stderr and "0 rows skipped" in ran.stderr
+    want = [t for i, t in enumerate(times) if i % 72 >= WINDOW - 1]  # each month's rows from its window's end
+    assert [r["time"] for r in got] == [t.isoformat(sep=" ") for t in want]
+    assert got[12]["time"] == "1997-01-14 00:00:00"  # 01/13/1997 24:00
