@@ -46,18 +46,24 @@ def test_24_00_is_the_next_days_midnight():
     assert parse_time("12/31/1999 24:00", "%m/%d/%Y %H:%M") == parse_time("2000-01-01T00:00:00", "iso8601")
 
 
+def train(data: Path, out: Path, name: str, features: str, *extra: str, epochs: int = 1) -> str:
+    """`edgeseq train forecaster` on `data` with the tests' small settings, the target Dry-bulb (C); its output."""
+    result = CliRunner().invoke(
+        app,
+        ["train", "forecaster", "--data", str(data), "--features", features, "--target", "Dry-bulb (C)", *extra,
+         "--out", str(out), "--name", name, "--units", "8,8", "--epochs", str(epochs), "--window", str(WINDOW),
+         "--horizon", str(HORIZON)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path, dict]:
     folder = tmp_path_factory.mktemp("tmy")
     data = write_typical_year(folder / "tmy3.csv")
     out = folder / "out"
-    result = CliRunner().invoke(
-        app,
-        ["train", "forecaster", "--data", str(data), "--features", "Dry-bulb (C),RHum (%),GHI (W/m^2)",
-         "--target", "Dry-bulb (C)", "--time-column", TIME, "--out", str(out), "--name", "tmy",
-         "--units", "8,8", "--epochs", "2", "--window", str(WINDOW), "--horizon", str(HORIZON)],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    train(data, out, "tmy", "Dry-bulb (C),RHum (%),GHI (W/m^2)", "--time-column", TIME, epochs=2)
     return data, out, json.loads((out / "tmy.json").read_text())
 
 
@@ -105,14 +111,7 @@ def test_the_test_period_streams_back_as_training_wrote_it(trained):
 def test_a_typical_year_trains_with_features_and_target_only(tmp_path):
     data = write_typical_year(tmp_path / "tmy3.csv")
     out = tmp_path / "out"
-    result = CliRunner().invoke(
-        app,
-        ["train", "forecaster", "--data", str(data), "--features", "Dry-bulb (C),RHum (%)", "--target", "Dry-bulb (C)",
-         "--out", str(out), "--name", "tmy", "--units", "8,8", "--epochs", "1", "--window", str(WINDOW),
-         "--horizon", str(HORIZON)],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert "skipped 1 line before the header" in result.output
+    assert "skipped 1 line before the header" in train(data, out, "tmy", "Dry-bulb (C),RHum (%)")
     ran = run("--stream", data, "--model", out / "tmy.onnx")
     assert ran.exit_code == 0, ran.stderr
     assert len(records(ran.stdout)) == 12 * DAYS * 24 - WINDOW + 1  # no times: one series, row after row
@@ -144,13 +143,7 @@ def test_a_real_tmy3_file_trains_with_its_columns_and_streams_back(tmp_path):
     data, times = real_typical_year(tmp_path)
     assert len(times) == 12 * 3 * 24
     out = tmp_path / "out"
-    result = CliRunner().invoke(
-        app,
-        ["train", "forecaster", "--data", str(data), "--features", "Dry-bulb (C),Dew-point (C),RHum (%),GHI (W/m^2)",
-         "--target", "Dry-bulb (C)", "--time-column", TIME, "--out", str(out), "--name", "sandpoint",
-         "--units", "8,8", "--epochs", "1", "--window", str(WINDOW), "--horizon", str(HORIZON)],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    train(data, out, "sandpoint", "Dry-bulb (C),Dew-point (C),RHum (%),GHI (W/m^2)", "--time-column", TIME)
     manifest = json.loads((out / "sandpoint.json").read_text())
     assert manifest["series"]["time_format"] == "%m/%d/%Y %H:%M" and manifest["series"]["interval_seconds"] == 3600
     assert manifest["csv"] == {"delimiter": ",", "decimal_mark": ".", "preamble_lines": 1}
