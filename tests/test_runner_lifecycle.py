@@ -83,7 +83,9 @@ def _summary_count(err: str) -> int:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_signal_writes_everything_then_the_summary_with_the_right_count(tmp_path: Path, signum):
     out_path = tmp_path / "out.jsonl"
-    big = write_lines(tmp_path / "big.csv", [LINES[0], *(LINES[1:] * 4)])
+    # long enough (12 times the sample: 35,000 rows, over 1.5 s batched here) that the run is still going at the
+    # last delay: 4 times the sample was done in 0.57 s once batched, and the signal came after the run had ended
+    big = write_lines(tmp_path / "big.csv", [LINES[0], *(LINES[1:] * 12)])
     for delay in (0.0, 0.05, 0.2, 0.5):
         out_path.unlink(missing_ok=True)
         proc = cli("--stream", big, "--model", SENSOR_ONNX, "--output", out_path)
@@ -354,3 +356,29 @@ def test_a_new_file_without_a_needed_column_stops_with_its_name_and_the_summary(
     _, err = finish(proc, timeout=60)
     assert proc.returncode == 2
     assert f"edgeseq: error: {path}: missing column 'date'" in err and f"{T} rows read, 1 predictions" in err
+
+
+@pytest.mark.parametrize("module", ["edgeseq", "edgeseq_device"])
+def test_ctrl_c_held_down_until_the_process_is_gone_is_never_a_traceback(module, tmp_path):
+    """A user holding Ctrl-C, or a supervisor sending SIGINT in a loop: the first stops the run, the others land
+    anywhere on its way out (the summary, the front end's last frame, the interpreter's exit)."""
+    out = tmp_path / "out.jsonl"
+    for _ in range(8):
+        out.unlink(missing_ok=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, "run", "--stream", str(SENSOR_CSV), "--model", str(SENSOR_ONNX),
+             "--output", str(out)],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while (not out.exists() or out.stat().st_size == 0) and time.monotonic() < deadline:
+            time.sleep(0.005)  # the run is going, its handlers in place
+        while proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.0005)
+        err = proc.stderr.read()
+        proc.stderr.close()
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+        # 130, or killed by the signal itself (-2, which a shell shows as 130 too): once Python's finalisation has
+        # put back SIGINT's default disposition, no Python code runs to say anything
+        assert proc.returncode in (130, -signal.SIGINT) and "interrupted" in err, err

@@ -21,7 +21,8 @@ class CtrlC:
     Until `armed()`, while the front end imports its modules, a SIGINT is only recorded: raised inside an
     import it would surface as an ImportError from a C extension, or be lost in an import-lock callback
     ("Exception ignored"). `armed()` acts on a recorded one and from then on raises `Interrupted` at once.
-    Any exception after a SIGINT is reported as the interruption it is.
+    Any exception after a SIGINT is reported as the interruption it is. A SIGINT as the frame is left (a run
+    that has just ended) changes nothing: the exit code stands, and no SIGINT from then on is a traceback.
     """
 
     def __init__(self, prog: str) -> None:
@@ -29,7 +30,7 @@ class CtrlC:
         self.received = False
 
     def __enter__(self) -> CtrlC:
-        self._previous = signal.signal(signal.SIGINT, self._record)
+        signal.signal(signal.SIGINT, self._record)
         return self
 
     def _record(self, signum: int, frame: object) -> None:
@@ -37,6 +38,8 @@ class CtrlC:
 
     def _raise(self, signum: int, frame: object) -> None:
         self.received = True
+        if getattr(frame, "f_code", None) is _LEAVING:
+            return  # the front end is leaving (its first step in __exit__): its outcome stands, a traceback never
         raise Interrupted
 
     def armed(self) -> None:
@@ -45,9 +48,14 @@ class CtrlC:
         signal.signal(signal.SIGINT, self._raise)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        # The process ends after this frame: a SIGINT from now on is only recorded. Python's own handler, put back,
+        # would turn one that arrives while the interpreter exits into a KeyboardInterrupt traceback.
+        signal.signal(signal.SIGINT, self._record)
         if exc_type is None or issubclass(exc_type, SystemExit) or not self.received:
             return
         if sys.stderr is not None:
             sys.stderr.write(f"{self.prog}: interrupted\n")
         raise SystemExit(130) from None
+
+
+_LEAVING = CtrlC.__exit__.__code__
