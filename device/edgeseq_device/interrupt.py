@@ -38,8 +38,10 @@ class CtrlC:
 
     def _raise(self, signum: int, frame: object) -> None:
         self.received = True
-        if getattr(frame, "f_code", None) is _LEAVING:
-            return  # the front end is leaving (its first step in __exit__): its outcome stands, a traceback never
+        while frame is not None:  # the front end is leaving (in __exit__, or a call it makes): its outcome stands
+            if getattr(frame, "f_code", None) is _LEAVING:
+                return
+            frame = getattr(frame, "f_back", None)
         raise Interrupted
 
     def armed(self) -> None:
