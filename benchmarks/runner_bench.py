@@ -287,14 +287,14 @@ def main() -> None:
     print(f"| process start to first prediction, `python -m edgeseq_device run` | {device_first:.2f} s | <= 0.3 s |")
     print(f"| peak RSS | {figures['peak_rss_mb']:.0f} MB | <= 100 MB |")
     one, many = figures["rows_per_s_batch_1"], figures["rows_per_s_batched"]
-    print(f"| `--batch 1` / `--batch {batch}`, stride 1 | {one:,.0f} / {many:,.0f} rows/s: "
+    print(f"| `--batch 1` / `--batch {args.batch}`, stride 1 | {one:,.0f} / {many:,.0f} rows/s: "
           f"{figures['batched_speedup']:.2f}x | >= 1.8x |")  # fmt: skip
     one, many = figures["keyed_rows_per_s_batch_1"], figures["keyed_rows_per_s_batched"]
     print(f"| the same on {KEYS:,} keys ({KEYS * ROWS_PER_KEY:,} rows) | {one:,.0f} / {many:,.0f} rows/s: "
           f"{figures['keyed_speedup']:.2f}x | >= 1.8x |")  # fmt: skip
     single, batch = figures["row_latency_ms_batch_1"], figures["row_latency_ms_batched"]
     print(f"| a row at a time, latency p50 / p99, `--batch 1` | {single['p50']:.3f} / {single['p99']:.3f} ms | |")
-    print(f"| the same, `--batch {batch}` | {batch['p50']:.3f} / {batch['p99']:.3f} ms | p50 within 5% |")
+    print(f"| the same, `--batch {args.batch}` | {batch['p50']:.3f} / {batch['p99']:.3f} ms | p50 within 5% |")
     print(json.dumps(figures, indent=2))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
