@@ -132,3 +132,23 @@ def test_a_convlstm_is_recurrent_and_its_refusal_names_the_layer_its_class_and_w
     assert result.audit["expected_fused"] == {} and result.audit["fused"] is False
     assert "expected none, the graph has Loop x1 (conv (ConvLSTM1D): no ONNX recurrent op" in result.warning
     assert max_diff(model, result.proto) <= 1e-5
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_return_state_is_refused_by_name_and_converts_whole_with_allow_unfused(flavour):
+    # issue 26: with --allow-unfused this crashed in the chain converter ("int() argument must be ... not
+    # 'tuple'": the layer's three output shapes), and the chain ignored which of its outputs the Dense read
+    keras = kerases()[flavour]
+    inputs = keras.Input(shape=(T, F), name="x")
+    _, h, _ = keras.layers.LSTM(4, return_state=True, name="st")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1)(h), name="m")
+    assert layer_chain(model) is None
+    with pytest.raises(ConversionError, match=r"st \(LSTM\): return_state=True"):
+        converted(model)
+    result = convert(
+        model, TensorSpec("x", (1, T, F), "float32"), TensorSpec("y", (1, 1), "float32"), allow_unfused=True
+    )
+    # tf2onnx converts the whole model: it fuses a tf.keras 2 LSTM itself, a Keras 3 one stays a Loop (slow, not wrong)
+    assert result.audit["fused"] is (flavour == "tf_keras")
+    assert result.warning is None if flavour == "tf_keras" else "return_state=True" in result.warning
+    assert max_diff(model, result.proto) <= 1e-5

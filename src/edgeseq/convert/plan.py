@@ -63,6 +63,8 @@ def layer_chain(model: Any) -> list[Any] | None:
         layer, parents = _parents(tensor)
         if type(layer).__name__ == "InputLayer" or len(parents) != 1:
             return None
+        if getattr(layer, "return_state", False):  # its call makes several tensors: which one is read is not kept
+            return None
         chain.append(layer)
         tensor = parents[0]
     return chain[::-1]
@@ -117,7 +119,7 @@ def make_plan(model: Any) -> Plan:
                 "the model applies operations between its layers (such as x * 2.0, slicing or ops.mean); edgeseq "
                 "fuses models made of Keras layers only (use layers such as Rescaling or GlobalAveragePooling1D)"
             )
-        elif chain is None:
+        elif chain is None and not getattr(layer, "return_state", False):
             reason = "the model's layers branch or merge; edgeseq fuses layers of a single chain only"
         else:
             reason = recurrent.refusal(layer)
