@@ -28,7 +28,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import re
 import signal
 import statistics
@@ -303,23 +302,13 @@ def one_at_a_time(folder: Path, persistence: bool, lines: list[str], count: int)
 
 
 def machine() -> dict[str, str]:
-    import onnxruntime as ort
+    """runner_bench's machine facts, and the MQTT client's and the broker's versions."""
     import paho.mqtt
 
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")), platform.processor(),
-    )  # fmt: skip
+    from benchmarks.runner_bench import machine as runtime
+
     mosquitto = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.split("\n")[0]
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "python": platform.python_version(),
-        "onnxruntime": ort.__version__,
-        "numpy": np.__version__,
-        "paho-mqtt": paho.mqtt.__version__,
-        "mosquitto": mosquitto.split()[-1] if mosquitto else "?",
-    }
+    return {**runtime(), "paho-mqtt": paho.mqtt.__version__, "mosquitto": mosquitto.split()[-1] if mosquitto else "?"}
 
 
 def spread(values: list[float]) -> dict:
