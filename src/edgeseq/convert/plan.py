@@ -39,12 +39,14 @@ def _layers(model: Any) -> list[Any]:
     return [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
 
 
-def _parents(tensor: Any) -> tuple[Any, list[Any]]:
-    """The layer that made `tensor` in the model's graph, and the tensors that layer call read."""
+def _parents(tensor: Any) -> tuple[Any, list[Any], int]:
+    """The layer that made `tensor` in the model's graph, the tensors that layer call read, and how many tensors
+    the call made (an LSTM with return_state makes three)."""
     layer, node_index, _ = tensor._keras_history
     node = layer._inbound_nodes[node_index]
     inputs = node.keras_inputs if hasattr(node, "keras_inputs") else node.input_tensors  # tf_keras, Keras 3
-    return layer, list(inputs)
+    outputs = node.outputs
+    return layer, list(inputs), len(outputs) if isinstance(outputs, list | tuple) else 1
 
 
 def layer_chain(model: Any) -> list[Any] | None:
@@ -60,10 +62,9 @@ def layer_chain(model: Any) -> list[Any] | None:
         return None
     chain, tensor = [], model.outputs[0]
     while tensor is not model.inputs[0]:
-        layer, parents = _parents(tensor)
-        if type(layer).__name__ == "InputLayer" or len(parents) != 1:
-            return None
-        if getattr(layer, "return_state", False):  # its call makes several tensors: which one is read is not kept
+        layer, parents, made = _parents(tensor)
+        # a call that reads or makes several tensors is no link of a chain (which output is read is not kept)
+        if type(layer).__name__ == "InputLayer" or len(parents) != 1 or made != 1:
             return None
         chain.append(layer)
         tensor = parents[0]
