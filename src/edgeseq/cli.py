@@ -375,6 +375,70 @@ def run(
     raise typer.Exit(code)
 
 
+@app.command()
+def report(
+    records: Path = typer.Option(
+        ...,
+        "--records",
+        metavar="FILE",
+        help="The JSON lines of a run with --score (edgeseq run --score --output FILE).",
+    ),
+    out: Path = typer.Option(Path("report.html"), "--out", metavar="FILE", help="The HTML page to write."),
+    files: Path | None = typer.Option(
+        None,
+        "--files",
+        metavar="DIR",
+        help="Where the PNGs and figures.csv go [default: <out's name>_files beside the page].",
+        show_default=False,
+    ),
+    keys: int = typer.Option(3, "--keys", min=1, metavar="N", help="Keys plotted: the first N to appear."),
+    window: int = typer.Option(
+        288, "--window", min=1, metavar="N", help="Scored forecasts in the rolling RMSE, per key."
+    ),
+    max_points: int = typer.Option(
+        2000, "--max-points", min=10, metavar="N", help="Points a plotted line keeps at most (min and max per run)."
+    ),
+    stream: Path | None = typer.Option(
+        None, "--stream", metavar="FILE", help="The CSV the run read: its raw target drawn faintly behind the actuals."
+    ),
+    target: str | None = typer.Option(None, "--target", metavar="NAME", help="--stream: the target column."),
+    time_column: str | None = typer.Option(
+        None, "--time-column", metavar="NAME", help="--stream: the time column (DATE,TIME: two columns)."
+    ),
+    key_column: str | None = typer.Option(
+        None, "--key-column", metavar="NAME", help="--stream: the key column of a keyed stream."
+    ),
+) -> None:
+    """Write a self-contained HTML page (no network, plots inline) on how a run's forecasts did: forecast, actual
+    and persistence over the target time for the first keys; each error against the rolling RMSE of the model
+    and of persistence; the distribution of errors; and a table of figures per key and over all keys (count,
+    RMSE, MAE and bias of the model and of persistence, and skill = 1 - RMSE model / RMSE persistence).
+
+    The figures use every score record; the plots keep at most --max-points points a line (the lowest and
+    highest of each run of points), and the page says so. The PNGs and figures.csv (every key) are also written
+    to --files. Reads the file a line at a time; lines that are not JSON objects (a CSV record file) are refused
+    naming the line. Needs the 'report' extra (matplotlib).
+    """
+    with user_errors():
+        from edgeseq.report import ReportConfig, write_report
+
+        config = ReportConfig(
+            keys=keys,
+            window=window,
+            max_points=max_points,
+            files=files,
+            stream=stream,
+            target=target,
+            time_column=time_column,
+            key_column=key_column,
+        )
+        command = "edgeseq report " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "edgeseq report"
+        done = write_report(records, out, config, command)
+        typer.echo(
+            f"{done.page} ({done.size:,} bytes): {done.scores:,} score records; {', '.join(str(f) for f in done.files)}"
+        )
+
+
 @app.command(cls=PlainArguments)
 def sign(
     model: Path = typer.Argument(

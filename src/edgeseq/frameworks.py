@@ -78,6 +78,7 @@ def command_for(origin: object, extra: str, exists: Callable[[str], bool] = os.p
 EXTRAS = {
     "train": TRAINING_PACKAGES,
     "bench": {**TRAINING_PACKAGES, "ai_edge_litert": "ai-edge-litert"},
+    "report": {"matplotlib": "matplotlib"},
 }
 
 

@@ -1,0 +1,159 @@
+"""`edgeseq report`: a run's score records (edgeseq run --score) -> one self-contained HTML page, and its PNGs."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import edgeseq
+from edgeseq.errors import BadInputError
+from edgeseq.report.figures import Figures, table
+from edgeseq.report.records import NO_KEY, Scores, read_scores
+
+TABLE_KEYS = 50  # rows of the page's table at most; the CSV beside it has every key
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    keys: int = 3  # keys plotted, the first to appear in the records
+    window: int = 288  # scored forecasts in the rolling RMSE, per key
+    max_points: int = 2000  # points a plotted line keeps at most (the lowest and highest of each run)
+    files: Path | None = None  # where the PNGs and figures.csv go; None: <out stem>_files beside the page
+    stream: Path | None = None  # the CSV the run read: its raw target drawn behind the actuals
+    target: str | None = None  # the stream's target column
+    time_column: str | None = None  # the stream's time column
+    key_column: str | None = None  # the stream's key column, for a keyed stream
+
+
+@dataclass(frozen=True)
+class Report:
+    page: Path
+    files: tuple[Path, ...]
+    scores: int
+    figures: tuple[Figures, ...]
+    size: int  # bytes of the page
+
+
+def files_folder(out: Path, files: Path | None) -> Path:
+    return files if files is not None else out.with_name(out.stem + "_files")
+
+
+def check_out(out: Path) -> None:
+    """Refuse an --out that cannot be written before any work is done."""
+    parent = out.parent
+    if not parent.is_dir():
+        raise BadInputError(f"cannot write {out}: folder {parent} does not exist")
+    if out.is_dir():
+        raise BadInputError(f"cannot write {out}: it is a folder")
+
+
+def _when(seconds: float) -> str:
+    return (datetime(1970, 1, 1) + timedelta(seconds=float(seconds))).isoformat(sep=" ")
+
+
+def _summary(scores: Scores, config: ReportConfig, plotted: list[str]) -> list[str]:
+    n = len(scores)
+    lines = [
+        f"{scores.forecasts:,} forecast records and {n:,} score records in {scores.path.name}"
+        + (f" ({scores.other_records:,} records of another kind skipped)" if scores.other_records else "")
+        + "."
+    ]
+    if scores.forecasts > n:
+        lines.append(
+            f"{scores.forecasts - n:,} forecasts have no score: their actual had not arrived when the run ended, "
+            "or never did."
+        )
+    if scores.time_axis:
+        lines.append(f"Target times from {_when(scores.x.min())} to {_when(scores.x.max())}.")
+    else:
+        lines.append(f"Plotted against the row of the actual: {scores.why_rows}.")
+    if scores.keys != (NO_KEY,):
+        lines.append(
+            f"{len(scores.keys):,} keys; plotted: {', '.join(plotted)}"
+            + (f" (the first {len(plotted)} to appear)" if len(plotted) < len(scores.keys) else "")
+            + "."
+        )
+    lines.append(f"Rolling RMSE over the last {config.window:,} scored forecasts of a key (fewer at its start).")
+    return lines
+
+
+def _write_csv(path: Path, rows: list[Figures]) -> None:
+    fields = ["key", "count", "rmse", "mae", "bias"]
+    fields += ["persistence_count", "persistence_rmse", "persistence_mae", "persistence_bias", "skill"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        for row in rows:
+            values = [getattr(row, field) for field in fields]
+            writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in values])
+
+
+def write_report(records: Path, out: Path, config: ReportConfig = ReportConfig(), command: str = "") -> Report:
+    """Read `records` (edgeseq run --score's JSON lines) and write the page `out` and, into `config.files`, its PNGs
+    and figures.csv. The figures are computed on every score record; long series are thinned on the plots only,
+    and the page says how. BadInputError for a file that cannot be read or scored, or an `out` that cannot be
+    written."""
+    from edgeseq import frameworks
+
+    frameworks.require_extra("report", "edgeseq report needs")
+    out, records = Path(out), Path(records)
+    check_out(out)
+    folder = files_folder(out, config.files)
+    scores = read_scores(records)
+    from edgeseq.report import charts, page
+
+    rows = table(scores)
+    chosen = list(range(min(config.keys, len(scores.keys))))
+    streams = {}
+    if config.stream is not None:
+        from edgeseq.report.stream import read_stream
+
+        streams = read_stream(config.stream, config.target, config.time_column, config.key_column, scores)
+    series = []
+    for k in chosen:
+        mask = scores.key == k
+        name = scores.keys[k]
+        series.append(
+            charts.Series(
+                name,
+                scores.x[mask],
+                scores.prediction[mask],
+                scores.actual[mask],
+                scores.persistence[mask],
+                streams.get(name),
+            )
+        )
+    made = [
+        charts.forecast_chart(series, scores.time_axis, config.max_points, config.target or ""),
+        charts.error_chart(series, scores.time_axis, config.max_points, config.window),
+        charts.histogram_chart(scores.prediction - scores.actual, scores.persistence - scores.actual),
+    ]
+    captions = [
+        "The forecast for each target time beside the actual that arrived for it, and the persistence forecast.",
+        "Each scored forecast's error, and the RMSE of the model and of persistence over a rolling window.",
+        "How often each error occurred, for the model and for persistence, over the same bins.",
+    ]
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"cannot make {folder}: {exc.strerror or exc}") from None
+    written = []
+    for chart in made:
+        (folder / chart.name).write_bytes(chart.png)
+        written.append(folder / chart.name)
+    _write_csv(folder / "figures.csv", rows)
+    written.append(folder / "figures.csv")
+    shown_rows = rows[:-1][:TABLE_KEYS] + rows[-1:]
+    plotted = [scores.keys[k] for k in chosen]
+    html = page.render(
+        f"Forecast report: {records.name}",
+        _summary(scores, config, plotted),
+        page.figures_table(shown_rows, min(TABLE_KEYS, len(rows) - 1), len(rows) - 1, f"{folder.name}/figures.csv"),
+        [page.chart_section(chart, caption) for chart, caption in zip(made, captions, strict=True)],
+        f"Made by edgeseq {edgeseq.__version__}" + (f" with: {command}" if command else "") + ".",
+    )
+    out.write_text(html, encoding="utf-8")
+    return Report(out, tuple(written), len(scores), tuple(rows), out.stat().st_size)
