@@ -56,8 +56,9 @@ def _when(seconds: float) -> str:
 
 def _summary(scores: Scores, config: ReportConfig, plotted: list[str]) -> list[str]:
     n = len(scores)
+    counted = f"{scores.forecasts:,} forecast records and " if scores.forecasts else ""
     lines = [
-        f"{scores.forecasts:,} forecast records and {n:,} score records in {scores.path.name}"
+        f"{counted}{n:,} score records in {scores.path.name}"
         + (f" ({scores.other_records:,} records of another kind skipped)" if scores.other_records else "")
         + "."
     ]
