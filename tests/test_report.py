@@ -127,6 +127,7 @@ def test_the_figures_in_the_page_are_the_ones_computed_from_the_records(tmp_path
     page = out.read_text()
     assert "9 forecast records and 7 score records in run.jsonl" in page
     assert "2 forecasts have no score" in page
+    assert "k2: 2 of 3 score records carry a persistence forecast; persistence&#x27;s figures (and so skill)" in page
     # figures.csv has the same numbers, for every key
     lines = (tmp_path / "report_files" / "figures.csv").read_text().splitlines()
     assert lines[0].split(",")[:3] == ["key", "count", "rmse"]
@@ -159,6 +160,25 @@ def test_thinning_keeps_each_runs_lowest_and_highest():
     assert np.all(np.diff(kept.indices) > 0)
     assert kept.words() == f"plotted {len(kept.indices):,} of 100,003 points, the lowest and highest of each run of 201"
     assert thin(values[:50], 1000).words() == "all 50 points plotted"
+
+
+def test_records_without_keys_or_iso_times_are_plotted_against_rows(tmp_path: Path):
+    records, out = tmp_path / "run.jsonl", tmp_path / "report.html"
+    lines = [{"row": 3, "time": "1.24", "prediction": 1.0}]  # a model exported with its own time column
+    lines += [
+        {"kind": "score", "row": 3 + i, "time": f"{1.24 + i:.2f}", "target_time": f"{1.24 + i:.2f}"}
+        | {"prediction": 1.0 + i, "actual": 1.5 + i, "persistence": 2.0 + i}
+        for i in range(1, 4)
+    ]
+    records.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = report("--records", records, "--out", out)
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert "Plotted against the row of the actual: line 2 has target_time &#x27;2.24&#x27;, not ISO 8601." in page
+    table = table_of(out)
+    assert list(table) == ["all keys"]  # a stream without keys: one row
+    assert table["all keys"]["rmse"] == ("0.5", "0.5") and table["all keys"]["skill"] == ("0.0", "0")
+    assert "all 3 points plotted per line" in page
 
 
 def chromium() -> str:
@@ -304,11 +324,25 @@ def test_a_million_records_make_a_page_of_bounded_size_that_says_it_thinned(tmp_
         ),
         (
             '{"kind": "score", "row": 7, "prediction": null, "actual": 2.0}\n',
-            "{path} line 1: a score record whose 'prediction' is 'null', not a number",
+            "{path} line 1: a score record whose 'prediction' is 'null', not a finite number",
+        ),
+        (
+            '{"kind": "score", "row": 7, "prediction": 1.0, "actual": NaN}\n',
+            "{path} line 1: a score record whose 'actual' is 'NaN', not a finite number",
         ),
         (b"\xff\xfe{}\n", "{path} line 1: not UTF-8 text (invalid start byte)"),
     ],
-    ids=["missing", "empty", "no scores", "not JSON", "not an object", "CSV records", "no prediction", "not UTF-8"],
+    ids=[
+        "missing",
+        "empty",
+        "no scores",
+        "not JSON",
+        "not an object",
+        "CSV records",
+        "no prediction",
+        "NaN actual",
+        "not UTF-8",
+    ],
 )
 def test_records_that_cannot_be_reported_are_one_line_and_exit_2(tmp_path: Path, content, message: str):
     records, out = tmp_path / "run.jsonl", tmp_path / "report.html"
@@ -364,11 +398,11 @@ def stream_pixels(png: Path) -> int:
 def test_the_stream_is_drawn_faintly_behind_the_actuals(tmp_path: Path):
     records, stream = tmp_path / "run.jsonl", tmp_path / "sensor.csv"
     write_fixture(records)
-    # k1's raw readings every 5 minutes over its target times, a bad row and another key's row among them
+    # k1's raw readings every minute over its target times, a bad row and another key's row among them
     rows = ["# logger 7", "date;key;T2"] + [
-        f"2016-05-20 11:{m:02d}:00;k1;{21 + m / 10:.2f}".replace(".", ",") for m in range(0, 35, 5)
+        f"2016-05-20 11:{m:02d}:00;k1;{21 + m / 10:.2f}".replace(".", ",") for m in range(31)
     ]
-    rows[4] = "2016-05-20 11:10:00;k1;oops"
+    rows[12] = "2016-05-20 11:10:00;k1;oops"
     rows.append("2016-05-20 11:15:00;k9;99,0")
     stream.write_text("\n".join(rows) + "\n")
     out = tmp_path / "report.html"
@@ -388,7 +422,7 @@ def test_the_stream_is_drawn_faintly_behind_the_actuals(tmp_path: Path):
     )
     assert result.exit_code == 0, result.output
     assert (
-        "key k1: all 4 points plotted per line; the stream&#x27;s raw target: all 6 points plotted" in out.read_text()
+        "key k1: all 4 points plotted per line; the stream&#x27;s raw target: all 30 points plotted" in out.read_text()
     )
     with_stream = stream_pixels(tmp_path / "report_files" / "forecast.png")
     without = report("--records", records, "--out", out)

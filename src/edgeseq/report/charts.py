@@ -16,6 +16,7 @@ from edgeseq.report.records import NO_KEY
 FORECAST, ACTUAL, PERSISTENCE, STREAM = "tab:blue", "black", "tab:orange", "#b0b0b0"
 WIDTH, PANEL_HEIGHT, DPI = 11.0, 2.8, 100
 BINS = 80
+FEW = 100  # a line of at most this many points marks each
 TAILS = 0.5  # percent of errors at each end that the histogram's range leaves out (counted in its end bins)
 
 
@@ -68,12 +69,33 @@ def _panels(count: int, title: str) -> tuple[Any, list[Any]]:
 
 
 def _label(series: Series) -> str:
-    return "" if series.key == NO_KEY else f"key {series.key}"
+    if series.key == NO_KEY:
+        return ""
+    key = series.key if len(series.key) <= 60 else series.key[:59] + "…"
+    return "key " + key.replace("$", r"\$")  # a $ would start matplotlib's mathtext
+
+
+def _gap_breaks(x: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Where a NaN goes among the kept points so that no line is drawn across a gap: a step in x over 1.5 times
+    the median step (a stretch with no score records: actuals that never came, a pause in the stream)."""
+    steps = np.diff(x)
+    if len(steps) < 2:
+        return np.empty(0, dtype=np.intp)
+    positive = steps[steps > 0]
+    if len(positive) == 0:
+        return np.empty(0, dtype=np.intp)
+    gaps = np.concatenate([[0], np.cumsum(steps > 1.5 * np.median(positive))])  # gaps before each point
+    return np.flatnonzero(np.diff(gaps[kept]) > 0) + 1
 
 
 def _plot(ax: Any, x: np.ndarray, y: np.ndarray, max_points: int, time_axis: bool, **style: Any) -> Thinned:
     kept = thin(y, max_points)
-    ax.plot(_axis(x[kept.indices], time_axis), y[kept.indices], **style)
+    breaks = _gap_breaks(x, kept.indices)
+    xs = np.insert(x[kept.indices], breaks, np.nan)
+    ys = np.insert(y[kept.indices], breaks, np.nan)
+    if len(kept.indices) <= FEW:  # a few points: each shown, not only the segments between them
+        style = {"marker": "o", "markersize": 3, **style}
+    ax.plot(_axis(xs, time_axis), ys, **style)
     return kept
 
 

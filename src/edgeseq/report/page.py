@@ -66,12 +66,15 @@ def figures_table(rows: Sequence[Figures], shown_keys: int, total_keys: int, csv
         css = ' class="all"' if row is rows[-1] else ""
         cells = "".join(_cell(row, field) for field, _ in COLUMNS)
         body.append(f'<tr{css} data-key="{escape(row.key)}"><td>{escape(row.key)}</td>{cells}</tr>')
-    note = ""
+    notes = [
+        f"{row.key}: {row.persistence_count:,} of {row.count:,} score records carry a persistence forecast; "
+        "persistence's figures (and so skill) are over those."
+        for row in rows
+        if row.persistence_count < row.count
+    ]
     if shown_keys < total_keys:
-        note = (
-            f'<p class="note">The table shows the first {shown_keys:,} of {total_keys:,} keys; '
-            f"<code>{escape(csv_name)}</code> has them all.</p>"
-        )
+        notes.append(f"The table shows the first {shown_keys:,} of {total_keys:,} keys; {csv_name} has them all.")
+    note = "".join(f'<p class="note">{escape(line)}</p>' for line in notes)
     return f'<table id="figures">{head}<tbody>{"".join(body)}</tbody></table>{note}'
 
 

@@ -4,6 +4,7 @@ the score records; forecast records are only counted."""
 from __future__ import annotations
 
 import json
+import math
 from array import array
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,10 +64,11 @@ def _seconds(text: object) -> float | None:
 
 def _number(record: dict, field: str, where: str, required: bool = True) -> float:
     value = record.get(field)
-    if value is None and not required:
-        return float("nan")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadInputError(f"{where}: a score record whose {field!r} is {shown(json.dumps(value), 40)}, not a number")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if not required:  # persistence: none, as where a record has none
+            return math.nan
+        said = shown(json.dumps(value), 40)
+        raise BadInputError(f"{where}: a score record whose {field!r} is {said}, not a finite number")
     return float(value)
 
 
@@ -122,8 +124,8 @@ def read_scores(path: Path) -> Scores:
                     seconds = _seconds(record.get("target_time"))
                     if seconds is None:
                         text = record.get("target_time")
-                        said = "has no target_time" if text is None else f"target_time {shown(str(text), 40)}"
-                        bad_time = f"line {number:,} {said} that reads as an ISO 8601 time"
+                        said = "no target_time" if text is None else f"target_time {shown(str(text), 40)}, not ISO 8601"
+                        bad_time = f"line {number:,} has {said}"
                     else:
                         xs.append(seconds)
     except UnicodeDecodeError as exc:
