@@ -85,12 +85,12 @@ class Thinned:
     run: int  # points per run; 1: every point kept
 
     def words(self) -> str:
+        """What a reader is told: every point, or how many of how many (two a run; a run whose lowest and highest
+        are the same point draws one, the same picture)."""
         if self.run <= 1:
             return f"all {self.total:,} points plotted"
-        return (
-            f"plotted {len(self.indices):,} of {self.total:,} points, the lowest and highest of each run of "
-            f"{self.run:,}"
-        )
+        plotted = 2 * math.ceil(self.total / self.run)
+        return f"plotted {plotted:,} of {self.total:,} points, the lowest and highest of each run of {self.run:,}"
 
 
 def thin(values: np.ndarray, max_points: int) -> Thinned:
