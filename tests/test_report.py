@@ -430,7 +430,28 @@ def test_the_stream_is_drawn_faintly_behind_the_actuals(tmp_path: Path):
     assert with_stream > 2 * stream_pixels(tmp_path / "report_files" / "forecast.png") + 500
     refused = report("--records", records, "--out", out, "--stream", stream)
     assert refused.exit_code == 2
-    assert (
-        refused.stderr
-        == "edgeseq: error: --stream needs --target NAME and --time-column NAME: the stream's columns to plot\n"
+    assert refused.stderr == (
+        "edgeseq: error: --stream needs the stream's target and time columns: --target NAME and --time-column NAME, "
+        "or --model FILE, a forecaster whose manifest names them\n"
     )
+
+
+def test_the_models_manifest_names_the_streams_columns(tmp_path: Path):
+    import csv
+
+    from tests.conftest import EXPORTED
+
+    with open(EXPORTED / "sensor.csv", newline="") as f:
+        rows = [(row["date"], float(row["T2"])) for row, _ in zip(csv.DictReader(f), range(101), strict=False)]
+    records, out = tmp_path / "run.jsonl", tmp_path / "report.html"
+    lines = [
+        {"kind": "score", "row": 36 + i, "time": when, "target_time": when}
+        | {"prediction": t2 + 0.1, "actual": t2, "persistence": rows[i - 1][1]}
+        for i, (when, t2) in enumerate(rows)
+        if i
+    ]
+    records.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    sample, model = EXPORTED / "sensor.csv", EXPORTED / "sensor_lstm.onnx"
+    result = report("--records", records, "--out", out, "--stream", sample, "--model", model)
+    assert result.exit_code == 0, result.output
+    assert "all 100 points plotted per line; the stream&#x27;s raw target: all 100 points plotted" in out.read_text()

@@ -401,9 +401,16 @@ def report(
     stream: Path | None = typer.Option(
         None, "--stream", metavar="FILE", help="The CSV the run read: its raw target drawn faintly behind the actuals."
     ),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        metavar="FILE",
+        help="--stream: the forecaster that ran (its ONNX file): its manifest names the stream's target, time and "
+        "key columns and how times are written.",
+    ),
     target: str | None = typer.Option(None, "--target", metavar="NAME", help="--stream: the target column."),
     time_column: str | None = typer.Option(
-        None, "--time-column", metavar="NAME", help="--stream: the time column (DATE,TIME: two columns)."
+        None, "--time-column", metavar="NAME", help="--stream: the ISO 8601 time column (DATE,TIME: two columns)."
     ),
     key_column: str | None = typer.Option(
         None, "--key-column", metavar="NAME", help="--stream: the key column of a keyed stream."
@@ -428,6 +435,7 @@ def report(
             max_points=max_points,
             files=files,
             stream=stream,
+            model=model,
             target=target,
             time_column=time_column,
             key_column=key_column,

@@ -23,9 +23,10 @@ class ReportConfig:
     max_points: int = 2000  # points a plotted line keeps at most (the lowest and highest of each run)
     files: Path | None = None  # where the PNGs and figures.csv go; None: <out stem>_files beside the page
     stream: Path | None = None  # the CSV the run read: its raw target drawn behind the actuals
-    target: str | None = None  # the stream's target column
-    time_column: str | None = None  # the stream's time column
-    key_column: str | None = None  # the stream's key column, for a keyed stream
+    model: Path | None = None  # the forecaster that ran: its manifest names the stream's columns
+    target: str | None = None  # the stream's target column (else the manifest's)
+    time_column: str | None = None  # the stream's time column (else the manifest's)
+    key_column: str | None = None  # the stream's key column, for a keyed stream (else the manifest's)
 
 
 @dataclass(frozen=True)
@@ -103,16 +104,17 @@ def write_report(records: Path, out: Path, config: ReportConfig = ReportConfig()
     out, records = Path(out), Path(records)
     check_out(out)
     folder = files_folder(out, config.files)
+    columns = None
+    if config.stream is not None:
+        from edgeseq.report.stream import read_stream, stream_columns
+
+        columns = stream_columns(config.model, config.target, config.time_column, config.key_column)
     scores = read_scores(records)
     from edgeseq.report import charts, page
 
     rows = table(scores)
     chosen = list(range(min(config.keys, len(scores.keys))))
-    streams = {}
-    if config.stream is not None:
-        from edgeseq.report.stream import read_stream
-
-        streams = read_stream(config.stream, config.target, config.time_column, config.key_column, scores)
+    streams = {} if columns is None else read_stream(config.stream, columns, scores)
     series = []
     for k in chosen:
         mask = scores.key == k
@@ -128,7 +130,7 @@ def write_report(records: Path, out: Path, config: ReportConfig = ReportConfig()
             )
         )
     made = [
-        charts.forecast_chart(series, scores.time_axis, config.max_points, config.target or ""),
+        charts.forecast_chart(series, scores.time_axis, config.max_points, columns.target if columns else ""),
         charts.error_chart(series, scores.time_axis, config.max_points, config.window),
         charts.histogram_chart(scores.prediction - scores.actual, scores.persistence - scores.actual),
     ]
