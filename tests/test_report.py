@@ -178,7 +178,7 @@ def test_records_without_keys_or_iso_times_are_plotted_against_rows(tmp_path: Pa
     table = table_of(out)
     assert list(table) == ["all keys"]  # a stream without keys: one row
     assert table["all keys"]["rmse"] == ("0.5", "0.5") and table["all keys"]["skill"] == ("0.0", "0")
-    assert "all 3 points plotted per line" in page
+    assert "each line: all 3 points plotted" in page
 
 
 def chromium() -> str:
@@ -293,7 +293,7 @@ def test_a_million_records_make_a_page_of_bounded_size_that_says_it_thinned(tmp_
     assert result.exit_code == 0, result.output
     assert out.stat().st_size < PAGE_BOUND, out.stat().st_size
     page = out.read_text()
-    said = "plotted 2,000 of 500,000 points, the lowest and highest of each run of 500 per line"
+    said = "each line: plotted 2,000 of 500,000 points, the lowest and highest of each run of 500"
     assert page.count(said) == 4  # keys a and b, on the forecast plot and the error plot
     assert "all 1,000,000 score records" in page  # the histogram
     # the table is computed on every record, not on what was plotted
@@ -422,7 +422,8 @@ def test_the_stream_is_drawn_faintly_behind_the_actuals(tmp_path: Path):
     )
     assert result.exit_code == 0, result.output
     assert (
-        "key k1: all 4 points plotted per line; the stream&#x27;s raw target: all 30 points plotted" in out.read_text()
+        "key k1, each line: all 4 points plotted; the stream&#x27;s raw target: all 30 points plotted"
+        in out.read_text()
     )
     with_stream = stream_pixels(tmp_path / "report_files" / "forecast.png")
     without = report("--records", records, "--out", out)
@@ -454,4 +455,4 @@ def test_the_models_manifest_names_the_streams_columns(tmp_path: Path):
     sample, model = EXPORTED / "sensor.csv", EXPORTED / "sensor_lstm.onnx"
     result = report("--records", records, "--out", out, "--stream", sample, "--model", model)
     assert result.exit_code == 0, result.output
-    assert "all 100 points plotted per line; the stream&#x27;s raw target: all 100 points plotted" in out.read_text()
+    assert "each line: all 100 points plotted; the stream&#x27;s raw target: all 100 points plotted" in out.read_text()

@@ -75,6 +75,10 @@ def _label(series: Series) -> str:
     return "key " + key.replace("$", r"\$")  # a $ would start matplotlib's mathtext
 
 
+def _each_line(series: Series) -> str:
+    return f"{_label(series)}, each line" if series.key != NO_KEY else "each line"
+
+
 def _gap_breaks(x: np.ndarray, kept: np.ndarray) -> np.ndarray:
     """Where a NaN goes among the kept points so that no line is drawn across a gap: a step in x over 1.5 times
     the median step (a stretch with no score records: actuals that never came, a pause in the stream)."""
@@ -116,7 +120,7 @@ def forecast_chart(series: Sequence[Series], time_axis: bool, max_points: int, u
         _plot(ax, one.x, one.persistence, max_points, time_axis, color=PERSISTENCE, lw=1, label="persistence")
         _plot(ax, one.x, one.prediction, max_points, time_axis, color=FORECAST, lw=1.2, label="forecast")
         kept = _plot(ax, one.x, one.actual, max_points, time_axis, color=ACTUAL, lw=1, label="actual")
-        notes.append(f"{_label(one) or 'each line'}: {kept.words()} per line{raw}")
+        notes.append(f"{_each_line(one)}: {kept.words()}{raw}")
         ax.set_title(_label(one), loc="left", fontsize=10)
         ax.set_ylabel(units or "value")
         _time_label(ax, time_axis)
@@ -152,7 +156,7 @@ def error_chart(series: Sequence[Series], time_axis: bool, max_points: int, wind
             lw=1.8,
             label="rolling RMSE, model",
         )
-        notes.append(f"{_label(one) or 'each line'}: {kept.words()} per line")
+        notes.append(f"{_each_line(one)}: {kept.words()}")
         ax.set_title(_label(one), loc="left", fontsize=10)
         ax.set_ylabel("forecast - actual")
         _time_label(ax, time_axis)
