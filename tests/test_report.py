@@ -365,6 +365,20 @@ def test_an_out_in_a_missing_folder_is_refused_before_reading(tmp_path: Path):
     assert result.stderr == f"edgeseq: error: cannot write {out}: folder {out.parent} does not exist\n"
 
 
+def test_files_in_a_missing_folder_or_over_a_file_are_refused_before_reading(tmp_path: Path):
+    records, out = tmp_path / "run.jsonl", tmp_path / "report.html"
+    write_fixture(records)
+    files = tmp_path / "nowhere" / "pngs"
+    result = report("--records", records, "--out", out, "--files", files)
+    assert result.exit_code == 2
+    assert result.stderr == f"edgeseq: error: cannot make {files}: folder {files.parent} does not exist\n"
+    (tmp_path / "report_files").write_text("a file")
+    result = report("--records", records, "--out", out)
+    assert result.exit_code == 2
+    assert result.stderr == f"edgeseq: error: cannot make {tmp_path / 'report_files'}: a file of that name is there\n"
+    assert not out.exists()
+
+
 def test_options_the_parser_refuses_exit_2(tmp_path: Path):
     result = report("--records", tmp_path / "run.jsonl", "--keys", "0")
     assert result.exit_code == 2 and "Invalid value for '--keys'" in result.output

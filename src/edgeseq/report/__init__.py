@@ -42,13 +42,15 @@ def files_folder(out: Path, files: Path | None) -> Path:
     return files if files is not None else out.with_name(out.stem + "_files")
 
 
-def check_out(out: Path) -> None:
-    """Refuse an --out that cannot be written before any work is done."""
-    parent = out.parent
-    if not parent.is_dir():
-        raise BadInputError(f"cannot write {out}: folder {parent} does not exist")
+def check_out(out: Path, folder: Path) -> None:
+    """Refuse an --out or --files that cannot be written before any work is done."""
+    for path, what in ((out, "write"), (folder, "make")):
+        if not path.parent.is_dir():
+            raise BadInputError(f"cannot {what} {path}: folder {path.parent} does not exist")
     if out.is_dir():
         raise BadInputError(f"cannot write {out}: it is a folder")
+    if folder.exists() and not folder.is_dir():
+        raise BadInputError(f"cannot make {folder}: a file of that name is there")
 
 
 def _when(seconds: float) -> str:
@@ -102,8 +104,8 @@ def write_report(records: Path, out: Path, config: ReportConfig = ReportConfig()
 
     frameworks.require_extra("report", "edgeseq report needs")
     out, records = Path(out), Path(records)
-    check_out(out)
     folder = files_folder(out, config.files)
+    check_out(out, folder)
     columns = None
     if config.stream is not None:
         from edgeseq.report.stream import read_stream, stream_columns
@@ -139,16 +141,14 @@ def write_report(records: Path, out: Path, config: ReportConfig = ReportConfig()
         "Each scored forecast's error, and the RMSE of the model and of persistence over a rolling window.",
         "How often each error occurred, for the model and for persistence, over the same bins.",
     ]
+    written = [folder / chart.name for chart in made] + [folder / "figures.csv"]
     try:
         folder.mkdir(exist_ok=True)
+        for chart, path in zip(made, written, strict=False):
+            path.write_bytes(chart.png)
+        _write_csv(written[-1], rows)
     except OSError as exc:
-        raise BadInputError(f"cannot make {folder}: {exc.strerror or exc}") from None
-    written = []
-    for chart in made:
-        (folder / chart.name).write_bytes(chart.png)
-        written.append(folder / chart.name)
-    _write_csv(folder / "figures.csv", rows)
-    written.append(folder / "figures.csv")
+        raise BadInputError(f"cannot write into {folder}: {exc.strerror or exc}") from None
     shown_rows = rows[:-1][:TABLE_KEYS] + rows[-1:]
     plotted = [scores.keys[k] for k in chosen]
     html = page.render(
@@ -158,5 +158,8 @@ def write_report(records: Path, out: Path, config: ReportConfig = ReportConfig()
         [page.chart_section(chart, caption) for chart, caption in zip(made, captions, strict=True)],
         f"Made by edgeseq {edgeseq.__version__}" + (f" with: {command}" if command else "") + ".",
     )
-    out.write_text(html, encoding="utf-8")
+    try:
+        out.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise BadInputError(f"cannot write {out}: {exc.strerror or exc}") from None
     return Report(out, tuple(written), len(scores), tuple(rows), out.stat().st_size)
