@@ -179,7 +179,8 @@ def test_the_installed_command_runs_each_subcommand(tmp_path):
     assert EDGESEQ.exists(), f"no console script beside {sys.executable}"
     top = _edgeseq("--help", cwd=tmp_path)
     assert top.returncode == 0
-    commands = ["export", "quantize", "bundle", "train", "train forecaster", "bench", "letters", "run", "info", "sign"]
+    commands = ["export", "quantize", "bundle", "train", "train forecaster", "bench", "letters", "run", "info", "sign",
+                "report"]  # fmt: skip
     for command in commands:
         assert command.split()[0] in top.stdout
         helped = _edgeseq(*command.split(), "--help", cwd=tmp_path)
@@ -227,6 +228,11 @@ def test_a_base_install_from_the_wheel_runs_and_names_the_extra_it_lacks(tmp_pat
     bench = _edgeseq("bench", cwd=tmp_path, command=command)  # names its own extra at once, not train first
     assert bench.returncode == 2 and bench.stderr.endswith(f"pip install '{release['wheel']}[bench]'\n")
     assert "ai-edge-litert" in bench.stderr
+    report = _edgeseq("report", "--records", "run.jsonl", cwd=tmp_path, command=command)  # the extra, at once
+    assert report.returncode == 2 and report.stderr == (
+        f"edgeseq: error: edgeseq report needs matplotlib, which is not installed: pip install "
+        f"'{release['wheel']}[report]'\n"
+    ), report.stderr
     info = _edgeseq("info", EXPORTED / "sensor_lstm.onnx", cwd=tmp_path, command=command)
     assert info.returncode == 0 and f"to count them: {wheel_hint})" in info.stdout, info.stderr
     sign = _edgeseq("sign", "--key", "key.pem", EXPORTED / "sensor_lstm.onnx", cwd=tmp_path, command=command)
