@@ -58,6 +58,7 @@ STOP = "tests/test_runner_stop.py"
 ZOO = "tests/test_convert_zoo.py::test_every_recurrent_layer_becomes_one_fused_node_with_parity"
 QUANT = "tests/test_quantization.py"
 BUNDLE = "tests/test_bundle.py"
+REPORT = "tests/test_report.py"
 BATCHED = "tests/test_batched.py"
 
 MUTANTS = (
@@ -499,6 +500,27 @@ MUTANTS = (
         "            companions[model.name] = companion\n",
         "",
         (f"{BATCHED}::test_the_bundle_carries_each_models_companion",),
+    ),
+    Mutant(
+        "report-rmse-without-sqrt",
+        "src/edgeseq/report/figures.py",
+        "return float(np.sqrt(np.mean(errors * errors)))",
+        "return float(np.mean(errors * errors))",
+        (f"{REPORT}::test_the_figures_in_the_page_are_the_ones_computed_from_the_records",),
+    ),
+    Mutant(
+        "report-rolling-window-one-too-long",
+        "src/edgeseq/report/figures.py",
+        "start = np.maximum(end - window, 0)",
+        "start = np.maximum(end - window - 1, 0)",
+        (f"{REPORT}::test_rolling_rmse_is_the_rmse_of_the_last_n",),
+    ),
+    Mutant(
+        "report-thinning-keeps-lows-only",
+        "src/edgeseq/report/figures.py",
+        "pairs = np.sort(np.stack([base + lows, base + highs], axis=1), axis=1).ravel()",
+        "pairs = base + lows",
+        (f"{REPORT}::test_thinning_keeps_each_runs_lowest_and_highest",),
     ),
 )
 
