@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from edgeseq.cli import app
@@ -179,6 +181,71 @@ def test_records_without_keys_or_iso_times_are_plotted_against_rows(tmp_path: Pa
     assert list(table) == ["all keys"]  # a stream without keys: one row
     assert table["all keys"]["rmse"] == ("0.5", "0.5") and table["all keys"]["skill"] == ("0.0", "0")
     assert "each line: all 3 points plotted" in page
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+FIELDS = ("kind", "row", "time", "key", "target_time", "prediction", "actual", "persistence")
+RECORDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "kind": st.sampled_from(["score", "other"]) | JSON_VALUES,
+        **{field: JSON_VALUES for field in FIELDS[1:]},
+        "target_time": st.sampled_from(["2016-05-20 11:00:00", "2016-05-20T11:00:00+02:00", "24:00"]) | JSON_VALUES,
+        "prediction": st.floats() | st.integers() | JSON_VALUES,
+    },
+)
+LINES = st.lists(
+    st.one_of(
+        RECORDS.map(lambda r: json.dumps(r, allow_nan=True)), st.text(max_size=40).map(lambda t: t.replace("\n", " "))
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(LINES)
+@example(['{"kind": "score", "prediction": 1' + "0" * 400 + ', "actual": 1.0}'])  # too large for a float
+@example(['{"kind": "score", "prediction": 1.0, "actual": 2.0, "row": 1' + "0" * 400 + ', "target_time": 7}'])
+def test_any_records_file_is_read_or_refused_in_one_line(lines: list[str]):
+    """Whatever a file holds, reading it gives score arrays or a BadInputError, never another exception."""
+    import tempfile
+
+    from edgeseq.errors import BadInputError
+    from edgeseq.report.records import read_scores
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "run.jsonl"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogatepass")
+        try:
+            scores = read_scores(path)
+        except BadInputError as exc:
+            assert "\n" not in str(exc)
+            return
+    assert len(scores) == len(scores.actual) == len(scores.key) == len(scores.x) > 0
+    assert np.isfinite(scores.prediction).all() and np.isfinite(scores.actual).all()
+
+
+@pytest.mark.parametrize(
+    ("records", "said"),
+    [
+        (['"target_time": "0001-01-01 00:00:00"', '"target_time": "9999-12-31 23:59:59"'], "too near year 1 or 9999"),
+        (['"persistence": 1e-300, "key": 7', '"key": [1]'], "line 1 has no target_time"),
+        (['"target_time": "2020-01-01 00:00:00"'] * 2, "Target times from 2020-01-01 00:00:00 to 2020-01-01 00:00:00"),
+        (['"target_time": "2020-01-01T00:00:00Z"'], "Target times from 2020-01-01 00:00:00 to 2020-01-01 00:00:00"),
+    ],
+    ids=["the ends of time", "odd keys, no times", "one time", "a zone"],
+)
+def test_odd_but_valid_records_still_make_a_page(tmp_path: Path, records: list[str], said: str):
+    path, out = tmp_path / "run.jsonl", tmp_path / "report.html"
+    numbers = ['"prediction": 1e300, "actual": -1e300', '"prediction": 1, "actual": 2']
+    path.write_text("".join(f'{{"kind": "score", {n}, {r}}}\n' for n, r in zip(numbers, records, strict=False)))
+    result = report("--records", path, "--out", out)
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    assert said in out.read_text()
 
 
 def chromium() -> str:

@@ -39,7 +39,8 @@ class Figures:
 def _rmse_mae_bias(errors: np.ndarray) -> tuple[float, float, float]:
     if len(errors) == 0:
         return math.nan, math.nan, math.nan
-    return float(np.sqrt(np.mean(errors * errors))), float(np.mean(np.abs(errors))), float(np.mean(errors))
+    with np.errstate(over="ignore", invalid="ignore"):  # errors near 1e308 square to inf, which the table shows
+        return float(np.sqrt(np.mean(errors * errors))), float(np.mean(np.abs(errors))), float(np.mean(errors))
 
 
 def figures_of(label: str, prediction: np.ndarray, actual: np.ndarray, persistence: np.ndarray) -> Figures:
@@ -66,7 +67,8 @@ def rolling_rmse(errors: np.ndarray, window: int) -> np.ndarray:
     """RMSE over the last `window` errors at each point (over all of them while there are fewer); NaN errors
     (no persistence forecast) count as absent."""
     present = ~np.isnan(errors)
-    squares = np.concatenate([[0.0], np.cumsum(np.where(present, errors * errors, 0.0))])
+    with np.errstate(over="ignore", invalid="ignore"):
+        squares = np.concatenate([[0.0], np.cumsum(np.where(present, errors * errors, 0.0))])
     counts = np.concatenate([[0], np.cumsum(present)])
     end = np.arange(1, len(errors) + 1)
     start = np.maximum(end - window, 0)

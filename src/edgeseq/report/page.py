@@ -43,7 +43,7 @@ def number(value: float) -> str:
         return f"{value:,}"
     if math.isnan(value):
         return "—"
-    return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:.4g}"  # 1.235e+06, not 25 digits of 1e24
 
 
 def _cell(row: Figures, field: str) -> str:

@@ -20,6 +20,8 @@ from edgeseq_device.times import parse_time
 
 NO_KEY = ""  # the one series of a stream without keys
 _EPOCH = datetime(1970, 1, 1)
+_FIRST_DATE = (datetime(2, 1, 1) - _EPOCH).total_seconds()
+_LAST_DATE = (datetime(9998, 12, 31) - _EPOCH).total_seconds()
 
 
 @dataclass(frozen=True)
@@ -62,14 +64,26 @@ def _seconds(text: object) -> float | None:
         return None
 
 
+def _finite(value: object) -> float | None:
+    """A JSON number as a finite float, or None (not a number, NaN, infinite, an integer too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _number(record: dict, field: str, where: str, required: bool = True) -> float:
     value = record.get(field)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    number = _finite(value)
+    if number is None:
         if not required:  # persistence: none, as where a record has none
             return math.nan
         said = shown(json.dumps(value), 40)
         raise BadInputError(f"{where}: a score record whose {field!r} is {said}, not a finite number")
-    return float(value)
+    return number
 
 
 def _not_an_object(path: Path, number: int, line: str) -> BadInputError:
@@ -118,8 +132,8 @@ def read_scores(path: Path) -> Scores:
                 actual.append(_number(record, "actual", where))
                 persistence.append(_number(record, "persistence", where, required=False))
                 key_ids.append(keys.setdefault(key, len(keys)))
-                row = record.get("row")
-                rows.append(float(row) if isinstance(row, int | float) and not isinstance(row, bool) else len(rows))
+                row = _finite(record.get("row"))
+                rows.append(len(rows) if row is None else row)
                 if bad_time is None:
                     seconds = _seconds(record.get("target_time"))
                     if seconds is None:
@@ -135,6 +149,11 @@ def read_scores(path: Path) -> Scores:
     if not prediction:
         seen = f"{forecasts:,} forecast records" if forecasts else "no records"
         raise BadInputError(f"{path} has no score records ({seen}): run with edgeseq run --score")
+    if bad_time is None and xs:
+        low, high = min(xs), max(xs)
+        margin = (high - low) * 0.1  # a plot's axis pads the data's span: its dates must stay within years 1 to 9999
+        if low - margin < _FIRST_DATE or high + margin > _LAST_DATE:
+            bad_time = "target times too near year 1 or 9999 for a plot's dates"
     time_axis = bad_time is None
     return Scores(
         path=path,
