@@ -131,13 +131,30 @@ def write_report(records: Path, out: Path, config: ReportConfig = ReportConfig()
                 streams.get(name),
             )
         )
-    made = [
-        charts.forecast_chart(series, scores.time_axis, config.max_points, columns.target if columns else ""),
+    units = columns.target if columns else ""
+    made = [charts.forecast_chart(series, scores.time_axis, config.max_points, units)]
+    captions = [
+        "The forecast for each target time beside the actual that arrived for it, and the persistence forecast."
+    ]
+    if any(len(one.x) > config.max_points for one in series):
+        # a thinned line shows the envelope of a long run; the last stretch, every point, shows the forecasts
+        last = min(config.window, config.max_points)
+        made.append(
+            charts.forecast_chart(
+                [charts.recent(one, last) for one in series],
+                scores.time_axis,
+                config.max_points,
+                units,
+                "forecast_recent.png",
+                f"The last {last:,} scored forecasts, every point",
+            )
+        )
+        captions.append(f"The end of the run up close: each key's last {last:,} scored forecasts (the rolling window).")
+    made += [
         charts.error_chart(series, scores.time_axis, config.max_points, config.window),
         charts.histogram_chart(scores.prediction - scores.actual, scores.persistence - scores.actual),
     ]
-    captions = [
-        "The forecast for each target time beside the actual that arrived for it, and the persistence forecast.",
+    captions += [
         "Each scored forecast's error, and the RMSE of the model and of persistence over a rolling window.",
         "How often each error occurred, for the model and for persistence, over the same bins.",
     ]

@@ -50,9 +50,17 @@ def _pyplot() -> Any:
 
 
 def _png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    """The figure as a PNG of 256 colours: a plot has few, and the page half the size of matplotlib's RGBA."""
+    from PIL import Image  # matplotlib's own dependency
+
+    drawn = io.BytesIO()
+    fig.savefig(drawn, format="png", dpi=DPI)
     _pyplot().close(fig)
+    drawn.seek(0)
+    with Image.open(drawn) as image:
+        palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    buffer = io.BytesIO()
+    palette.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 
@@ -108,9 +116,16 @@ def _time_label(ax: Any, time_axis: bool) -> None:
     ax.grid(alpha=0.3)
 
 
-def forecast_chart(series: Sequence[Series], time_axis: bool, max_points: int, units: str = "") -> Chart:
+def forecast_chart(
+    series: Sequence[Series],
+    time_axis: bool,
+    max_points: int,
+    units: str = "",
+    name: str = "forecast.png",
+    title: str = "Forecast, actual and persistence over time",
+) -> Chart:
     """Forecast, actual and persistence over the target time, one panel per key."""
-    fig, axes = _panels(len(series), "Forecast, actual and persistence")
+    fig, axes = _panels(len(series), title)
     notes = []
     for ax, one in zip(axes, series, strict=True):
         raw = ""
@@ -125,7 +140,19 @@ def forecast_chart(series: Sequence[Series], time_axis: bool, max_points: int, u
         ax.set_ylabel(units or "value")
         _time_label(ax, time_axis)
         ax.legend(loc="upper right", fontsize=8, ncols=4)
-    return Chart("forecast.png", "Forecast, actual and persistence over time", _png(fig), tuple(notes))
+    return Chart(name, title, _png(fig), tuple(notes))
+
+
+def recent(series: Series, count: int) -> Series:
+    """The last `count` score records of a key, and its stream from the first of them on."""
+    x = series.x[-count:]
+    stream = series.stream
+    if stream is not None and len(x):
+        later = stream[0] >= x[0]
+        stream = (stream[0][later], stream[1][later])
+    return Series(
+        series.key, x, series.prediction[-count:], series.actual[-count:], series.persistence[-count:], stream
+    )
 
 
 def error_chart(series: Sequence[Series], time_axis: bool, max_points: int, window: int) -> Chart:
