@@ -27,7 +27,16 @@ from edgeseq_device.forecast import ForecastSpec
 from edgeseq_device.model import Companion, Model
 from edgeseq_device.rows import BadRowError, RowParser
 from edgeseq_device.sequence import SequenceSpec
-from edgeseq_device.series import JUMPED, TIME_GAP, TIME_ORDER_REASONS, Router, Series, SeriesRules, WindowBuffer
+from edgeseq_device.series import (
+    JUMPED,
+    SLOT_TAKEN,
+    TIME_GAP,
+    TIME_ORDER_REASONS,
+    Router,
+    Series,
+    SeriesRules,
+    WindowBuffer,
+)
 
 __all__ = ["PredictionError", "StreamRunner", "Task", "WindowBuffer"]
 
@@ -95,7 +104,7 @@ class StreamRunner:
 
     @property
     def flags(self) -> int:
-        """series.TIME_GAP, FILLED and JUMPED of the last row pushed."""
+        """series.TIME_GAP, FILLED, JUMPED and SLOT_TAKEN of the last row pushed."""
         return self.router.flags
 
     @property
@@ -111,7 +120,10 @@ class StreamRunner:
             if exc.reason not in TIME_ORDER_REASONS:  # a reading behind the newest changes no state
                 self._zero_states()
             raise
-        if self._states and self.router.flags & (TIME_GAP | JUMPED):  # a new segment: the state starts afresh
+        flags = self.router.flags
+        if flags & SLOT_TAKEN:  # on the time grid, the slot's first reading counted: nothing new to forecast from
+            return False, text
+        if self._states and flags & (TIME_GAP | JUMPED):  # a new segment: the state starts afresh
             self._zero_states()
         extra = series.buffer.filled - self.spec.window
         return extra >= 0 and extra % self.stride == 0, text
