@@ -137,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         "--state", metavar="FILE",
         help="keep each series' window in FILE across a restart (written at the end, read at the start)",
     )  # fmt: skip
+    run.add_argument(
+        "--metrics", metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (pip install 'edgeseq-device[metrics]')",
+    )  # fmt: skip
+    run.add_argument(
+        "--metrics-keys", type=_positive, default=100, metavar="N",
+        help="keys with their own per-key series in the metrics, the rest aggregated (default 100)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     values = {k: v for k, v in vars(args).items() if k != "command"}
     options = RunOptions(**{**values, "mqtt_fields": tuple(values["mqtt_fields"]), "trust": tuple(values["trust"])})

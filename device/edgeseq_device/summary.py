@@ -24,6 +24,7 @@ class Stats:
     keys: int = 0
     first_row_at: float | None = None
     finished_at: float | None = None
+    scoring: Any = None  # the run's scores (--score): overall(), per_key(), drifting; metrics.py reads them
 
     def line(self, prog: str, final: bool) -> str:
         now = time.monotonic()

@@ -62,6 +62,8 @@ _VALUED: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--state": ("state", str),
     "--batch": ("batch", _at_least(1)),
     "--trust": ("trust", str),
+    "--metrics": ("metrics", str),
+    "--metrics-keys": ("metrics_keys", _at_least(1)),
 }
 _REPEATED = {"--trust"}
 
@@ -100,6 +102,8 @@ def run_options(
     state: str | None = None,
     batch: int | None = None,
     trust: Sequence[str] = (),
+    metrics: str | None = None,
+    metrics_keys: int = 100,
 ) -> Any:
     """The runner's options from the command's values (the defaults are the CLI's)."""
     from edgeseq_device.runner import RunOptions
@@ -132,6 +136,8 @@ def run_options(
         state=state,
         batch=batch,
         trust=tuple(trust),
+        metrics=metrics,
+        metrics_keys=metrics_keys,
     )
 
 
