@@ -250,3 +250,28 @@ def test_no_scored_forecast_yet_is_nan_not_zero():
     stats.scoring = FakeScoring({})
     found = _scrape(stats)
     assert all(math.isnan(v) for _, v in found["edgeseq_rolling_rmse"]) and found["edgeseq_drifting"] == [({}, 0.0)]
+
+
+def test_a_reconnection_to_the_mqtt_broker_is_counted(brokers, tmp_path: Path):
+    from tests.test_mqtt import gateway
+
+    broker = brokers(tls=False, persistence=False)
+    proc = gateway(broker, tmp_path, "--metrics", f"{HOST}:0", output=None, module="edgeseq_device")
+    try:
+        address = SERVING.search(proc.stderr.readline()).group(1)
+
+        def reconnects() -> str:
+            with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+                return re.search(r"^edgeseq_mqtt_reconnects_total (\S+)$", response.read().decode(), re.M).group(1)
+
+        assert reconnects() == "0.0"
+        broker.kill()
+        broker.start()
+        _wait_for(lambda: reconnects() != "0.0", what="the reconnection counted")
+        time.sleep(1.5)  # one reconnection is one
+        assert reconnects() == "1.0"
+        proc.send_signal(signal.SIGTERM)
+        _, err = finish(proc, timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and "reconnected to" in err, err

@@ -10,6 +10,7 @@ after WatchdogSec. Pings are at most one every third of $WATCHDOG_USEC, so a pol
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -25,7 +26,7 @@ class Notifier:
         # "@name" is Linux's abstract namespace: the name starts with a NUL byte
         self.address = "\0" + path[1:] if path.startswith("@") else path
         self.every = _watchdog_seconds(environ) / 3 if self.address else 0.0
-        self._next = 0.0
+        self._next = math.inf  # no ping before READY=1: until then systemd's start timeout applies, not the watchdog
 
     @property
     def enabled(self) -> bool:

@@ -149,7 +149,8 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
     notifier = Notifier()  # systemd (Type=notify): READY=1, the watchdog's WATCHDOG=1, STOPPING=1 (notify.py)
     with StopSignals(reopen=options.follow and not is_terminal(stderr)) as stop, contextlib.ExitStack() as ends:
         ends.callback(notifier.stopping)
-        stop.idle = notifier.alive  # the loop's waits for input ping the watchdog, so a stuck loop does not
+        if notifier.every:  # the loop's waits for input ping the watchdog, so a stuck loop does not
+            stop.idle = notifier.alive
         metrics = None
         try:
             trust = Trust.load(options.trust) if options.trust else None
