@@ -275,3 +275,22 @@ def test_a_reconnection_to_the_mqtt_broker_is_counted(brokers, tmp_path: Path):
     finally:
         proc.kill()
     assert proc.returncode == 143 and "reconnected to" in err, err
+
+
+def test_ctrl_c_ends_the_run_and_its_server_at_once(tmp_path: Path):
+    stream = write_lines(tmp_path / "log.csv", LINES[:101])
+    err = tmp_path / "err.txt"
+    with err.open("w") as stderr:
+        proc = cli("--stream", stream, "--model", SENSOR_ONNX, "--follow", "--metrics", f"{HOST}:0", stderr=stderr)
+    try:
+        address = _address(err)
+        urllib.request.urlopen(f"http://{address}/metrics", timeout=5).close()
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        finish(proc, timeout=30)
+        took = time.monotonic() - started
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and took < 5, (proc.returncode, took, err.read_text())
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://{address}/metrics", timeout=2)
