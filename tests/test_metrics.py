@@ -294,3 +294,20 @@ def test_ctrl_c_ends_the_run_and_its_server_at_once(tmp_path: Path):
     assert proc.returncode == 130 and took < 5, (proc.returncode, took, err.read_text())
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://{address}/metrics", timeout=2)
+
+
+def test_a_stream_without_keys_has_no_per_key_series_and_a_scrape_racing_the_run_is_read_again():
+    class Racing(FakeScoring):
+        calls = 0
+
+        def per_key(self):
+            Racing.calls += 1
+            if Racing.calls == 1:  # what iterating a dict the run's thread grows raises
+                raise RuntimeError("dictionary changed size during iteration")
+            return {"": (1.0, 2.0, 5)}  # the lead's Scorer names a stream's one series ""
+
+    stats = Stats()
+    stats.scoring = Racing({"": (1.0, 2.0, 5)})
+    found = _scrape(stats)
+    assert Racing.calls == 2 and found["edgeseq_rolling_scored"] == [({}, 5.0)]
+    assert "edgeseq_key_rolling_rmse" not in found and "edgeseq_other_keys" not in found

@@ -144,7 +144,10 @@ class RunCollector:
     def _scores(self, scoring: Any) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        model, persistence, count = scoring.overall()
+        read = _read_scores(scoring)
+        if read is None:
+            return
+        (model, persistence, count), per_key, drifting = read
         rmse = GaugeMetricFamily(
             "edgeseq_rolling_rmse", "Rolling RMSE of the last scored forecasts, overall", labels=["forecast"]
         )
@@ -154,7 +157,7 @@ class RunCollector:
         yield GaugeMetricFamily("edgeseq_rolling_scored", "Scored forecasts the rolling RMSE is over", value=count)
         yield GaugeMetricFamily(
             "edgeseq_drifting", "1 while the model is drifting (worse than persistence or its test RMSE)",
-            value=1.0 if scoring.drifting else 0.0,
+            value=1.0 if drifting else 0.0,
         )  # fmt: skip
         by_key = GaugeMetricFamily(
             "edgeseq_key_rolling_rmse", f"Rolling RMSE per key, for the first {self.keys} keys seen",
@@ -164,7 +167,9 @@ class RunCollector:
             "edgeseq_key_rolling_scored", "Scored forecasts per key's rolling RMSE", labels=["key"]
         )
         rest = []
-        for key, (key_model, key_persistence, key_count) in list(scoring.per_key().items()):
+        for key, (key_model, key_persistence, key_count) in per_key.items():
+            if key == "":  # a stream without keys: its one series is the overall one
+                continue
             if key not in self._named and len(self._named) < self.keys:
                 self._named[key] = None
             if key in self._named:
@@ -188,6 +193,18 @@ class RunCollector:
             yield GaugeMetricFamily(
                 "edgeseq_other_keys_rolling_scored", "Scored forecasts of the keys aggregated", value=count
             )
+
+
+def _read_scores(scoring: Any) -> tuple[tuple[float, float, int], dict[str, Any], bool] | None:
+    """The scores as the run's thread leaves them: it changes them as this (the server's thread) reads, and a
+    dict or deque that changes size under an iteration raises RuntimeError; read again, three times at most,
+    else this scrape has no scores."""
+    for _ in range(3):
+        try:
+            return scoring.overall(), dict(scoring.per_key()), bool(scoring.drifting)
+        except RuntimeError:
+            continue
+    return None
 
 
 def _pooled(parts: list[tuple[float, int]], count: int) -> float:
