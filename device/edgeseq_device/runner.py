@@ -37,7 +37,9 @@ import numpy as np
 from edgeseq_device import state
 from edgeseq_device.errors import DeviceError, InputError
 from edgeseq_device.messages import Messages
+from edgeseq_device.metrics import DEFAULT_KEYS, serve
 from edgeseq_device.model import companion_path, load_companion, load_model
+from edgeseq_device.notify import Notifier
 from edgeseq_device.reads import STOPPED, Item, ReadLoop
 from edgeseq_device.records import Writer
 from edgeseq_device.rows import Header, HeaderSearch, check_delimiter, time_columns
@@ -104,6 +106,8 @@ class RunOptions:
     score_window: int = ScoreOptions.rolling
     drift_factor: float = ScoreOptions.drift_factor
     drift_after: int = ScoreOptions.drift_after
+    metrics: str | None = None  # --metrics HOST:PORT: Prometheus metrics served there (metrics.py)
+    metrics_keys: int = DEFAULT_KEYS  # --metrics-keys: keys with their own per-key series
 
     def task_overrides(self) -> dict[str, Any]:
         given = {
@@ -155,13 +159,19 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
     stats = Stats()
     # SIGHUP asks a service to reopen its followed file; on a terminal it keeps its default (a closed terminal
     # ends the run)
-    with StopSignals(reopen=options.follow and not is_terminal(stderr)) as stop:
+    notifier = Notifier()  # systemd (Type=notify): READY=1, the watchdog's WATCHDOG=1, STOPPING=1 (notify.py)
+    with StopSignals(reopen=options.follow and not is_terminal(stderr)) as stop, contextlib.ExitStack() as ends:
+        ends.callback(notifier.stopping)
+        if notifier.every:  # the loop's waits for input ping the watchdog, so a stuck loop does not
+            stop.idle = notifier.alive
+        metrics = None
         try:
             trust = Trust.load(options.trust) if options.trust else None
             model = load_model(options.model, threads=options.threads, require_manifest=False, trust=trust)
             spec = resolve_spec(model, options.task_overrides())
             rules = resolve_rules(model, spec)
             check_output(options)
+            metrics = serve(options, stats, model, ends, say, prog)  # bound, or refused, before the source opens
             columns = (*time_columns(spec.time_column), *spec.features)
             source = open_source(options, stop, columns, rules.group_by)
         except DeviceError as exc:
@@ -183,12 +193,15 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
                     runner.use_companion(companion, options.batch or BATCH)
             if options.state is not None:
                 say(f"{prog}: {state.load(options.state, runner, stats)}")
+            if metrics is not None:
+                runner.observe = metrics.observe
         except DeviceError as exc:
             if source is not None:
                 source.close()
             say(f"{prog}: error: {exc}")
             return EXIT_USAGE
         if source is not None:
+            notifier.ready()
             try:
                 # a value near float32's limit overflows in scaling: the forecast is then reported as not
                 # finite, and numpy's warning would only add two lines of source code to stderr

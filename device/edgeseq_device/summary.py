@@ -24,7 +24,7 @@ class Stats:
     model_failed: int = 0
     reopened: int = 0
     keys: int = 0
-    scoring: Any = None  # scoring.Scorer with --score: its figures go in the line
+    scoring: Any = None  # scoring.Scorer with --score: its figures go in the line; metrics.py reads them
     first_row_at: float | None = None
     finished_at: float | None = None
 

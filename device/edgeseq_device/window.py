@@ -24,6 +24,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from edgeseq_device.bulk import PlainRows
 from edgeseq_device.errors import InputError
 from edgeseq_device.forecast import ForecastSpec
+from edgeseq_device.metrics import timed
 from edgeseq_device.model import Companion, Model
 from edgeseq_device.rows import BadRowError, RowParser
 from edgeseq_device.sequence import SequenceSpec
@@ -192,6 +193,7 @@ class StreamRunner:
         self._names = ([self.model.outputs[0].name], self.model.inputs[0].name)
 
     _companion: Companion | None = None
+    observe: Any = None  # --metrics: takes each model call's seconds (metrics.timed); None, calls are not timed
 
     def run_staged(self, stop: Any = None) -> list[tuple[Any, ...] | PredictionError]:
         """Run the staged windows in order; each one's record values, or the PredictionError it raised. With
@@ -207,6 +209,7 @@ class StreamRunner:
     def _run_one_by_one(self, windows: list[np.ndarray], stop: Any) -> list[tuple[Any, ...] | PredictionError]:
         results: list[tuple[Any, ...] | PredictionError] = []
         run, binding, model_input = self.model.session.run_with_iobinding, self._binding, self.spec.model_input
+        run = timed(run, self.observe)  # once a staged batch: itself without --metrics
         record_values, output, states = self.spec.record_values, self._output, self._states
         raw, target, copyto = self.spec.in_graph, self._input[0], np.copyto  # a file that scales in its graph
         for window in windows:
@@ -231,6 +234,7 @@ class StreamRunner:
     def _run_batches(self, stop: Any) -> list[tuple[Any, ...] | PredictionError]:
         windows, batch, spec = self._windows, self._batch, self.spec
         run, (outputs, name) = self._companion.session.run, self._names  # type: ignore[union-attr]
+        run = timed(run, self.observe)
         record_values, model_input = spec.record_values, spec.model_input
         results: list[tuple[Any, ...] | PredictionError] = []
         for start in range(0, len(windows), batch):

@@ -310,6 +310,17 @@ def run(
     drift_after: int = typer.Option(
         36, "--drift-after", min=1, metavar="M", help="--score: forecasts in a row over the bar before a warning."
     ),
+    metrics: str | None = typer.Option(
+        None,
+        "--metrics",
+        metavar="HOST:PORT",
+        help="Serve Prometheus metrics at http://HOST:PORT/metrics while the run lasts: rows, predictions, skipped "
+        "rows by reason, gaps, model latency, scores (pip install 'edgeseq[metrics]'). A port in use is refused "
+        "(exit 2) before any row is read.",
+    ),
+    metrics_keys: int = typer.Option(
+        100, "--metrics-keys", min=1, metavar="N", help="Keys with their own per-key metrics; the rest are one."
+    ),
 ) -> None:
     r"""Stream sensor rows through an exported model: one record per window.
 
@@ -394,6 +405,8 @@ def run(
             score_window=score_window,
             drift_factor=drift_factor,
             drift_after=drift_after,
+            metrics=metrics,
+            metrics_keys=metrics_keys,
         )
         code = run_stream(options, sys.stdout, sys.stderr)
     raise typer.Exit(code)

@@ -66,6 +66,8 @@ _VALUED: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--score-window": ("score_window", _at_least(1)),
     "--drift-factor": ("drift_factor", float),
     "--drift-after": ("drift_after", _at_least(1)),
+    "--metrics": ("metrics", str),
+    "--metrics-keys": ("metrics_keys", _at_least(1)),
 }
 _REPEATED = {"--trust"}
 
@@ -108,6 +110,8 @@ def run_options(
     score_window: int = 288,
     drift_factor: float = 2.0,
     drift_after: int = 36,
+    metrics: str | None = None,
+    metrics_keys: int = 100,
 ) -> Any:
     """The runner's options from the command's values (the defaults are the CLI's)."""
     from edgeseq_device.runner import RunOptions
@@ -144,6 +148,8 @@ def run_options(
         score_window=score_window,
         drift_factor=drift_factor,
         drift_after=drift_after,
+        metrics=metrics,
+        metrics_keys=metrics_keys,
     )
 
 
