@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.helpers import require_in_ci
+from tests.helpers import require_in_ci, terminate
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client
@@ -217,13 +217,7 @@ class Broker:
         process = self._process
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
+        terminate(process, timeout)
         _running.discard(self)
         return process.returncode
 

@@ -7,6 +7,8 @@ import json
 import lzma
 import os
 import shutil
+import signal
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -81,6 +83,18 @@ def without_metadata(model: Path) -> Path:
         manifest["files"][model.name] = {"sha256": sha256_of(content), "size": len(content)}
         manifest_path.write_text(json.dumps(manifest))
     return model
+
+
+def terminate(process: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM to this child's own pid, a wait of up to `timeout` seconds, then SIGKILL; its exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    return process.returncode
 
 
 def require_in_ci(reason: str) -> None:

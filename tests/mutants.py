@@ -58,6 +58,7 @@ STOP = "tests/test_runner_stop.py"
 ZOO = "tests/test_convert_zoo.py::test_every_recurrent_layer_becomes_one_fused_node_with_parity"
 QUANT = "tests/test_quantization.py"
 BUNDLE = "tests/test_bundle.py"
+GRID = "tests/test_time_grid.py"
 REPORT = "tests/test_report.py"
 BATCHED = "tests/test_batched.py"
 
@@ -124,8 +125,8 @@ MUTANTS = (
     Mutant(
         "stop-drops-run-records",  # issue 29: a stop signal loses the records of the windows already run
         "device/edgeseq_device/reads.py",
-        "        self.meta.clear()\n        if records:\n",
-        "        self.meta.clear()\n        if records and self.stop.received is None:\n",
+        "forecasts)\n        if records:\n",
+        "forecasts)\n        if records and self.stop.received is None:\n",
         (f"{LIFECYCLE}::test_a_stop_signal_during_a_model_call_still_writes_every_window_that_ran",),
     ),
     Mutant(
@@ -500,6 +501,44 @@ MUTANTS = (
         "            companions[model.name] = companion\n",
         "",
         (f"{BATCHED}::test_the_bundle_carries_each_models_companion",),
+    ),
+    Mutant(
+        "grid-slots-not-centred",  # slots from the grid point up, so a reading a little early falls a slot back
+        "device/edgeseq_device/series.py",
+        "return math.floor((when - self.grid_origin) / self.interval + 0.5)",
+        "return math.floor((when - self.grid_origin) / self.interval)",
+        (f"{GRID}::test_every_window_is_t_consecutive_grid_slots_of_first_readings",),
+    ),
+    Mutant(
+        "grid-extra-reading-pushed",  # a second reading in a slot pushed as if it were the next slot's
+        "device/edgeseq_device/series.py",
+        "        if empty < 0:\n            return SLOT_TAKEN\n",
+        "        if empty < 0:\n            return 0\n",
+        (f"{GRID}::test_every_window_is_t_consecutive_grid_slots_of_first_readings",),
+    ),
+    Mutant(
+        "grid-jump-loses-its-slot",  # a jump back in time leaves the slot unset: the next reading looks like a gap
+        "device/edgeseq_device/series.py",
+        "slot = self.rules.slot(when) if self._grid and when is not None else self.position + 1",
+        "slot = 0",
+        ("tests/test_typical_year.py::test_a_typical_year_trains_with_its_two_time_columns",),
+    ),
+    Mutant(
+        "score-pairs-a-gap",  # a forecast whose segment ended paired with a reading after the gap
+        "device/edgeseq_device/scoring.py",
+        "while queue and (queue[0][1] != segment or queue[0][0] < position):",
+        "while queue and queue[0][0] < position:",
+        (
+            f"{GRID}::test_pending_forecasts_and_figures_stay_bounded",
+            f"{GRID}::test_scores_on_the_shipped_sample_reproduce_the_manifests_test_metrics",
+        ),
+    ),
+    Mutant(
+        "score-persistence-from-the-actual",  # persistence taken as the actual itself: its error 0
+        "device/edgeseq_device/reads.py",
+        "self.placed.append((series.position, series.segment, float(target)))",
+        "self.placed.append((series.position, series.segment, 0.0))",
+        (f"{GRID}::test_the_runner_forecasts_for_a_time_and_scores_each_forecast_with_the_reading_at_that_time",),
     ),
     Mutant(
         "report-rmse-without-sqrt",

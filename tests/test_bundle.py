@@ -25,6 +25,7 @@ from edgeseq_device.manifest import sha256_of
 from tests.conftest import EXPORTED, REPO
 from tests.helpers import bundle_of_the_forecaster, require_in_ci
 from tests.streams import LINES, SENSOR_CSV, records, run
+from tests.test_watchdog import Manager
 
 FP32 = "sensor_lstm.onnx"
 INT8 = "sensor_lstm.dynamic-int8.onnx"
@@ -410,6 +411,8 @@ def test_systemd_accepts_the_unit(installed):
     settings = _unit(folder)
     assert settings["SuccessExitStatus"] == "143" and settings["KillSignal"] == "SIGTERM"
     assert settings["Restart"] == "on-failure" and settings["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    # READY=1 and WATCHDOG=1 from the runner itself (tests/test_watchdog.py reads them as systemd would)
+    assert settings["Type"] == "notify" and settings["NotifyAccess"] == "main" and settings["WatchdogSec"] == "30"
 
 
 def test_the_service_is_hardened_to_an_exposure_of_at_most_3_5(installed):
@@ -463,8 +466,10 @@ def test_the_units_command_follows_a_file_and_sigterm_is_a_clean_stop(installed,
     source, sink = tmp_path / "sensor.csv", tmp_path / "forecasts.jsonl"
     env.update(EDGESEQ_SOURCE=str(source), EDGESEQ_SINK=str(sink))
     source.write_text("\n".join(LINES[:40]) + "\n")
+    manager = Manager(str(tmp_path / "notify"))  # systemd's end of Type=notify, with the unit's WatchdogSec
+    watchdog = {"NOTIFY_SOCKET": manager.address, "WATCHDOG_USEC": str(int(settings["WatchdogSec"]) * 1_000_000)}
     proc = subprocess.Popen(_exec_start(folder, settings, env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **env})  # fmt: skip
+                            text=True, env={**os.environ, **env, **watchdog})  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while (not sink.exists() or len(sink.read_text().splitlines()) < 4) and time.monotonic() < deadline:
@@ -481,3 +486,7 @@ def test_the_units_command_follows_a_file_and_sigterm_is_a_clean_stop(installed,
     assert written.endswith("\n") and len(written.splitlines()) == 59 - 36 + 1  # 59 data rows, windows of 36
     assert proc.returncode == int(settings["SuccessExitStatus"]) == 143, err
     assert "stopped by SIGTERM" in err and "24 predictions" in err and "Traceback" not in err
+    time.sleep(0.1)
+    manager.close()
+    states = manager.states()
+    assert states[0] == "READY=1" and states[1] == "WATCHDOG=1" and states[-1] == "STOPPING=1", states

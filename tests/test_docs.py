@@ -196,17 +196,22 @@ def test_the_training_on_your_own_data_example_runs_and_its_data_figures_hold(tm
         assert proc.returncode == 0, command + proc.stderr
     manifest = json.loads((tmp_path / "exported" / "airport_temp.json").read_text())
     report, split = manifest["data"], manifest["split"]
-    assert report["keys"] == 3 and report["gaps_in_time"] == 45 and report["rows_filled"] == 2059
+    assert report["keys"] == 3 and report["gaps_in_time"] == 11 and report["rows_filled"] == 2063
+    assert report["empty_slots_filled"] == 33 and manifest["series"]["grid_origin"] == "1970-01-01 00:00:00"
     assert report["missing_values"] == {"temp": 1, "dewp": 1, "humid": 1, "pressure": 2729, "wind_speed": 4}
-    assert report["rows_dropped"] == {"missing value": {"rows": 673, "first_lines": [36, 37, 379, 381, 383]}}
+    assert report["rows_dropped"] == {"missing value": {"rows": 669, "first_lines": [379, 381, 383, 384, 386]}}
     assert manifest["series"]["interval_seconds"] == 3600.0
-    assert [split[p]["windows"] for p in ("train", "validation", "test")] == [12867, 3105, 2679]
+    assert [split[p]["windows"] for p in ("train", "validation", "test")] == [13271, 3291, 2689]
     assert all(split[p]["keys"] == 3 for p in ("train", "validation", "test"))
-    for figure in ("2,729", "2,059", "673", "45 gaps in time", "12,867 / 3,105 / 2,679", "2,679 test"):
+    for figure in ("2,729", "2,063", "669", "11 gaps in time", "33 empty hourly slots", "13,271 / 3,291 / 2,689"):
         assert figure in section
     records = [json.loads(line) for line in (tmp_path / "airport.jsonl").read_text().splitlines()]
-    first = re.search(r'\{"row": (\d+), "time": "([^"]+)", "key": "(\w+)", "prediction": \.\.\.\}', section)
+    first = re.search(
+        r'\{"row": (\d+), "time": "([^"]+)", "key":\s+"(\w+)", "prediction": \.\.\., "target_time": "([^"]+)"\}',
+        section,
+    )
     assert (records[0]["row"], records[0]["time"], records[0]["key"]) == (int(first[1]), first[2], first[3])
+    assert records[0]["target_time"] == first[4]
     assert {r["key"] for r in records} == {"EWR", "JFK", "LGA"}
     assert f"writes {len(records):,} records, one per gap-free" in section
     refused = subprocess.run(

@@ -248,6 +248,33 @@ def test_odd_but_valid_records_still_make_a_page(tmp_path: Path, records: list[s
     assert said in out.read_text()
 
 
+def test_a_real_scored_run_of_the_sample_reports_the_manifests_test_figures(tmp_path: Path):
+    """`edgeseq run --score` on the shipped sample, then `edgeseq report` with its stream and model: the page's
+    overall RMSE and MAE, model and persistence, are the manifest's test figures (the same 2,920 windows)."""
+    from tests.conftest import EXPORTED
+
+    manifest = json.loads((EXPORTED / "sensor_lstm.json").read_text())
+    records, out = tmp_path / "scored.jsonl", tmp_path / "report.html"
+    sample, model = EXPORTED / "sensor.csv", EXPORTED / "sensor_lstm.onnx"
+    ran = runner.invoke(
+        app, ["run", "--stream", str(sample), "--model", str(model), "--score", "--output", str(records)]
+    )
+    assert ran.exit_code == 0, ran.output
+    result = report("--records", records, "--out", out, "--stream", sample, "--model", model)
+    assert result.exit_code == 0, result.output
+    overall = table_of(out)["all keys"]
+    assert int(overall["count"][0]) == manifest["metrics"]["windows"] == 2920
+    for figure in ("model", "persistence"):
+        for name in ("rmse", "mae"):
+            field = name if figure == "model" else f"persistence_{name}"
+            # another CPU's float32 kernels round forecasts differently in their last bits (tests/test_time_grid.py)
+            expected = manifest["metrics"][figure][name]
+            assert float(overall[field][0]) == pytest.approx(expected, rel=1e-6), field
+    assert "each line: plotted 1,948 of 2,920 points" in out.read_text()
+    for name in ("forecast.png", "forecast_recent.png", "error.png", "errors.png"):
+        assert_drawn_png(tmp_path / "report_files" / name, colours=("tab:blue", "tab:orange"))
+
+
 def chromium() -> str:
     found = shutil.which("chromium")
     if found is None:

@@ -137,6 +137,25 @@ def main(argv: list[str] | None = None) -> int:
         "--state", metavar="FILE",
         help="keep each series' window in FILE across a restart (written at the end, read at the start)",
     )  # fmt: skip
+    scoring = run.add_argument_group("scoring", "a forecaster scored by the actuals its stream brings later")
+    scoring.add_argument(
+        "--score", action="store_true",
+        help="write a score record (kind: score) when each forecast's actual arrives; rolling RMSE in the summary",
+    )  # fmt: skip
+    scoring.add_argument("--score-window", type=_positive, default=288, metavar="N", help="rolling figures over N")
+    scoring.add_argument(
+        "--drift-factor", type=float, default=2.0, metavar="K",
+        help="warn when the rolling RMSE exceeds persistence's or K x the manifest's test RMSE ...",
+    )  # fmt: skip
+    scoring.add_argument("--drift-after", type=_positive, default=36, metavar="M", help="... for M in a row")
+    run.add_argument(
+        "--metrics", metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (pip install 'edgeseq-device[metrics]')",
+    )  # fmt: skip
+    run.add_argument(
+        "--metrics-keys", type=_positive, default=100, metavar="N",
+        help="keys with their own per-key series in the metrics, the rest aggregated (default 100)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     values = {k: v for k, v in vars(args).items() if k != "command"}
     options = RunOptions(**{**values, "mqtt_fields": tuple(values["mqtt_fields"]), "trust": tuple(values["trust"])})

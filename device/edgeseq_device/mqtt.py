@@ -154,6 +154,15 @@ def default_client_id(*parts: str) -> str:
     return f"edgeseq-{host}-{digest}"
 
 
+_reconnected = [0]  # reconnections of this process's clients, from their network threads (metrics.py reads it)
+_reconnected_lock = threading.Lock()
+
+
+def reconnects() -> int:
+    """How many times this process's MQTT clients have reconnected after a lost connection."""
+    return _reconnected[0]
+
+
 def paho() -> Any:
     try:
         import paho.mqtt.client as client
@@ -217,8 +226,12 @@ def connect(
     def _on_connect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
             refusal.append(str(reason))
-        elif on_connect is not None:
-            on_connect(client, flags)
+        else:
+            if connected.is_set():  # not the first connection: paho reconnected after a lost one
+                with _reconnected_lock:
+                    _reconnected[0] += 1
+            if on_connect is not None:
+                on_connect(client, flags)
         connected.set()
 
     client.on_connect = _on_connect

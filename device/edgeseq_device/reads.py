@@ -18,11 +18,13 @@ from edgeseq_device.bulk import PlainReader
 from edgeseq_device.errors import InputError
 from edgeseq_device.records import Writer
 from edgeseq_device.rows import BadRowError, Header, RowParser, is_header
-from edgeseq_device.series import FILLED, JUMPED, TIME_GAP
+from edgeseq_device.scoring import Scorer
+from edgeseq_device.series import FILLED, JUMPED, SLOT_TAKEN, SLOTS_FILLED, TIME_GAP
 from edgeseq_device.signals import StopSignals
 from edgeseq_device.sinks import SinkError
 from edgeseq_device.sources.lines import Item, Notice, Refused, Reopened
 from edgeseq_device.summary import EXIT_BAD_ROW, Stats, stopped
+from edgeseq_device.times import iso_time
 from edgeseq_device.window import PredictionError, StreamRunner
 
 SHOWN_PER_REASON = 10  # skipped lines named per reason; a messy file's thousands are counted, not listed
@@ -72,6 +74,21 @@ class ReadLoop:
         self.failures_in_a_row = 0
         self.delimiter = delimiter  # --delimiter, or None: each header's own, found as rows.py says
         self.use_header(header.line, header.delimiter)
+        # On the time grid, a forecast names the slot it is for (target_time); with a Scorer (--score), forecasts
+        # and the readings after them are paired. Both need where each staged window's last row stands.
+        self.scorer: Scorer | None = None
+        self.grid = runner.rules if runner.rules.on_grid and getattr(runner.spec, "horizon", None) else None
+        self.placed: list[tuple[int, int, float]] = []  # per staged window: position, segment, persistence
+        self.actuals: list[tuple[int, str | None, str | None, int, int, float, bool]] = []  # rows pushed, scored
+
+    def score(self, scorer: Scorer) -> None:
+        """Pair each forecast with its actual (scoring.py) and write the pairs as score records."""
+        self.scorer = scorer
+        self.stats.scoring = scorer
+
+    @property
+    def tracking(self) -> bool:
+        return self.grid is not None or self.scorer is not None
 
     def use_header(self, line: str, delimiter: str | None = None) -> None:
         spec, rules = self.runner.spec, self.runner.rules
@@ -103,6 +120,8 @@ class ReadLoop:
             stats.rows += len(part)
             self.line_number += len(part)
             self.meta += [(row + i, None if texts is None else texts[i], None, line + i) for i in due.tolist()]
+            if self.tracking:
+                self._track_plain(row, plain.values, texts, due.tolist())
             code = self.run()
             if code is not None:
                 return code
@@ -139,6 +158,11 @@ class ReadLoop:
                         stats.filled += bool(runner.flags & FILLED)
                         stats.time_gaps += bool(runner.flags & TIME_GAP)
                         stats.time_jumps += bool(runner.flags & JUMPED)
+                        stats.slot_taken += bool(runner.flags & SLOT_TAKEN)
+                        if runner.flags & SLOTS_FILLED:
+                            stats.slots_filled += runner.router.series.slots_filled
+                    if self.scorer is not None and not runner.flags & SLOT_TAKEN:
+                        self._track_actual(stats.rows, when)
                     if self.parser.key_index is not None:
                         stats.keys = len(runner.keys)
                 elif isinstance(line, Reopened):
@@ -184,11 +208,32 @@ class ReadLoop:
             if due:
                 runner.stage()
                 self.meta.append((stats.rows, when, runner.key, self.line_number))
+                if self.tracking:
+                    series = runner.router.series
+                    target = series.buffer.last()[runner.spec.target_index]  # type: ignore[union-attr]
+                    self.placed.append((series.position, series.segment, float(target)))
                 if runner.full or self.fail:  # --on-bad-row fail stops at the first failure, as it comes
                     code = self.run()
                     if code is not None:
                         return code
         return self.run()
+
+    def _track_actual(self, row: int, when: str | None) -> None:
+        """The row just pushed, as the actual of a forecast made H positions before it."""
+        series, target = self.runner.router.series, self.runner.spec.target_index  # type: ignore[union-attr]
+        observed = target not in (self.parser.missing or ())
+        value = float(series.buffer.last()[target])
+        self.actuals.append((row, when, series.key, series.position, series.segment, value, observed))
+
+    def _track_plain(self, row: int, values: Any, texts: list[str] | None, due: list[int]) -> None:
+        """A plain block's staged windows (and, scoring, its rows as actuals): one position a row, one segment."""
+        series, target = self.runner.router.series, self.runner.spec.target_index  # type: ignore[union-attr]
+        first, segment = series.position - len(values) + 1, series.segment
+        column = values[:, target].tolist()
+        self.placed += [(first + i, segment, column[i]) for i in due]
+        if self.scorer is not None:
+            times = texts or [None] * len(column)
+            self.actuals += [(row + i, times[i], None, first + i, segment, v, True) for i, v in enumerate(column)]
 
     def _shown(self, count: int, message: str, what: str) -> None:
         """A window's message, for the first SHOWN_PER_REASON of its kind; the rest are counted in the summary."""
@@ -201,12 +246,13 @@ class ReadLoop:
         """Run the staged windows and write their records, in one write; a window the model fails on, or whose
         prediction is not finite, is reported instead. A stop signal received meanwhile returns STOPPED, once
         what was run is written."""
-        if not self.meta:
+        if not self.meta and not self.actuals:
             return None
         stats, say, prog, writer = self.stats, self.say, self.prog, self.writer
         results = self.runner.run_staged(self.halt)
         records, failed, why = [], None, "--on-bad-row fail"
-        for (row, when, key, line_number), values in zip(self.meta, results, strict=False):  # fewer after a stop
+        forecasts: list[tuple[int, str | None, int, int, float, float]] = []  # scored: row, key, where, values
+        for i, ((row, when, key, line_number), values) in enumerate(zip(self.meta, results, strict=False)):
             if values.__class__ is PredictionError:
                 stats.model_failed += 1
                 self.failures_in_a_row += 1
@@ -225,16 +271,58 @@ class ReadLoop:
                 shown = f"{self.where(line_number)}: the prediction is {', '.join(map(repr, values))}"
                 self._shown(stats.not_finite, shown, "predictions that are not finite")
                 continue
+            if self.placed:
+                position, segment, persistence = self.placed[i]
+                if self.grid is not None:  # the slot H intervals after the window's last: the time forecast for
+                    values = (*values, iso_time(self.grid.slot_time(position + self.runner.spec.horizon)))  # type: ignore[union-attr]
+                if self.scorer is not None:
+                    forecasts.append((row, key, position, segment, values[0], persistence))  # type: ignore[index]
             records.append(writer.format(row, when, values, key))  # type: ignore[arg-type]
         self.meta.clear()
+        self.placed.clear()
+        forecast_rows = None
+        if self.actuals:
+            records, forecast_rows = self._scores(records, forecasts)
         if records:
             try:
                 writer.write_all(records)
             except SinkError as exc:  # the records written whole are counted, no others
-                stats.predictions += len(records) - exc.unwritten
+                written = len(records) - exc.unwritten
+                stats.predictions += written if forecast_rows is None else sum(forecast_rows[:written])
                 raise
-            stats.predictions += len(records)
+            stats.predictions += len(records) if forecast_rows is None else sum(forecast_rows)
+        for warning in self.scorer.warnings if self.scorer is not None else ():
+            say(f"{prog}: {warning}")
+        if self.scorer is not None:
+            self.scorer.warnings.clear()
         if failed is not None:
             stopped(stats, say, prog, failed, why)
             return EXIT_BAD_ROW
         return STOPPED if self.halt is not None and self.halt.received is not None else None
+
+    def _scores(
+        self, records: list[str], forecasts: list[tuple[int, str | None, int, int, float, float]]
+    ) -> tuple[list[str], list[bool]]:
+        """The block's forecast records with a score record after each reading that settles a forecast, in row
+        order (a reading's score before the forecast made at the same row); and which records are forecasts."""
+        scorer, writer, grid = self.scorer, self.writer, self.grid
+        merged: list[str] = []
+        kinds: list[bool] = []
+        f = 0
+        for row, when, key, position, segment, value, observed in self.actuals:
+            while f < len(forecasts) and forecasts[f][0] < row:
+                merged.append(records[f])
+                kinds.append(True)
+                scorer.forecast(*forecasts[f][1:])  # type: ignore[union-attr]
+                f += 1
+            pair = scorer.actual(key, position, segment, value, observed)  # type: ignore[union-attr]
+            if pair is not None:
+                target_time = iso_time(grid.slot_time(position)) if grid is not None else when
+                merged.append(writer.score(row, when, key, target_time, pair[0], value, pair[1]))
+                kinds.append(False)
+        for rest in range(f, len(forecasts)):
+            merged.append(records[rest])
+            kinds.append(True)
+            scorer.forecast(*forecasts[rest][1:])  # type: ignore[union-attr]
+        self.actuals.clear()
+        return merged, kinds

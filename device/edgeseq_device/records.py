@@ -28,8 +28,9 @@ class Writer:
     writes every record whole or not at all.
 
     Records are `row`, `time` (when the stream has a time column), `key` (when it has a key column) and the
-    task's fields: `prediction` for a forecaster. Numbers are always finite here: the runner reports a
-    non-finite value instead of writing it, since `inf` and `NaN` are not JSON.
+    task's fields: `prediction` for a forecaster, and `target_time` for one on the time grid. With --score, score
+    records (`score`) go in the same output, marked `"kind": "score"`. Numbers are always finite here: the runner
+    reports a non-finite value instead of writing it, since `inf` and `NaN` are not JSON.
     """
 
     def __init__(
@@ -61,6 +62,24 @@ class Writer:
         if self.has_key:
             head.append(_csv_field(key or ""))
         return ",".join([*head, *map(_csv_field, values)]) + "\n"
+
+    def score(
+        self, row: int, when: str | None, key: str | None, target_time: str | None, prediction: float, actual: float,
+        persistence: float,
+    ) -> str:  # fmt: skip
+        """A score record (scoring.py): a forecast and the actual it forecast, as a JSON line marked `"kind":
+        "score"`, with the row and time of the actual's reading."""
+        head = f'{{"kind": "score", "row": {row}'
+        if self.has_time:
+            head += f', "time": {json_text(when)}'
+        if self.has_key:
+            head += f', "key": {json.dumps(key)}'
+        if target_time is not None:
+            head += f', "target_time": {json_text(target_time)}'
+        return (
+            f'{head}, "prediction": {prediction!r}, "actual": {actual!r}, "error": {prediction - actual!r}, '
+            f'"persistence": {persistence!r}, "persistence_error": {persistence - actual!r}}}\n'
+        )
 
     def write_all(self, records: list[str]) -> None:
         """Write formatted records, whole, in one write to the sink (sinks.RecordSink)."""

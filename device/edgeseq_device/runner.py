@@ -37,10 +37,13 @@ import numpy as np
 from edgeseq_device import state
 from edgeseq_device.errors import DeviceError, InputError
 from edgeseq_device.messages import Messages
+from edgeseq_device.metrics import DEFAULT_KEYS, serve
 from edgeseq_device.model import companion_path, load_companion, load_model
+from edgeseq_device.notify import Notifier
 from edgeseq_device.reads import STOPPED, Item, ReadLoop
 from edgeseq_device.records import Writer
 from edgeseq_device.rows import Header, HeaderSearch, check_delimiter, time_columns
+from edgeseq_device.scoring import ScoreOptions, Scorer
 from edgeseq_device.signals import StopRequested, StopSignals
 from edgeseq_device.sinks import (
     ReaderStalled,
@@ -99,6 +102,12 @@ class RunOptions:
     state: str | None = None  # --state FILE: the series kept across a restart (state.py)
     batch: int | None = None  # windows a call at most; None: BATCH when the batched file is bit-identical, else 1
     trust: tuple[str, ...] = ()  # --trust: public keys (or folders of them); with any, only signed models load
+    score: bool = False  # --score: each forecast paired with its actual as it arrives (scoring.py)
+    score_window: int = ScoreOptions.rolling
+    drift_factor: float = ScoreOptions.drift_factor
+    drift_after: int = ScoreOptions.drift_after
+    metrics: str | None = None  # --metrics HOST:PORT: Prometheus metrics served there (metrics.py)
+    metrics_keys: int = DEFAULT_KEYS  # --metrics-keys: keys with their own per-key series
 
     def task_overrides(self) -> dict[str, Any]:
         given = {
@@ -139,16 +148,30 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
         except InputError as exc:
             say(f"{prog}: error: {exc}")
             return EXIT_USAGE
+    if options.score and options.format != "jsonl":
+        say(f"{prog}: error: --score writes score records as JSON lines beside the forecasts: use --format jsonl")
+        return EXIT_USAGE
+    try:
+        score_options = ScoreOptions(options.score_window, options.drift_factor, options.drift_after)
+    except ValueError as exc:
+        say(f"{prog}: error: {exc}")
+        return EXIT_USAGE
     stats = Stats()
     # SIGHUP asks a service to reopen its followed file; on a terminal it keeps its default (a closed terminal
     # ends the run)
-    with StopSignals(reopen=options.follow and not is_terminal(stderr)) as stop:
+    notifier = Notifier()  # systemd (Type=notify): READY=1, the watchdog's WATCHDOG=1, STOPPING=1 (notify.py)
+    with StopSignals(reopen=options.follow and not is_terminal(stderr)) as stop, contextlib.ExitStack() as ends:
+        ends.callback(notifier.stopping)
+        if notifier.every:  # the loop's waits for input ping the watchdog, so a stuck loop does not
+            stop.idle = notifier.alive
+        metrics = None
         try:
             trust = Trust.load(options.trust) if options.trust else None
             model = load_model(options.model, threads=options.threads, require_manifest=False, trust=trust)
             spec = resolve_spec(model, options.task_overrides())
             rules = resolve_rules(model, spec)
             check_output(options)
+            metrics = serve(options, stats, model, ends, say, prog)  # bound, or refused, before the source opens
             columns = (*time_columns(spec.time_column), *spec.features)
             source = open_source(options, stop, columns, rules.group_by)
         except DeviceError as exc:
@@ -160,6 +183,7 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
             if source is not None and source.key_column is not None and source.key_column != rules.group_by:
                 rules = replace(rules, group_by=source.key_column)  # MQTT topic levels key the series
             runner = StreamRunner(model, spec, options.stride, rules)
+            scorer = _scorer(model, spec, score_options) if options.score else None
             if options.batch != 1:
                 companion = load_companion(model, threads=options.threads)
                 listed = companion_path(model)
@@ -169,17 +193,20 @@ def run_stream(options: RunOptions, stdout: TextIO, stderr: TextIO, prog: str = 
                     runner.use_companion(companion, options.batch or BATCH)
             if options.state is not None:
                 say(f"{prog}: {state.load(options.state, runner, stats)}")
+            if metrics is not None:
+                runner.observe = metrics.observe
         except DeviceError as exc:
             if source is not None:
                 source.close()
             say(f"{prog}: error: {exc}")
             return EXIT_USAGE
         if source is not None:
+            notifier.ready()
             try:
                 # a value near float32's limit overflows in scaling: the forecast is then reported as not
                 # finite, and numpy's warning would only add two lines of source code to stderr
                 with np.errstate(over="ignore", invalid="ignore"):
-                    code = _stream(options, source, runner, stats, stop, stdout, say, prog)
+                    code = _stream(options, source, runner, stats, stop, stdout, say, prog, scorer)
             finally:
                 if options.state is not None and stats.first_row_at is not None:  # a run that read no row changed none
                     try:
@@ -204,6 +231,7 @@ def _stream(
     stdout: TextIO,
     say: Any,
     prog: str,
+    scorer: Scorer | None = None,
 ) -> int | None:
     """The loop over blocks of rows; returns the exit code, or None when a stop signal ended it."""
     spec = runner.spec
@@ -246,9 +274,10 @@ def _stream(
             say(f"{prog}: error: {exc}")
             return EXIT_USAGE
         live = sink.live
-        loop.writer = Writer(
-            sink, options.format, spec.time_column is not None, spec.record_fields, runner.rules.group_by
-        )
+        fields = (*spec.record_fields, *(("target_time",) if loop.grid is not None else ()))
+        loop.writer = Writer(sink, options.format, spec.time_column is not None, fields, runner.rules.group_by)
+        if scorer is not None:
+            loop.score(scorer)
         progress_every = options.progress_seconds
         next_progress = time.monotonic() + progress_every if progress_every > 0 else math.inf
         for block in chain((rest,), blocks):
@@ -297,6 +326,20 @@ def _stream(
     stats.finished_at = time.monotonic()
     say(stats.line(prog, final=True))
     return EXIT_OK
+
+
+def _scorer(model: Any, spec: Any, options: ScoreOptions) -> Scorer:
+    """--score: a forecaster's scorer, with the manifest's test RMSE (when it has one) as the drift reference."""
+    if not hasattr(spec, "horizon"):
+        raise InputError(
+            "--score is for a forecaster, whose actuals come later in the same stream; this model is not one"
+        )
+    metrics = model.manifest.data.get("metrics") if model.manifest is not None else None
+    reference = None
+    if isinstance(metrics, dict) and metrics.get("part") == "test" and isinstance(metrics.get("model"), dict):
+        rmse = metrics["model"].get("rmse")
+        reference = float(rmse) if isinstance(rmse, (int, float)) and math.isfinite(rmse) and rmse > 0 else None
+    return Scorer(spec.horizon, options, reference)
 
 
 def _settle(finish: Any, stats: Stats) -> None:

@@ -14,6 +14,16 @@ A series is one sensor's rows, oldest first. Its rules (the manifest's "series")
 - with `group_by`, each key is its own series: its own window, its own time, its own last values.
 After a gap the window starts afresh: no window spans one. A time gap is never filled: a live stream cannot
 know what it missed, and a filled hour of readings would be made up.
+
+On the time grid (`grid_origin` set: models exported with a time column since the grid came; older files keep the
+rules above, row semantics), a row is a *slot*, not a reading. A reading at time t belongs to slot
+`floor((t - grid_origin) / interval + 0.5)`: slots are centred on the grid, so a sensor's jitter around its phase
+does not move readings between slots. A window is T consecutive slots, and the target is the slot H intervals
+after its last. The first reading of a slot counts: a later one in the same slot is counted (`SLOT_TAKEN`) and
+not pushed. (Not the last: a live runner forecasts as the first reading arrives, and cannot know whether another
+will come; training, evaluation and the runner all keep the first, so the windows are the same in all three.)
+An empty slot is a missing value: under `fill_gaps` K it takes the last slot's values, within the same K rows
+in a row as a missing field does; otherwise it is a gap.
 """
 
 from __future__ import annotations
@@ -53,6 +63,8 @@ VALUE_REASONS = frozenset({"non-numeric", "infinite", "out of range"})
 # Reasons a row is refused for its time alone, at or before its series' newest: no gap (Series._behind_the_newest)
 TIME_ORDER_REASONS = frozenset({"duplicate time", "time went backwards"})
 TIME_GAP, FILLED, JUMPED = 1, 2, 4  # what admit() reports about a row
+SLOT_TAKEN = 8  # on the time grid: a reading in a slot that already has one; counted, not pushed
+SLOTS_FILLED = 16  # on the time grid: empty slots before the row were filled (Series.slots_filled says how many)
 
 __all__ = [
     "MISSING_TOKENS",
@@ -82,6 +94,7 @@ class SeriesRules:
     interval: float | None = None  # seconds; with time_format, the time checks are on
     fill_gaps: int = 0
     group_by: str | None = None
+    grid_origin: float | None = None  # unix seconds; with the time checks, readings go on the interval grid
 
     def __post_init__(self) -> None:
         if self.fill_gaps < 0:
@@ -93,14 +106,30 @@ class SeriesRules:
     def checks_time(self) -> bool:
         return self.time_format is not None and self.interval is not None
 
+    @property
+    def on_grid(self) -> bool:
+        """Rows are slots of the interval grid (time semantics), not readings one after another (row semantics)."""
+        return self.checks_time and self.grid_origin is not None
+
+    def slot(self, when: float) -> int:
+        """The grid slot of a time (valid when `on_grid`): the nearest grid point, a tie going to the later."""
+        return math.floor((when - self.grid_origin) / self.interval + 0.5)  # type: ignore[operator]
+
+    def slot_time(self, slot: int) -> float:
+        """The time of a grid slot, in unix seconds."""
+        return self.grid_origin + slot * self.interval  # type: ignore[operator]
+
     def to_json(self) -> dict[str, Any]:
+        grid = self.interval is not None and self.grid_origin is not None
         return {
             "missing_tokens": list(MISSING_TOKENS),
             "fill_gaps": self.fill_gaps,
             "time_format": self.time_format,
             "interval_seconds": self.interval,
-            "gap_when_step_exceeds": None if self.interval is None else GAP_TOLERANCE * self.interval,
+            "gap_when_step_exceeds": None if self.interval is None or grid else GAP_TOLERANCE * self.interval,
             "group_by": self.group_by,
+            "grid_origin": None if self.grid_origin is None else iso_time(self.grid_origin),
+            "semantics": "time grid" if grid else "rows",
         }
 
     @classmethod
@@ -118,23 +147,41 @@ class SeriesRules:
                 raise TypeError(f"interval_seconds is {interval!r}")
             if time_format is not None:
                 check_time_format(str(time_format))
+            origin = data.get("grid_origin")
+            if origin is not None and not isinstance(origin, str):
+                raise TypeError(f"grid_origin is {origin!r}")
             return cls(
                 time_format=None if time_format is None else str(time_format),
                 interval=None if interval is None else float(interval),
                 fill_gaps=fill,
                 group_by=None if group_by is None else str(group_by),
+                grid_origin=None if origin is None else _origin(origin),
             )
         except (AttributeError, TypeError, ValueError) as exc:
             raise ManifestError(f"{where}: not a usable 'series' description ({exc})") from None
 
 
+def _origin(text: str) -> float:
+    try:
+        return parse_time(text, "iso8601")
+    except BadRowError:
+        raise ValueError(f"grid_origin {text!r} is not an ISO 8601 time") from None
+
+
 def describe(rules: SeriesRules) -> str:
     """The rules in a line, for `edgeseq info`."""
     said = []
-    if rules.checks_time:
+    if rules.on_grid:
+        said.append(
+            f"times {rules.time_format} on a {interval_words(rules.interval)} grid from "  # type: ignore[arg-type]
+            f"{iso_time(rules.grid_origin)} (time semantics: a window is consecutive slots, the first reading "  # type: ignore[arg-type]
+            "of a slot counts, an empty slot is a missing value)"
+        )
+    elif rules.checks_time:
         longest = interval_words(GAP_TOLERANCE * rules.interval)
         said.append(
-            f"times {rules.time_format}, interval {interval_words(rules.interval)}, a step over {longest} is a gap"
+            f"times {rules.time_format}, interval {interval_words(rules.interval)}, a step over {longest} is a gap "
+            "(row semantics: a window is consecutive rows)"
         )
     said.append(
         "a missing value is a gap"
@@ -186,12 +233,17 @@ class WindowBuffer:
 
 
 class Series:
-    """One series' state: its window of rows, the time of its last row, and its runs of filled values."""
+    """One series' state: its window of rows, the time of its last row, and its runs of filled values.
+
+    `position` is where its newest row stands: its grid slot on the time grid, else a count of the rows pushed;
+    `segment` counts its gaps. A target H positions after a window's last row, in the same segment, is the one
+    the window forecasts (scoring.py pairs them)."""
 
     __slots__ = (
         "_backward",
         "_behind",
         "_forward",
+        "_grid",
         "_max_back",
         "_max_step",
         "_runs",
@@ -199,7 +251,10 @@ class Series:
         "columns",
         "key",
         "last_time",
+        "position",
         "rules",
+        "segment",
+        "slots_filled",
     )
 
     def __init__(self, window: int, columns: Sequence[str], rules: SeriesRules, key: str | None = None) -> None:
@@ -210,13 +265,16 @@ class Series:
         self._max_step = GAP_TOLERANCE * rules.interval if rules.interval else math.inf
         self._max_back = JUMP_WINDOWS * window * rules.interval if rules.interval else math.inf
         self._forward = self._backward = self._behind = 0
+        self._grid = rules.on_grid
+        self.position = self.segment = 0
+        self.slots_filled = 0  # empty grid slots filled before the last row pushed
 
     def snapshot(self) -> dict[str, Any]:
         """What this series holds, as JSON: its newest rows (oldest first), how many it has taken, its clock."""
         rows = self.buffer.newest(min(self.buffer.filled, self.buffer.window))
         return {
             "rows": rows.tolist(), "filled": self.buffer.filled, "last_time": self.last_time, "runs": list(self._runs),
-            "steps": [self._forward, self._backward, self._behind],
+            "steps": [self._forward, self._backward, self._behind], "position": self.position,
         }  # fmt: skip
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -228,17 +286,20 @@ class Series:
         self.last_time = None if state["last_time"] is None else float(state["last_time"])
         self._runs = [int(n) for n in state["runs"]]
         self._forward, self._backward, self._behind = (int(n) for n in state["steps"])
+        self.position = int(state.get("position", 0))  # a state file from before the grid has none
 
     def reset(self) -> None:
         """A gap: the next window starts afresh, and nothing is carried across it."""
         self.buffer.reset()
+        self.segment += 1
         if self.rules.fill_gaps:
             self._runs = [0] * len(self.columns)
 
     def admit(self, row: np.ndarray, missing: list[int] | None, when: float | None, time_text: str | None) -> int:
         """Check one parsed row (NaN where `missing`) against the rules and push it; return TIME_GAP and/or
         FILLED bits. Raises BadRowError (the series then starts afresh) or NewestFirstError."""
-        flags = 0
+        flags = self.slots_filled = 0
+        slot = self.rules.slot(when) if self._grid and when is not None else self.position + 1
         if when is not None:
             if self.last_time is not None and when < self.last_time - self._max_back:
                 self.reset()  # a jump back in time: a new segment, as after a gap
@@ -246,6 +307,11 @@ class Series:
                 flags = JUMPED
             elif self.last_time is not None and when <= self.last_time:
                 self._behind_the_newest(when - self.last_time, when, time_text)  # raises
+            elif self._grid:
+                self._advance(when)
+                flags = self._to_slot(slot)
+                if flags & SLOT_TAKEN:
+                    return flags
             elif self._advance(when):
                 self.reset()
                 flags = TIME_GAP
@@ -259,7 +325,30 @@ class Series:
         elif self.rules.fill_gaps and any(self._runs):
             self._runs = [0] * len(self.columns)
         self.buffer.push(row)
+        self.position = slot if self._grid else self.position + 1
         return flags
+
+    def _to_slot(self, slot: int) -> int:
+        """Before a reading in grid slot `slot` (its clock moved): SLOT_TAKEN when the newest row is in that slot;
+        else the empty slots between are filled (SLOTS_FILLED) under fill_gaps, or are a gap (TIME_GAP) that starts
+        the series afresh. Sets `slots_filled`."""
+        if not self.buffer.filled:
+            return 0
+        empty = slot - self.position - 1
+        if empty < 0:
+            return SLOT_TAKEN
+        if not empty:
+            return 0
+        limit, runs = self.rules.fill_gaps, self._runs
+        if not limit or max(runs) + empty > limit:
+            self.reset()
+            return TIME_GAP
+        last = self.buffer.last().copy()
+        for _ in range(empty):
+            self.buffer.push(last)
+        self._runs = [n + empty for n in runs]
+        self.position, self.slots_filled = slot - 1, empty
+        return SLOTS_FILLED
 
     def _advance(self, when: float) -> bool:
         """Move the series' clock forward to `when` (later than its newest time); True after a gap in time."""
@@ -276,16 +365,25 @@ class Series:
         True when the dropped row itself came after a gap in time (counted, as for a missing value)."""
         if when is None or (self.last_time is not None and when <= self.last_time):
             return False
+        if self._grid:
+            self._advance(when)
+            return bool(self.buffer.filled) and self.rules.slot(when) - self.position - 1 > self.rules.fill_gaps
         return self._advance(when)
 
     def admit_plain(self, rows: np.ndarray, times: np.ndarray | None) -> bool:
         """Push rows [n, F] that have no missing value, with their times (seconds, or None when the rules check
         none), if each is a row `admit` would push with no flag: every step forward and no longer than the gap
         tolerance. Then the state is what n admits leave, and True; otherwise nothing changes, and False."""
+        slots = None
         if times is not None:
             newest = self.last_time
             steps = np.diff(times) if newest is None else np.diff(times, prepend=newest)
-            if not bool(((steps > 0) & (steps <= self._max_step)).all()):
+            if self._grid:  # every reading in the slot after the one before: no slot shared, none empty
+                slots = np.floor((times - self.rules.grid_origin) / self.rules.interval + 0.5)
+                after = slots[0] - self.position if self.buffer.filled else 1
+                if not (after == 1 and (steps > 0).all() and (np.diff(slots) == 1).all()):
+                    return False
+            elif not bool(((steps > 0) & (steps <= self._max_step)).all()):
                 return False
             if len(steps):
                 self._forward += len(steps)
@@ -294,6 +392,7 @@ class Series:
         if self.rules.fill_gaps and any(self._runs):
             self._runs = [0] * len(self.columns)
         self.buffer.push_many(rows)
+        self.position = int(slots[-1]) if slots is not None else self.position + len(rows)
         return True
 
     def _behind_the_newest(self, step: float, when: float, time_text: str | None) -> None:

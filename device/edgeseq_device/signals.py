@@ -4,7 +4,8 @@ reload`, logrotate's postrotate) as a request to reopen a followed file.
 The handler only records the signal. The runner checks it before each row and each window it runs, so what
 it computed is always written and counted before it stops: an exception raised in the middle of writing
 records could leave the summary short of the records written. Only while the runner waits for input (a read, a poll, the
-open of a FIFO) does the handler raise `StopRequested`, because nothing is half done there.
+open of a FIFO) does the handler raise `StopRequested`, because nothing is half done there. Those waits are also
+where the runner's loop tells systemd's watchdog it is alive (`idle`, notify.py).
 
 SIGHUP, with `reopen=True` (the runner follows a file and stderr is not a terminal: a service), only counts
 (`hangups`): the line source looks at the count once it has read all that its open file holds, at its next
@@ -42,6 +43,7 @@ class StopSignals:
         self.reopen = reopen
         self._waiting = False
         self._previous: dict[int, Any] = {}
+        self.idle: Any = None  # called as each wait for input begins: the systemd watchdog's ping (notify.py)
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
@@ -71,6 +73,8 @@ class StopSignals:
         try:
             if self.received is not None:
                 raise StopRequested(self.received)
+            if self.idle is not None:
+                self.idle()
             yield
         finally:
             self._waiting = False

@@ -24,10 +24,20 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from edgeseq_device.bulk import PlainRows
 from edgeseq_device.errors import InputError
 from edgeseq_device.forecast import ForecastSpec
+from edgeseq_device.metrics import timed
 from edgeseq_device.model import Companion, Model
 from edgeseq_device.rows import BadRowError, RowParser
 from edgeseq_device.sequence import SequenceSpec
-from edgeseq_device.series import JUMPED, TIME_GAP, TIME_ORDER_REASONS, Router, Series, SeriesRules, WindowBuffer
+from edgeseq_device.series import (
+    JUMPED,
+    SLOT_TAKEN,
+    TIME_GAP,
+    TIME_ORDER_REASONS,
+    Router,
+    Series,
+    SeriesRules,
+    WindowBuffer,
+)
 
 __all__ = ["PredictionError", "StreamRunner", "Task", "WindowBuffer"]
 
@@ -95,7 +105,7 @@ class StreamRunner:
 
     @property
     def flags(self) -> int:
-        """series.TIME_GAP, FILLED and JUMPED of the last row pushed."""
+        """series.TIME_GAP, FILLED, JUMPED and SLOT_TAKEN of the last row pushed."""
         return self.router.flags
 
     @property
@@ -111,7 +121,10 @@ class StreamRunner:
             if exc.reason not in TIME_ORDER_REASONS:  # a reading behind the newest changes no state
                 self._zero_states()
             raise
-        if self._states and self.router.flags & (TIME_GAP | JUMPED):  # a new segment: the state starts afresh
+        flags = self.router.flags
+        if flags & SLOT_TAKEN:  # on the time grid, the slot's first reading counted: nothing new to forecast from
+            return False, text
+        if self._states and flags & (TIME_GAP | JUMPED):  # a new segment: the state starts afresh
             self._zero_states()
         extra = series.buffer.filled - self.spec.window
         return extra >= 0 and extra % self.stride == 0, text
@@ -180,6 +193,7 @@ class StreamRunner:
         self._names = ([self.model.outputs[0].name], self.model.inputs[0].name)
 
     _companion: Companion | None = None
+    observe: Any = None  # --metrics: takes each model call's seconds (metrics.timed); None, calls are not timed
 
     def run_staged(self, stop: Any = None) -> list[tuple[Any, ...] | PredictionError]:
         """Run the staged windows in order; each one's record values, or the PredictionError it raised. With
@@ -195,6 +209,7 @@ class StreamRunner:
     def _run_one_by_one(self, windows: list[np.ndarray], stop: Any) -> list[tuple[Any, ...] | PredictionError]:
         results: list[tuple[Any, ...] | PredictionError] = []
         run, binding, model_input = self.model.session.run_with_iobinding, self._binding, self.spec.model_input
+        run = timed(run, self.observe)  # once a staged batch: itself without --metrics
         record_values, output, states = self.spec.record_values, self._output, self._states
         raw, target, copyto = self.spec.in_graph, self._input[0], np.copyto  # a file that scales in its graph
         for window in windows:
@@ -219,6 +234,7 @@ class StreamRunner:
     def _run_batches(self, stop: Any) -> list[tuple[Any, ...] | PredictionError]:
         windows, batch, spec = self._windows, self._batch, self.spec
         run, (outputs, name) = self._companion.session.run, self._names  # type: ignore[union-attr]
+        run = timed(run, self.observe)
         record_values, model_input = spec.record_values, spec.model_input
         results: list[tuple[Any, ...] | PredictionError] = []
         for start in range(0, len(windows), batch):

@@ -290,6 +290,37 @@ def run(
         "added or removed since signing is refused (exit 2).",
         show_default=False,
     ),
+    score: bool = typer.Option(
+        False,
+        "--score",
+        help="A forecaster scores itself: when the reading a forecast was for arrives, a score record "
+        '({"kind": "score", "target_time", "prediction", "actual", "error", "persistence", ...}) follows in the '
+        "same JSON lines; rolling RMSE and MAE of the model and of persistence go in the progress and summary lines.",
+    ),
+    score_window: int = typer.Option(
+        288, "--score-window", min=1, metavar="N", help="--score: rolling figures over the last N scored forecasts."
+    ),
+    drift_factor: float = typer.Option(
+        2.0,
+        "--drift-factor",
+        metavar="K",
+        help="--score: warn of drift when the rolling RMSE (over a full --score-window) exceeds persistence's, or K "
+        "x the manifest's test RMSE, for --drift-after forecasts in a row (once an episode).",
+    ),
+    drift_after: int = typer.Option(
+        36, "--drift-after", min=1, metavar="M", help="--score: forecasts in a row over the bar before a warning."
+    ),
+    metrics: str | None = typer.Option(
+        None,
+        "--metrics",
+        metavar="HOST:PORT",
+        help="Serve Prometheus metrics at http://HOST:PORT/metrics while the run lasts: rows, predictions, skipped "
+        "rows by reason, gaps, model latency, scores (pip install 'edgeseq[metrics]'). A port in use is refused "
+        "(exit 2) before any row is read.",
+    ),
+    metrics_keys: int = typer.Option(
+        100, "--metrics-keys", min=1, metavar="N", help="Keys with their own per-key metrics; the rest are one."
+    ),
 ) -> None:
     r"""Stream sensor rows through an exported model: one record per window.
 
@@ -370,6 +401,12 @@ def run(
             state=state,
             batch=batch,
             trust=trust,
+            score=score,
+            score_window=score_window,
+            drift_factor=drift_factor,
+            drift_after=drift_after,
+            metrics=metrics,
+            metrics_keys=metrics_keys,
         )
         code = run_stream(options, sys.stdout, sys.stderr)
     raise typer.Exit(code)

@@ -16,6 +16,7 @@ _FLAGS = {
     "--follow": "follow",
     "--mqtt-insecure": "mqtt_insecure",
     "--mqtt-plaintext-password": "mqtt_plaintext_password",
+    "--score": "score",
 }
 
 
@@ -62,6 +63,11 @@ _VALUED: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--state": ("state", str),
     "--batch": ("batch", _at_least(1)),
     "--trust": ("trust", str),
+    "--score-window": ("score_window", _at_least(1)),
+    "--drift-factor": ("drift_factor", float),
+    "--drift-after": ("drift_after", _at_least(1)),
+    "--metrics": ("metrics", str),
+    "--metrics-keys": ("metrics_keys", _at_least(1)),
 }
 _REPEATED = {"--trust"}
 
@@ -100,6 +106,12 @@ def run_options(
     state: str | None = None,
     batch: int | None = None,
     trust: Sequence[str] = (),
+    score: bool = False,
+    score_window: int = 288,
+    drift_factor: float = 2.0,
+    drift_after: int = 36,
+    metrics: str | None = None,
+    metrics_keys: int = 100,
 ) -> Any:
     """The runner's options from the command's values (the defaults are the CLI's)."""
     from edgeseq_device.runner import RunOptions
@@ -132,6 +144,12 @@ def run_options(
         state=state,
         batch=batch,
         trust=tuple(trust),
+        score=score,
+        score_window=score_window,
+        drift_factor=drift_factor,
+        drift_after=drift_after,
+        metrics=metrics,
+        metrics_keys=metrics_keys,
     )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import stat
 import sys
 import time
@@ -228,7 +229,12 @@ class LineSource:
         else:
             try:
                 with self.stop.waiting():  # opening a FIFO waits for a writer
-                    self._fd = os.open(self.path, os.O_RDONLY)
+                    # under a watchdog (stop.idle), not in open(): a FIFO opened at once, its writer awaited in
+                    # _chunk's poll, which pings; no other file waits to open, and each reads as before
+                    watched = self.stop.idle is not None
+                    self._fd = os.open(self.path, os.O_RDONLY | (os.O_NONBLOCK if watched else 0))
+                    if watched:
+                        os.set_blocking(self._fd, True)
             except OSError as exc:
                 raise InputError(f"cannot read {self.name}: {exc.strerror or exc}") from None
         info = os.fstat(self._fd)
@@ -273,12 +279,25 @@ class LineSource:
             self._open()
         try:
             with self.stop.waiting():
+                self._await_input()
                 data = self._read(CHUNK_BYTES)
         except (OSError, *self._errors) as exc:  # EIO, a vanished device, a damaged compressed file
             raise InputError(f"cannot read {self.name}: {self._why(exc)}") from None
         if self._fd >= 0:
             self._offset += len(data)
         return data
+
+    def _await_input(self) -> None:
+        """Under a watchdog (stop.idle), a pipe, FIFO or terminal is polled before it is read, and idle() is
+        called every poll_seconds while nothing comes: a read that blocks until a silent writer writes would not
+        ping. A regular file never blocks; a decompressor may hold data its descriptor no longer shows."""
+        idle = self.stop.idle
+        if idle is None or self._fd < 0 or self._regular or self._decompressor is not None:
+            return
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        while not poller.poll(max(self.poll_seconds, 0.01) * 1000):
+            idle()
 
     def _why(self, exc: BaseException) -> str:
         if self._compression is None or (isinstance(exc, OSError) and exc.strerror):  # the file, not its content

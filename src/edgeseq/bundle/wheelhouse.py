@@ -48,7 +48,7 @@ def device_requirements(extra: str | None = None) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-EXTRAS = ("mqtt", "trust")  # edgeseq-device's extras; a bundle carries their wheels too
+EXTRAS = ("mqtt", "trust", "metrics")  # edgeseq-device's extras; a bundle carries their wheels too
 
 
 def check_pins() -> list[str]:
