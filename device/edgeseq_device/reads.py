@@ -316,11 +316,7 @@ class ReadLoop:
                 self._shown(stats.not_finite, shown, "predictions that are not finite")
                 continue
             if self.placed:
-                position, segment, persistence = self.placed[i]
-                if self.grid is not None:  # the slot H intervals after the window's last: the time forecast for
-                    values = (*values, iso_time(self.grid.slot_time(position + self.runner.spec.horizon)))  # type: ignore[union-attr]
-                if self.scorer is not None:
-                    forecasts.append((row, key, position, segment, values[0], persistence))  # type: ignore[index]
+                values = self._placed(i, row, key, values, forecasts)  # type: ignore[arg-type]
             records.append(writer.format(row, when, values, key))  # type: ignore[arg-type]
         self.meta.clear()
         self.placed.clear()
@@ -335,14 +331,26 @@ class ReadLoop:
                 stats.predictions += written if forecast_rows is None else sum(forecast_rows[:written])
                 raise
             stats.predictions += len(records) if forecast_rows is None else sum(forecast_rows)
-        for warning in self.scorer.warnings if self.scorer is not None else ():
-            say(f"{prog}: {warning}")
         if self.scorer is not None:
+            for warning in self.scorer.warnings:
+                say(f"{prog}: {warning}")
             self.scorer.warnings.clear()
         if failed is not None:
             stopped(stats, say, prog, failed, why)
             return EXIT_BAD_ROW
         return STOPPED if self.halt is not None and self.halt.received is not None else None
+
+    def _placed(
+        self, i: int, row: int, key: str | None, values: tuple[Any, ...], forecasts: list[tuple[Any, ...]]
+    ) -> tuple[Any, ...]:
+        """The i-th staged window's record values with its target_time (on the grid), and its forecast kept to be
+        scored (with --score)."""
+        position, segment, persistence = self.placed[i]
+        if self.grid is not None:  # the slot H intervals after the window's last: the time it forecasts for
+            values = (*values, iso_time(self.grid.slot_time(position + self.runner.spec.horizon)))  # type: ignore[union-attr]
+        if self.scorer is not None:
+            forecasts.append((row, key, position, segment, values[0], persistence))
+        return values
 
     def _scores(
         self, records: list[str], forecasts: list[tuple[int, str | None, int, int, float, float]]
