@@ -503,6 +503,20 @@ MUTANTS = (
         (f"{BATCHED}::test_the_bundle_carries_each_models_companion",),
     ),
     Mutant(
+        "keyed-fast-path-takes-a-read-slot",  # a keyed plain row pushed into a slot its series already read
+        "device/edgeseq_device/series.py",
+        "                if self.buffer.filled and slot != self.position + 1:\n                    return False\n",
+        "",
+        ("tests/test_bulk.py::test_a_keyed_stream_gives_the_same_records_and_messages_with_and_without_the_fast_path",),
+    ),
+    Mutant(
+        "keyed-fast-path-takes-a-time-behind",  # a repeated reading pushed again by the keyed fast path
+        "device/edgeseq_device/series.py",
+        "if newest is not None and not (when > newest and (grid or when - newest <= self._max_step)):",
+        "if newest is not None and not (grid or when - newest <= self._max_step):",
+        ("tests/test_bulk.py::test_a_keyed_stream_gives_the_same_records_and_messages_with_and_without_the_fast_path",),
+    ),
+    Mutant(
         "grid-slots-not-centred",  # slots from the grid point up, so a reading a little early falls a slot back
         "device/edgeseq_device/series.py",
         "return math.floor((when - self.grid_origin) / self.interval + 0.5)",

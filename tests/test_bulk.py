@@ -8,6 +8,7 @@ import io
 import json
 import math
 import re
+import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -493,3 +494,78 @@ def test_the_fast_path_is_taken_on_the_sample(tmp_path, monkeypatch, dialect):
     run_stream(RunOptions(stream=str(stream), model=SENSOR_ONNX), out, io.StringIO())
     assert seen and all(seen)  # every block of the clean sample was read at once, in every dialect
     assert out.getvalue().count("\n") == 2926
+
+
+# --- a keyed stream's plain blocks --------------------------------------------------------------------------
+
+
+def _keyed_model(folder: Path, grid: bool) -> Path:
+    """The shipped forecaster with a manifest that keys its series by `sensor` (and, with `grid`, puts them on
+    the 10-minute grid)."""
+    folder.mkdir()
+    shutil.copy(SENSOR_ONNX, folder / SENSOR_ONNX.name)
+    manifest = json.loads(SENSOR_ONNX.with_suffix(".json").read_text())
+    manifest["series"]["group_by"] = "sensor"
+    manifest.pop("batched", None)
+    if grid:
+        manifest["series"].update(grid_origin="1970-01-01 00:00:00", gap_when_step_exceeds=None)
+    (folder / SENSOR_ONNX.with_suffix(".json").name).write_text(json.dumps(manifest))
+    return folder / SENSOR_ONNX.name
+
+
+def _keyed_stream(path: Path) -> Path:
+    """Seven sensors interleaved, each the sample's rows in order, with a row lost (a gap), a missing value, a
+    reading repeated (a time behind), an extra reading 3 minutes on (a slot already read, on the grid), a key
+    that starts late and a row without a key, in some of them."""
+    body = LINES[1:1201]
+    rows = [LINES[0] + ',"sensor"']
+    for i, line in enumerate(body):
+        for k in range(7):
+            if k == 3 and i % 300 == 150:
+                continue
+            if k == 6 and i < 400:
+                continue  # a key that starts late
+            row = f'{line},"s{k}"'
+            if k == 4 and i % 250 == 120:
+                row = row.replace(line.split(",")[5], '"NA"')
+            rows.append(row)
+            if k == 5 and i % 200 == 100:
+                rows.append(row)  # the same reading again
+            if k == 2 and i % 180 == 90:
+                rows.append(re.sub(r"(\d\d:\d)0:00", r"\g<1>3:00", row, count=1))  # 3 minutes on
+        if i == 600:
+            rows.append(f'{line},""')
+    return write_lines(path, rows)
+
+
+@pytest.mark.parametrize("grid", [False, True])
+@pytest.mark.parametrize(("stride", "score"), [(1, False), (1, True), (5, True)])
+def test_a_keyed_stream_gives_the_same_records_and_messages_with_and_without_the_fast_path(
+    tmp_path, monkeypatch, grid, stride, score
+):
+    model = _keyed_model(tmp_path / "model", grid)
+    stream = _keyed_stream(tmp_path / "keyed.csv")
+    taken = []
+    real = bulk.PlainReader.read
+
+    def counting(self, lines):
+        got = real(self, lines)
+        taken.append(got is not None)
+        return got
+
+    results = []
+    for fast in (True, False):
+        with monkeypatch.context() as patch:
+            patch.setattr(bulk.PlainReader, "read", counting if fast else lambda self, lines: None)
+            out, err = io.StringIO(), io.StringIO()
+            options = RunOptions(stream=str(stream), model=model, stride=stride, score=score, progress_seconds=0)
+            code = run_stream(options, out, err)
+        summary = [re.sub(r", [\d.]+ s, [\d,]+ rows/s", "", line) for line in err.getvalue().splitlines()]
+        results.append((code, out.getvalue(), summary))
+    assert results[0] == results[1]
+    assert sum(taken) > 0.8 * len(taken)  # most reads were read at once
+    assert results[0][1].count("\n") > 6000 / stride
+    if score:
+        assert '"kind": "score"' in results[0][1]
+    if grid:
+        assert "readings in a slot already read" in results[0][2][-1]

@@ -31,11 +31,13 @@ from edgeseq_device.times import many_times
 @dataclass(frozen=True)
 class PlainRows:
     """A block's values [n, F] (float64, in the parser's column order), its time texts (stripped, or None
-    without a time column) and their seconds (or None when the rules check no time)."""
+    without a time column), their seconds (or None when the rules check no time), and its keys (as
+    `RowParser.key` reads them, or None without a key column)."""
 
     values: np.ndarray
     time_texts: list[str] | None
     seconds: np.ndarray | None
+    keys: list[str] | None = None
 
 
 def split_plain(lines: list[str], width: int, delimiter: str = ",") -> list[list[str]] | None:
@@ -99,14 +101,15 @@ class PlainReader:
         values = values.reshape(len(lines), self.count)
         if not bool((np.abs(values) <= FLOAT32_MAX).all()):  # NaN fails too
             return None
+        keys = None if self.parser.key_index is None else list(map(self.parser.key, fields))
         if self.time_index is None:
-            return self._decided(mark, PlainRows(values, None, None))
+            return self._decided(mark, PlainRows(values, None, None, keys))
         index = self.time_index
         time_texts = [row[index].strip() for row in fields]
         if self.time_format is None:
-            return self._decided(mark, PlainRows(values, time_texts, None))
+            return self._decided(mark, PlainRows(values, time_texts, None, keys))
         seconds = many_times(time_texts, self.time_format)
-        return None if seconds is None else self._decided(mark, PlainRows(values, time_texts, seconds))
+        return None if seconds is None else self._decided(mark, PlainRows(values, time_texts, seconds, keys))
 
     def _decided(self, mark: str | None, rows: PlainRows) -> PlainRows:
         """The block is read: its mark, if any, is the stream's from now on, as the row path would have decided."""

@@ -95,7 +95,7 @@ class ReadLoop:
         # a header again, or a new file's, is split at the first delimiter that names the features
         delimiter = delimiter or self.delimiter
         self.parser = RowParser.of_line(line, spec.features, spec.time_column, rules.group_by, delimiter)
-        bulk = not spec.states and self.parser.key_index is None
+        bulk = not spec.states
         self.reader = PlainReader(self.parser, rules.time_format if rules.checks_time else None) if bulk else None
 
     def block(self, items: list[Item]) -> object:
@@ -107,6 +107,8 @@ class ReadLoop:
             self.stats.first_row_at = time.monotonic()
         if self.reader is None or self.after_reopen or not all(item.__class__ is str for item in items):
             return self.rows(items)
+        if self.parser.key_index is not None:
+            return self._keyed(items)  # type: ignore[arg-type]
         runner, stats, capacity = self.runner, self.stats, self.runner.capacity
         for start in range(0, len(items), capacity):
             if self.halt is not None and self.halt.received is not None:
@@ -127,18 +129,55 @@ class ReadLoop:
                 return code
         return None
 
-    def rows(self, items: list[Item]) -> object:
+    def _keyed(self, items: list[str]) -> object:
+        """A keyed stream's block of plain lines: read at once (bulk.py), then each row to its key's series without
+        being parsed again, its due window staged as the row path stages it. A row of a key not seen yet, or that
+        is no plain step in its series (a gap, a time behind, a slot already read), takes the rules' own path."""
+        plain = self.reader.read(items)  # type: ignore[union-attr]
+        if plain is None:
+            return self.rows(items)
+        runner, stats, halt, scorer = self.runner, self.stats, self.halt, self.scorer
+        series_of, router, window, stride = runner.keys.get, runner.router, runner.spec.window, runner.stride
+        values, texts, keys = plain.values, plain.time_texts, plain.keys
+        seconds = [None] * len(items) if plain.seconds is None else plain.seconds.tolist()
+        for i, key in enumerate(keys):  # type: ignore[arg-type]
+            if halt is not None and halt.received is not None:
+                return STOPPED  # windows staged but not run are dropped: nothing computed is lost
+            series = series_of(key)
+            if series is None or not series.admit_plain_row(values[i], seconds[i]):
+                code = self.rows(items[i : i + 1], run=False)
+                if code is not None:
+                    return code
+                continue
+            router.series, router.flags = series, 0
+            stats.rows += 1
+            self.line_number += 1
+            when = None if texts is None else texts[i]
+            if scorer is not None:
+                self.parser.missing = None
+                self._track_actual(stats.rows, when)
+            extra = series.buffer.filled - window
+            if extra >= 0 and extra % stride == 0:
+                self._stage(when, key)
+                if runner.full:
+                    code = self.run()
+                    if code is not None:
+                        return code
+        return self.run()
+
+    def rows(self, items: list[Item], run: bool = True) -> object:
         """Row by row: the rules' own path, with a message for each bad row. What ends the run (a new header
-        without a needed column, rows newest first) comes after the records of the rows before it."""
+        without a needed column, rows newest first) comes after the records of the rows before it. With `run`
+        False, windows staged are left to be run with the rest of the block."""
         try:
-            return self._rows(items)
+            return self._rows(items, run)
         except InputError:
             code = self.run()
             if code is not None:
                 return code
             raise
 
-    def _rows(self, items: list[Item]) -> object:
+    def _rows(self, items: list[Item], run: bool = True) -> object:
         runner, stats, say, prog, halt = self.runner, self.stats, self.say, self.prog, self.halt
         features = runner.spec.features
         for line in items:
@@ -206,17 +245,22 @@ class ReadLoop:
                         say(f"{prog}: further rows skipped for {exc.reason} are counted in the summary, not shown")
                 continue
             if due:
-                runner.stage()
-                self.meta.append((stats.rows, when, runner.key, self.line_number))
-                if self.tracking:
-                    series = runner.router.series
-                    target = series.buffer.last()[runner.spec.target_index]  # type: ignore[union-attr]
-                    self.placed.append((series.position, series.segment, float(target)))
+                self._stage(when, runner.key)
                 if runner.full or self.fail:  # --on-bad-row fail stops at the first failure, as it comes
                     code = self.run()
                     if code is not None:
                         return code
-        return self.run()
+        return self.run() if run else None
+
+    def _stage(self, when: str | None, key: str | None) -> None:
+        """Stage the window of the row just pushed (its prediction is due), with what its record needs."""
+        runner = self.runner
+        runner.stage()
+        self.meta.append((self.stats.rows, when, key, self.line_number))
+        if self.tracking:
+            series = runner.router.series
+            target = series.buffer.last()[runner.spec.target_index]  # type: ignore[union-attr]
+            self.placed.append((series.position, series.segment, float(target)))
 
     def _track_actual(self, row: int, when: str | None) -> None:
         """The row just pushed, as the actual of a forecast made H positions before it."""
@@ -272,11 +316,7 @@ class ReadLoop:
                 self._shown(stats.not_finite, shown, "predictions that are not finite")
                 continue
             if self.placed:
-                position, segment, persistence = self.placed[i]
-                if self.grid is not None:  # the slot H intervals after the window's last: the time forecast for
-                    values = (*values, iso_time(self.grid.slot_time(position + self.runner.spec.horizon)))  # type: ignore[union-attr]
-                if self.scorer is not None:
-                    forecasts.append((row, key, position, segment, values[0], persistence))  # type: ignore[index]
+                values = self._placed(i, row, key, values, forecasts)  # type: ignore[arg-type]
             records.append(writer.format(row, when, values, key))  # type: ignore[arg-type]
         self.meta.clear()
         self.placed.clear()
@@ -291,14 +331,26 @@ class ReadLoop:
                 stats.predictions += written if forecast_rows is None else sum(forecast_rows[:written])
                 raise
             stats.predictions += len(records) if forecast_rows is None else sum(forecast_rows)
-        for warning in self.scorer.warnings if self.scorer is not None else ():
-            say(f"{prog}: {warning}")
         if self.scorer is not None:
+            for warning in self.scorer.warnings:
+                say(f"{prog}: {warning}")
             self.scorer.warnings.clear()
         if failed is not None:
             stopped(stats, say, prog, failed, why)
             return EXIT_BAD_ROW
         return STOPPED if self.halt is not None and self.halt.received is not None else None
+
+    def _placed(
+        self, i: int, row: int, key: str | None, values: tuple[Any, ...], forecasts: list[tuple[Any, ...]]
+    ) -> tuple[Any, ...]:
+        """The i-th staged window's record values with its target_time (on the grid), and its forecast kept to be
+        scored (with --score)."""
+        position, segment, persistence = self.placed[i]
+        if self.grid is not None:  # the slot H intervals after the window's last: the time it forecasts for
+            values = (*values, iso_time(self.grid.slot_time(position + self.runner.spec.horizon)))  # type: ignore[union-attr]
+        if self.scorer is not None:
+            forecasts.append((row, key, position, segment, values[0], persistence))
+        return values
 
     def _scores(
         self, records: list[str], forecasts: list[tuple[int, str | None, int, int, float, float]]

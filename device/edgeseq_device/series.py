@@ -395,6 +395,29 @@ class Series:
         self.position = int(slots[-1]) if slots is not None else self.position + len(rows)
         return True
 
+    def admit_plain_row(self, row: np.ndarray, when: float | None) -> bool:
+        """`admit_plain` for one row, in scalars (a keyed stream's plain block goes a row at a time): push `row`, a
+        row with no missing value, if `admit` would push it with no flag; else change nothing and return False."""
+        newest, grid = self.last_time, self._grid
+        slot = self.position + 1
+        if when is not None:
+            if newest is not None and not (when > newest and (grid or when - newest <= self._max_step)):
+                return False
+            if grid:
+                slot = self.rules.slot(when)
+                if self.buffer.filled and slot != self.position + 1:
+                    return False
+            if newest is not None:
+                self._forward += 1
+                self._behind = 0
+            self.last_time = when
+        if self.rules.fill_gaps and any(self._runs):
+            self._runs = [0] * len(self.columns)
+        self.slots_filled = 0
+        self.buffer.push(row)
+        self.position = slot
+        return True
+
     def _behind_the_newest(self, step: float, when: float, time_text: str | None) -> None:
         """A row at or before the newest time seen: a bad row, but no gap. It is not pushed, so the window still
         holds readings in time order, and the next reading after the newest goes on with it: a reading delivered
