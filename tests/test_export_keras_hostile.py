@@ -48,18 +48,16 @@ def test_an_embedding_with_mask_zero_is_refused_as_masking(tmp_path):
 
 
 @pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
-def test_operations_between_layers_are_refused_by_name_and_convert_whole_with_allow_unfused(flavour, tmp_path):
+def test_operations_between_layers_are_traced_with_the_layers_and_the_lstm_fused(flavour, tmp_path):
+    # before issue 26's graph converter: refused by name, and converted whole by tf2onnx with --allow-unfused
     keras = kerases()[flavour]
     inputs = keras.Input((6, 3))
     x = keras.layers.LSTM(4, return_sequences=True, name="l")(inputs * 2.0)
     model = keras.Model(inputs, keras.layers.Dense(1)(x[:, -1, :]))
     path = tmp_path / ("m.keras" if flavour == "keras3" else "m.h5")
     model.save(path)
-    with pytest.raises(ConversionError, match=r"l \(LSTM\): the model applies operations between its layers"):
-        export_keras(path, features=tuple(FEATURES.split(",")), out_dir=tmp_path / "o")
-    result = export_keras(path, features=tuple(FEATURES.split(",")), out_dir=tmp_path / "o", allow_unfused=True)
-    # tf2onnx converts the whole model: it fuses a tf.keras 2 LSTM itself, a Keras 3 one stays a Loop
-    assert result.manifest["fusion"]["fused"] is (flavour == "tf_keras")
+    result = export_keras(path, features=tuple(FEATURES.split(",")), out_dir=tmp_path / "o")
+    assert result.manifest["fusion"]["fused"] is True and result.manifest["fusion"]["found_fused"] == {"LSTM": 1}
     assert result.manifest["parity"]["windows"]["max_abs_diff"] <= 1e-5
 
 

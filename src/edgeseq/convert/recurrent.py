@@ -21,7 +21,7 @@ from edgeseq.convert.gates import Direction, Unfusable
 
 WRITERS = {"LSTM": lstm, "GRU": gru, "SimpleRNN": simple_rnn}
 WRAPPER = "Bidirectional"
-MERGE_MODES = ("concat", "sum", "ave", "mul")
+MERGE_MODES = ("concat", "sum", "ave", "mul", None)  # None: the two directions are two outputs
 
 
 def keras_class(layer: Any) -> str:
@@ -65,8 +65,6 @@ def stateful(layer: Any) -> bool:
 
 
 def _common_refusal(layer: Any, wrapped_forward: bool = False) -> str | None:
-    if getattr(layer, "return_state", False):
-        return "return_state=True (the states are extra outputs; export the model without them)"
     if getattr(layer, "time_major", False):
         return "time_major=True"
     if getattr(layer, "go_backwards", False) and wrapped_forward:
@@ -95,7 +93,7 @@ def directions(layer: Any) -> list[Direction]:
     if keras_class(layer) == WRAPPER:
         forward, backward = layer.forward_layer, layer.backward_layer
         if layer.merge_mode not in MERGE_MODES:
-            raise Unfusable(f"merge_mode={layer.merge_mode!r} (supported: {', '.join(MERGE_MODES)})")
+            raise Unfusable(f"merge_mode={layer.merge_mode!r} (supported: {', '.join(map(str, MERGE_MODES))})")
         if keras_class(forward) not in WRITERS or keras_class(backward) != keras_class(forward):
             raise Unfusable(f"wraps {type(forward).__name__} and {type(backward).__name__}")
         for inner, is_forward in ((forward, True), (backward, False)):
@@ -128,13 +126,6 @@ def _return_sequences(layer: Any) -> bool:
     return bool(inner.return_sequences)
 
 
-def output_shape(layer: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-    batch, steps = input_shape[0], input_shape[1]
-    pair = directions(layer)
-    width = pair[0].units * (2 if len(pair) == 2 and layer.merge_mode == "concat" else 1)
-    return (batch, steps, width) if _return_sequences(layer) else (batch, width)
-
-
 def state_names(layer: Any) -> list[tuple[str, str]]:
     """(graph input, graph output) names of a stateful layer's states: h, and c for an LSTM."""
     parts = ["h", "c"] if fused_op(layer)[0] == "LSTM" else ["h"]
@@ -142,10 +133,19 @@ def state_names(layer: Any) -> list[tuple[str, str]]:
 
 
 def write(
-    layer: Any, source: str, input_shape: tuple[int, ...], target: str, prefix: str, carry_state: bool = False
+    layer: Any,
+    source: str,
+    input_shape: tuple[int, ...],
+    targets: list[str],
+    prefix: str,
+    carry_state: bool = False,
+    initial: list[str] | None = None,
 ) -> tuple[list, list]:
-    """ONNX nodes and initializers computing `layer` from `source` [batch, T, F] into `target`.
+    """ONNX nodes and initializers computing `layer` from `source` [batch, T, F] into `targets`: the layer's
+    output, then, for a layer with return_state, its last states in Keras's order (h, and c for an LSTM; for a
+    Bidirectional layer the forward direction's, then the backward one's), each [batch, units].
 
+    `initial` names the tensors the call passed as initial_state, in the same order; the node starts from them.
     With `carry_state`, the node starts from the graph inputs `state_names(layer)` (initial_h, initial_c) and
     its last states are the matching graph outputs: the caller carries them from one call to the next."""
     from onnx import helper, numpy_helper
@@ -176,26 +176,45 @@ def write(
     def node(op: str, inputs: list[str], outputs: list[str], name: str, **kwargs: Any) -> None:
         nodes.append(helper.make_node(op, inputs, outputs, name=prefix + name, **kwargs))
 
+    def const(name: str, value: Any) -> str:  # an int64 constant, written once however often it is read
+        if all(init.name != prefix + name for init in inits):
+            inits.append(numpy_helper.from_array(np.array(value, dtype=np.int64), prefix + name))
+        return prefix + name
+
     node("Transpose", [source], [prefix + "x_tbf"], "to_time_major", perm=[1, 0, 2])
     inputs = [prefix + "x_tbf", prefix + "W", prefix + "R", prefix + "B"]
+    parts = ["h", "c"] if first.op == "LSTM" else ["h"]
     states = state_names(layer) if carry_state else []
     if states:  # sequence_lens is left out: every call is a full window
         inputs += ["", *(state_in for state_in, _ in states)]
+    elif initial:  # Keras's [h_fw, c_fw, h_bw, c_bw], each [batch, units] -> initial_h, initial_c [D, batch, units]
+        inputs.append("")
+        for index, part in enumerate(parts):
+            per_direction = [initial[d * len(parts) + index] for d in range(count)]
+            for d, name in enumerate(per_direction):
+                node("Unsqueeze", [name, const("axis0", [0])], [f"{prefix}init_{part}{d}"], f"init_{part}{d}")
+            node("Concat", [f"{prefix}init_{part}{d}" for d in range(count)], [f"{prefix}init_{part}"], part, axis=0)
+            inputs.append(f"{prefix}init_{part}")
     steps = input_shape[1]
     sequences = _return_sequences(layer)
     outputs = [prefix + "Y" if sequences else "", prefix + "Y_h"]
-    if len(states) == 2:
+    if first.op == "LSTM":
         outputs.append(prefix + "Y_c")
     node(first.op, inputs, outputs, first.op.lower(), **attrs)
     for (_, state_out), produced in zip(states, outputs[1 : 1 + len(states)], strict=True):
         node("Identity", [produced], [state_out], f"{state_out}_identity")
+    mode = layer.merge_mode if count == 2 else "concat"
+    first_state = 2 if mode is None else 1  # after the output, or the two directions' outputs
+    for d in range(count):  # the last states the layer returns (return_state), [D, batch, H] -> [batch, H]
+        for index, part in enumerate(parts):
+            position = first_state + d * len(parts) + index
+            if position < len(targets):
+                node("Gather", [outputs[1 + index], const(f"d{d}", d)], [targets[position]], f"{part}{d}", axis=0)
+    target = targets[0]
     if sequences and backwards(layer):  # Y [T, 1, batch, H], step t's output at t -> [batch, T, 1, H], last first
         node("Transpose", [prefix + "Y"], [prefix + "y_forward"], "to_batch", perm=[2, 0, 1, 3])
-        for name, value in (("from", -1), ("to", -(steps + 1)), ("axis", 1), ("step", -1)):
-            inits.append(numpy_helper.from_array(np.array([value], dtype=np.int64), f"{prefix}{name}"))
-        node(
-            "Slice", [prefix + part for part in ("y_forward", "from", "to", "axis", "step")], [prefix + "y"], "reverse"
-        )
+        ends = [const(name, [value]) for name, value in (("from", -1), ("to", -(steps + 1)), ("axis", 1), ("step", -1))]
+        node("Slice", [prefix + "y_forward", *ends], [prefix + "y"], "reverse")
         axis, merged_shape = 2, [-1, steps, first.units * count]
     elif sequences:  # Y [T, D, batch, H] -> [batch, T, D, H]
         node("Transpose", [prefix + "Y"], [prefix + "y"], "to_batch", perm=[2, 0, 1, 3])
@@ -203,16 +222,15 @@ def write(
     else:  # Y_h [D, batch, H] -> [batch, D, H]
         node("Transpose", [prefix + "Y_h"], [prefix + "y"], "to_batch", perm=[1, 0, 2])
         axis, merged_shape = 1, [-1, first.units * count]
-    mode = layer.merge_mode if count == 2 else "concat"
     # the batch as -1, whatever the file's input: the batched companion (convert.batched) needs no rewrite here
     if mode == "concat":  # forward units then backward units, as Keras concatenates them
-        inits.append(numpy_helper.from_array(np.array(merged_shape, dtype=np.int64), prefix + "shape"))
-        node("Reshape", [prefix + "y", prefix + "shape"], [target], "merge")
+        node("Reshape", [prefix + "y", const("shape", merged_shape)], [target], "merge")
         return nodes, inits
+    pair_names = targets[:2] if mode is None else [prefix + "y0", prefix + "y1"]
     for index in (0, 1):
-        inits.append(numpy_helper.from_array(np.array(index, dtype=np.int64), f"{prefix}d{index}"))
-        node("Gather", [prefix + "y", f"{prefix}d{index}"], [f"{prefix}y{index}"], f"direction{index}", axis=axis)
-    pair_names = [prefix + "y0", prefix + "y1"]
+        node("Gather", [prefix + "y", const(f"d{index}", index)], [pair_names[index]], f"direction{index}", axis=axis)
+    if mode is None:
+        return nodes, inits
     if mode == "mul":
         node("Mul", pair_names, [target], "merge")
     elif mode == "sum":
