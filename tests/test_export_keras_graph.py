@@ -88,3 +88,17 @@ def test_it_streams_through_edgeseq_run_as_keras_predicts(exported, batch):
     labels = np.array(["rest", "walk", "run"])
     assert [r["label"] for r in got] == list(labels[want.argmax(axis=1)])
     assert np.abs(np.array([r["probability"] for r in got]) - want.max(axis=1)).max() <= 1e-5
+
+
+def test_a_model_with_two_outputs_is_refused_in_one_line(tmp_path):
+    keras = kerases()["keras3"]
+    inputs = keras.Input((T, F))
+    x = keras.layers.LSTM(4)(inputs)
+    keras.Model(inputs, [keras.layers.Dense(1)(x), keras.layers.Dense(2)(x)], name="two").save(tmp_path / "two.keras")
+    refused = invoke("export", "--keras", tmp_path / "two.keras", "--features", FEATURES, "--out", tmp_path)
+    assert refused.exit_code == 2
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "edgeseq: error: two.keras has 1 inputs and 2 outputs; edgeseq exports models with one input "
+        "[batch, T, F] and one output [batch, K]"
+    )
+    assert not (tmp_path / "two.onnx").exists()
