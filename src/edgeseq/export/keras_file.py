@@ -33,7 +33,7 @@ from edgeseq.export.companions import TaskWindows, make_companion, record
 from edgeseq.progress import Progress, Silent
 from edgeseq_device.forecast import MAX_WINDOW
 from edgeseq_device.manifest import TensorSpec
-from edgeseq_device.sequence import KIND, SequenceSpec
+from edgeseq_device.sequence import KIND, MAX_VOCABULARY, SequenceSpec
 
 RANDOM_WINDOWS = 500
 MAX_SAMPLE_WINDOWS = 2000
@@ -47,9 +47,24 @@ def _model_name(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_")[:100] or "model"
 
 
-def signature(loaded: LoadedModel, features: tuple[str, ...], window: int | None, label: str) -> tuple[int, int]:
-    """(T, K): the fixed window and the number of outputs; BadInputError when the model cannot be fed
-    [1, T, F] windows or does not return one [1, K] output. `label` names the model in messages."""
+def token_vocabulary(model: Any) -> int | None:
+    """N, when the model's input is token ids an Embedding reads (ids 0 to N-1; the smallest table when there are
+    several); None for a model without an Embedding."""
+    layers, sizes = list(model.layers), []
+    while layers:
+        layer = layers.pop()
+        if type(layer).__name__ == "Embedding":
+            sizes.append(int(layer.input_dim))
+        layers += [inner for inner in getattr(layer, "layers", []) if inner is not layer]
+    return min(sizes) if sizes else None
+
+
+def signature(
+    loaded: LoadedModel, features: tuple[str, ...], window: int | None, label: str
+) -> tuple[int, int, int | None]:
+    """(T, K, N): the fixed window, the number of outputs, and for a model over token ids ([batch, T] into an
+    Embedding) the number of ids (else None); BadInputError when the model cannot be fed [1, T, F] windows (or
+    [1, T] ids) or does not return one [1, K] output. `label` names the model in messages."""
     model = loaded.model
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise BadInputError(
@@ -57,8 +72,16 @@ def signature(loaded: LoadedModel, features: tuple[str, ...], window: int | None
             "edgeseq exports models with one input [batch, T, F] and one output [batch, K]"
         )
     shape = tuple(model.inputs[0].shape)
+    vocabulary = token_vocabulary(model) if len(shape) == 2 else None
+    if vocabulary is not None:
+        if vocabulary > MAX_VOCABULARY:
+            raise BadInputError(f"{label} reads ids of {vocabulary:,}; edgeseq takes up to {MAX_VOCABULARY:,}")
+        shape = (*shape, 1)  # one column of ids
     if len(shape) != 3:
-        raise BadInputError(f"{label} takes input of shape {list(shape)}; expected [batch, T, F] (3 axes)")
+        raise BadInputError(
+            f"{label} takes input of shape {list(shape)}; expected [batch, T, F] (3 axes), or [batch, T] token ids "
+            "that an Embedding reads"
+        )
     _, steps, width = shape
     if width is None:
         raise BadInputError(f"{label} has no fixed feature axis (input {list(shape)})")
@@ -73,7 +96,8 @@ def signature(loaded: LoadedModel, features: tuple[str, ...], window: int | None
     steps = int(steps if steps is not None else window)
     if not 1 <= steps <= MAX_WINDOW:  # before Keras runs a window of that length
         raise BadInputError(f"a window of {steps:,} rows: the window must be 1 to {MAX_WINDOW:,} rows")
-    result = model(np.zeros((1, steps, int(width)), np.float32), training=False)
+    zeros = np.zeros((1, steps) if vocabulary is not None else (1, steps, int(width)), np.float32)
+    result = model(zeros, training=False)
     if isinstance(result, (list, tuple, dict)):
         raise BadInputError(
             f"{label} returns {len(result)} outputs (a list or dict); edgeseq exports one output [batch, K]"
@@ -85,7 +109,7 @@ def signature(loaded: LoadedModel, features: tuple[str, ...], window: int | None
             f"{label} returns shape {list(out.shape)} for one window; edgeseq streams one record per window "
             "and needs an output [batch, K] (a model returning a sequence needs return_sequences=False at the end)"
         )
-    return steps, int(out.shape[1])
+    return steps, int(out.shape[1]), vocabulary
 
 
 def _spec(
@@ -98,6 +122,7 @@ def _spec(
     std: tuple[float, ...] | None,
     time_column: str | None,
     states: tuple[tuple[str, str], ...],
+    vocabulary: int | None = None,
 ) -> SequenceSpec:
     if labels is not None and targets is not None:
         raise BadInputError("give --labels (a classifier) or --target (a regressor), not both")
@@ -113,7 +138,9 @@ def _spec(
     if not binary and len(names or ()) != outputs:
         raise BadInputError(f"the model has {outputs} outputs, but {option} names {len(names or ())}")
     try:
-        return SequenceSpec(features, window, labels, targets, mean, std, time_column, states, binary, mean is not None)
+        return SequenceSpec(
+            features, window, labels, targets, mean, std, time_column, states, binary, mean is not None, vocabulary
+        )
     except ValueError as exc:
         raise BadInputError(str(exc)) from None
 
@@ -132,6 +159,11 @@ def parity_windows(spec: SequenceSpec, sample: Path | None) -> ParityWindows:
     """Windows to check on: every window of --sample (evenly spaced, at most 2,000), normalised by the
     runtime's own SequenceSpec, or 500 random windows. For a stateful model, consecutive chunks of T rows
     from the start, in order, as the runner feeds them: the state runs through all."""
+    if sample is None and spec.vocabulary is not None:  # ids across the whole table, its first and last among them
+        ids = np.random.default_rng(0).integers(0, spec.vocabulary, (RANDOM_WINDOWS, spec.window))
+        ids[0, 0], ids[0, -1] = 0, spec.vocabulary - 1
+        what = f"{RANDOM_WINDOWS} random windows of token ids, uniform over 0 to {spec.vocabulary - 1}, seed 0"
+        return ParityWindows(ids.astype(np.float32), ids.astype(np.float32), what)
     if sample is None:
         rng = np.random.default_rng(0)
         x = rng.standard_normal((RANDOM_WINDOWS, spec.window, len(spec.features))).astype(np.float32)
@@ -148,6 +180,14 @@ def parity_windows(spec: SequenceSpec, sample: Path | None) -> ParityWindows:
 
     table = load_sensor_csv(sample, spec.features, spec.time_column)
     rows = len(table.values)
+    if spec.vocabulary is not None:
+        ids = table.values[:, 0]
+        bad = np.flatnonzero(~((ids >= 0) & (ids < spec.vocabulary) & (ids == np.floor(ids))))
+        if len(bad):
+            raise DataError(
+                f"{sample} has {ids[bad[0]]!r} in {spec.features[0]} (data row {bad[0] + 1}): token ids are integers "
+                f"0 to {spec.vocabulary - 1}"
+            )
     if rows < spec.window:
         raise DataError(f"{sample} has {rows} data rows, fewer than one window of {spec.window}")
     if spec.states:
@@ -235,12 +275,12 @@ def export_keras(
     name = name or _model_name(keras_file)
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", name):
         raise BadInputError(f"--name {name[:120]!r}: use 1 to 100 letters, digits, '_' and '-'")
-    steps, outputs = signature(loaded, features, window, keras_file.name)
+    steps, outputs, vocabulary = signature(loaded, features, window, keras_file.name)
     model = loaded.model
     states = _state_names(model)
     if states and quantize:  # refused before anything is written, not after
         raise BadInputError(f"{keras_file.name} is a stateful model: --quantize does not carry state between calls yet")
-    spec = _spec(features, steps, outputs, labels, targets, mean, std, time_column, states)
+    spec = _spec(features, steps, outputs, labels, targets, mean, std, time_column, states, vocabulary)
     windows = parity_windows(spec, sample)
     what = windows.what
     keras_out = _keras_outputs(model, windows.network, stateful=bool(states))
