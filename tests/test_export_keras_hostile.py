@@ -32,19 +32,16 @@ def test_a_lambda_in_a_tf_keras_h5_file_is_refused_and_its_code_never_runs(tmp_p
     assert not marker.exists()
 
 
-def test_an_embedding_with_mask_zero_is_refused_as_masking(tmp_path):
+def test_an_embedding_with_mask_zero_exports_with_its_padding_ids_skipped(tmp_path):
+    # before issue 26's masking: refused, "the model masks steps"; id 0 is now skipped as Keras skips it
     keras = kerases()["keras3"]
     model = keras.Sequential(
-        [
-            keras.Input((6, 1)),
-            keras.layers.Reshape((6,)),
-            keras.layers.Embedding(5, 4, mask_zero=True),
-            keras.layers.LSTM(3, name="l"),
-        ]
+        [keras.Input((6,)), keras.layers.Embedding(5, 4, mask_zero=True), keras.layers.LSTM(3, name="l")]
     )
     model.save(tmp_path / "m.keras")
-    with pytest.raises(ConversionError, match=r"l \(LSTM\): the model masks steps \(a Masking layer, or an Embedding"):
-        export_keras(tmp_path / "m.keras", features=("a",), out_dir=tmp_path / "o")
+    result = export_keras(tmp_path / "m.keras", features=("a",), out_dir=tmp_path / "o")
+    assert result.manifest["fusion"]["fused"] is True and result.manifest["tokens"]["vocabulary"] == 5
+    assert result.manifest["parity"]["windows"]["max_abs_diff"] <= 1e-5
 
 
 @pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])

@@ -165,10 +165,12 @@ def _stitched(
     stateful = {id(layer) for layer in plan.stateful}
     for index, cut in enumerate(traced.cuts):
         source, initial = next(fed), [next(fed) for _ in range(cut.initial)]
+        mask = next(fed) if cut.masked else None
         if initial and id(cut.layer) in stateful:
             raise ConversionError(f"{cut.layer.name}: a stateful layer given an initial_state")
+        carry = id(cut.layer) in stateful
         run_nodes, run_inits = recurrent.write(
-            cut.layer, source, cut.input_shape, targets[index], f"r{index}_", id(cut.layer) in stateful, initial
+            cut.layer, source, cut.input_shape, targets[index], f"r{index}_", carry, initial, mask
         )
         nodes += run_nodes
         inits += run_inits

@@ -33,18 +33,20 @@ from edgeseq_device.manifest import TensorSpec
 @dataclass(frozen=True)
 class Cut:
     """One call of a fused recurrent layer, as the trace saw it: the shape of the sequence it read, how many
-    initial states it was given, and the shapes of what it returned (output, then states with return_state)."""
+    initial states it was given, the shapes of what it returned (output, then states with return_state), and
+    whether Keras gave it a mask (edgeseq.convert.masks)."""
 
     layer: Any
-    input_shape: tuple[int, ...]
+    input_shape: tuple[int | None, ...]
     initial: int
-    outputs: tuple[tuple[int, ...], ...]
+    outputs: tuple[tuple[int | None, ...], ...]
+    masked: bool = False
 
 
 @dataclass(frozen=True)
 class Traced:
     """tf2onnx's graph of the model with the cuts: inputs [the model's input, each cut's outputs in cut order],
-    outputs [the model's outputs, then each cut's sequence and initial states in cut order]."""
+    outputs [the model's outputs, then each cut's sequence, initial states and mask in cut order]."""
 
     graph: Any
     opset_import: list[Any]
@@ -52,19 +54,21 @@ class Traced:
     model_outputs: int
 
 
-def _given(layer: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, list[Any]]:
-    """(sequence, initial states) of one call; ConversionError for what a fused node cannot take."""
+def _given(layer: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, list[Any], Any]:
+    """(sequence, initial states, mask or None) of one call; ConversionError for what a fused node cannot take."""
     inputs = args[0] if args else kwargs.get("inputs", kwargs.get("sequences"))
     initial = kwargs.get("initial_state")
     if isinstance(inputs, list | tuple):  # tf_keras passes Keras tensors given as initial_state in the inputs
         inputs, initial = inputs[0], list(inputs[1:]) or initial
     if kwargs.get("constants") is not None:
         raise ConversionError(f"{layer.name}: called with constants, which no ONNX recurrent op takes")
-    if kwargs.get("mask") is not None:
-        raise ConversionError(f"{layer.name}: called with a mask, which no ONNX recurrent op takes")
-    if initial is None:
-        return inputs, []
-    return inputs, list(initial) if isinstance(initial, list | tuple) else [initial]
+    mask = kwargs.get("mask")
+    mask = mask[0] if isinstance(mask, list | tuple) else mask  # the sequence's, not the initial states'
+    initial = [] if initial is None else list(initial) if isinstance(initial, list | tuple) else [initial]
+    if mask is not None and (initial or recurrent.stateful(layer)):
+        # a window of masked steps only: Keras keeps the state it started from, the ONNX node (no step) gives zero
+        raise ConversionError(f"{layer.name}: a masked call that starts from a given or carried state")
+    return inputs, initial, mask
 
 
 @contextlib.contextmanager
@@ -107,10 +111,10 @@ def trace(model: Any, fused: list[Any], source: TensorSpec, opset: int) -> Trace
     found: list[Cut] = []
 
     def record(layer: Any, *args: Any, **kwargs: Any) -> Any:
-        sequence, initial = _given(layer, args, kwargs)
+        sequence, initial, mask = _given(layer, args, kwargs)
         returned = type(layer).call(layer, *args, **kwargs)
         shapes = tuple(_static(value.shape) for value in _flat(returned))
-        found.append(Cut(layer, _static(sequence.shape), len(initial), shapes))
+        found.append(Cut(layer, _static(sequence.shape), len(initial), shapes, mask is not None))
         return returned
 
     with _calls_replaced(fused, record):  # a first trace, for the cuts' shapes
@@ -133,8 +137,8 @@ def trace(model: Any, fused: list[Any], source: TensorSpec, opset: int) -> Trace
             expected = next(calls)
             if expected.layer is not layer:  # the second trace must call the layers as the first did
                 raise ConversionError(f"{layer.name}: called in another order on a second trace")
-            sequence, initial = _given(layer, args, kwargs)
-            given.extend([sequence, *initial])
+            sequence, initial, mask = _given(layer, args, kwargs)
+            given.extend([sequence, *initial, *([] if mask is None else [mask])])
             mine = [remaining.pop(0) for _ in expected.outputs]
             return mine[0] if len(mine) == 1 else mine
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edgeseq.convert import recurrent
+from edgeseq.convert import masks, recurrent
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,12 @@ def make_plan(model: Any) -> Plan:
     fused: list[Any] = []
     for path, layer in found:
         name = f"{path}{layer.name}"
-        if masking:
-            reason = (
-                "the model masks steps (a Masking layer, or an Embedding with mask_zero=True): Keras skips masked "
-                "steps, which no ONNX recurrent op can"
-            )
-        else:
-            reason = recurrent.refusal(layer)
+        reason = recurrent.refusal(layer)
+        if masking and not reason:  # a masked call is written exactly where edgeseq.convert.masks can
+            if recurrent.stateful(layer):
+                reason = "masked steps in a stateful layer: a window masked throughout would lose the state it carries"
+            else:
+                reason = masks.refusal(layer, recurrent.return_sequences(layer), recurrent.backwards(layer))
         if recurrent.stateful(layer):
             if recurrent.keras_class(layer) == recurrent.WRAPPER:
                 reason = "a stateful Bidirectional layer's backward direction would need rows not read yet"

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.convert import gru, lstm, simple_rnn
+from edgeseq.convert import gru, lstm, masks, simple_rnn
 from edgeseq.convert.gates import Direction, Unfusable
 
 WRITERS = {"LSTM": lstm, "GRU": gru, "SimpleRNN": simple_rnn}
@@ -121,7 +121,7 @@ def refusal(layer: Any) -> str | None:
     return None
 
 
-def _return_sequences(layer: Any) -> bool:
+def return_sequences(layer: Any) -> bool:
     inner = layer.forward_layer if keras_class(layer) == WRAPPER else layer
     return bool(inner.return_sequences)
 
@@ -140,12 +140,14 @@ def write(
     prefix: str,
     carry_state: bool = False,
     initial: list[str] | None = None,
+    mask: str | None = None,
 ) -> tuple[list, list]:
     """ONNX nodes and initializers computing `layer` from `source` [batch, T, F] into `targets`: the layer's
     output, then, for a layer with return_state, its last states in Keras's order (h, and c for an LSTM; for a
     Bidirectional layer the forward direction's, then the backward one's), each [batch, units].
 
     `initial` names the tensors the call passed as initial_state, in the same order; the node starts from them.
+    `mask` names the call's mask [batch, T] (bool): masked steps are skipped, as Keras skips them.
     With `carry_state`, the node starts from the graph inputs `state_names(layer)` (initial_h, initial_c) and
     its last states are the matching graph outputs: the caller carries them from one call to the next."""
     from onnx import helper, numpy_helper
@@ -181,22 +183,26 @@ def write(
             inits.append(numpy_helper.from_array(np.array(value, dtype=np.int64), prefix + name))
         return prefix + name
 
+    lens = mask_i = ""
+    if mask:  # the unmasked steps to the front, their count as sequence_lens (edgeseq.convert.masks)
+        source, lens, mask_i = masks.compact(node, const, prefix, source, mask)
     node("Transpose", [source], [prefix + "x_tbf"], "to_time_major", perm=[1, 0, 2])
-    inputs = [prefix + "x_tbf", prefix + "W", prefix + "R", prefix + "B"]
+    inputs = [prefix + "x_tbf", prefix + "W", prefix + "R", prefix + "B", lens]  # sequence_lens: "" (all steps)
     parts = ["h", "c"] if first.op == "LSTM" else ["h"]
     states = state_names(layer) if carry_state else []
-    if states:  # sequence_lens is left out: every call is a full window
-        inputs += ["", *(state_in for state_in, _ in states)]
+    if states:
+        inputs += [state_in for state_in, _ in states]
     elif initial:  # Keras's [h_fw, c_fw, h_bw, c_bw], each [batch, units] -> initial_h, initial_c [D, batch, units]
-        inputs.append("")
         for index, part in enumerate(parts):
             per_direction = [initial[d * len(parts) + index] for d in range(count)]
             for d, name in enumerate(per_direction):
                 node("Unsqueeze", [name, const("axis0", [0])], [f"{prefix}init_{part}{d}"], f"init_{part}{d}")
             node("Concat", [f"{prefix}init_{part}{d}" for d in range(count)], [f"{prefix}init_{part}"], part, axis=0)
             inputs.append(f"{prefix}init_{part}")
+    while not inputs[-1]:  # optional inputs left out at the end are not named
+        inputs.pop()
     steps = input_shape[1]
-    sequences = _return_sequences(layer)
+    sequences = return_sequences(layer)
     outputs = [prefix + "Y" if sequences else "", prefix + "Y_h"]
     if first.op == "LSTM":
         outputs.append(prefix + "Y_c")
@@ -215,6 +221,11 @@ def write(
         node("Transpose", [prefix + "Y"], [prefix + "y_forward"], "to_batch", perm=[2, 0, 1, 3])
         ends = [const(name, [value]) for name, value in (("from", -1), ("to", -(steps + 1)), ("axis", 1), ("step", -1))]
         node("Slice", [prefix + "y_forward", *ends], [prefix + "y"], "reverse")
+        axis, merged_shape = 2, [-1, steps, first.units * count]
+    elif sequences and mask:  # Y [T, D, batch, H] -> [batch, T, D, H], each step's output put back at its step
+        node("Transpose", [prefix + "Y"], [prefix + "y_compact"], "to_batch", perm=[2, 0, 1, 3])
+        placed = masks.restore(node, const, prefix, prefix + "y_compact", mask_i, masks.zero_output(layer))
+        node("Identity", [placed], [prefix + "y"], "placed_y")
         axis, merged_shape = 2, [-1, steps, first.units * count]
     elif sequences:  # Y [T, D, batch, H] -> [batch, T, D, H]
         node("Transpose", [prefix + "Y"], [prefix + "y"], "to_batch", perm=[2, 0, 1, 3])

@@ -155,10 +155,38 @@ class ParityWindows:
     what: str
 
 
-def parity_windows(spec: SequenceSpec, sample: Path | None) -> ParityWindows:
+def mask_value(model: Any) -> float | None:
+    """The mask_value of a Masking layer that reads the model's input itself, else None."""
+    first = next((layer for layer in model.layers if type(layer).__name__ != "InputLayer"), None)
+    return float(first.mask_value) if type(first).__name__ == "Masking" else None
+
+
+def _masked(x: np.ndarray, value: float) -> tuple[np.ndarray, str]:
+    """Half of the random windows with steps set to the Masking layer's `value`: the first third, the last third,
+    the middle third, every other step, or all of them (100, 100, 50, 50 and 50 of 500 windows)."""
+    steps = x.shape[1]
+    third = max(1, steps // 3)
+    kinds = [
+        (0, 100, slice(0, third)),
+        (100, 200, slice(steps - third, steps)),
+        (200, 250, slice(third, max(third + 1, steps - third))),
+        (250, 300, slice(0, steps, 2)),
+        (300, 350, slice(0, steps)),
+    ]
+    for start, end, where in kinds:
+        x[start:end, where] = value
+    return (
+        x,
+        f"; 350 of them masked (every feature {value:g}) in the first, last or middle third, every other step, or all",
+    )
+
+
+def parity_windows(spec: SequenceSpec, sample: Path | None, mask: float | None = None) -> ParityWindows:
     """Windows to check on: every window of --sample (evenly spaced, at most 2,000), normalised by the
-    runtime's own SequenceSpec, or 500 random windows. For a stateful model, consecutive chunks of T rows
-    from the start, in order, as the runner feeds them: the state runs through all."""
+    runtime's own SequenceSpec, or 500 random windows (of ids across the whole vocabulary for a model over token
+    ids; with masked steps for a model whose input goes into Masking(`mask`) first, unless the graph normalises).
+    For a stateful model, consecutive chunks of T rows from the start, in order, as the runner feeds them: the
+    state runs through all."""
     if sample is None and spec.vocabulary is not None:  # ids across the whole table, its first and last among them
         ids = np.random.default_rng(0).integers(0, spec.vocabulary, (RANDOM_WINDOWS, spec.window))
         ids[0, 0], ids[0, -1] = 0, spec.vocabulary - 1
@@ -175,7 +203,10 @@ def parity_windows(spec: SequenceSpec, sample: Path | None) -> ParityWindows:
         if spec.in_graph:  # the same windows in raw units, and what the graph makes of them
             raw = x.astype(np.float64) * np.asarray(spec.std) + np.asarray(spec.mean)
             return ParityWindows(spec.normalised(raw), raw, f"{what}, {RANDOM_DISTRIBUTION}")
-        return ParityWindows(x, x, f"{what}, {RANDOM_DISTRIBUTION}")
+        masked = ""
+        if mask is not None:
+            x, masked = _masked(x, mask)
+        return ParityWindows(x, x, f"{what}, {RANDOM_DISTRIBUTION}{masked}")
     from edgeseq.data import load_sensor_csv
 
     table = load_sensor_csv(sample, spec.features, spec.time_column)
@@ -281,7 +312,7 @@ def export_keras(
     if states and quantize:  # refused before anything is written, not after
         raise BadInputError(f"{keras_file.name} is a stateful model: --quantize does not carry state between calls yet")
     spec = _spec(features, steps, outputs, labels, targets, mean, std, time_column, states, vocabulary)
-    windows = parity_windows(spec, sample)
+    windows = parity_windows(spec, sample, mask_value(model))
     what = windows.what
     keras_out = _keras_outputs(model, windows.network, stateful=bool(states))
     if not np.all(np.isfinite(keras_out)):
@@ -316,6 +347,7 @@ def export_keras(
                 "bar": PARITY_BAR,
                 "keras": loaded.flavour,
                 **({"space": "raw window in (the graph normalises), output out"} if transform else {}),
+                **({"mask_value": mask_value(model)} if "masked" in what else {}),
             },
             "keras_unchanged_after_conversion": False,
         }
@@ -353,12 +385,13 @@ def recorded_windows(manifest: dict[str, Any], require_sample: bool = False) -> 
     spec = SequenceSpec.from_json(manifest)
     sample = manifest["parity"]["windows"].get("sample")
     if sample is None:
+        mask = manifest["parity"]["windows"].get("mask_value")
         if require_sample:
             raise DataError(
                 f"{manifest['name']} was exported without --sample: static-int8 calibrates on real windows only; "
                 "export again with --sample FILE, or use dynamic-int8 or fp16"
             )
-        return parity_windows(spec, None)
+        return parity_windows(spec, None, mask)
     return parity_windows(spec, _recorded(sample, "the sample"))
 
 
