@@ -90,15 +90,26 @@ def test_it_streams_through_edgeseq_run_as_keras_predicts(exported, batch):
     assert np.abs(np.array([r["probability"] for r in got]) - want.max(axis=1)).max() <= 1e-5
 
 
-def test_a_model_with_two_outputs_is_refused_in_one_line(tmp_path):
-    keras = kerases()["keras3"]
+@pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
+def test_a_model_with_two_outputs_writes_a_field_per_output_value(exported, flavour, tmp_path):
+    _, csv, _ = exported
+    keras = kerases()[flavour]
     inputs = keras.Input((T, F))
     x = keras.layers.LSTM(4)(inputs)
-    keras.Model(inputs, [keras.layers.Dense(1)(x), keras.layers.Dense(2)(x)], name="two").save(tmp_path / "two.keras")
-    refused = invoke("export", "--keras", tmp_path / "two.keras", "--features", FEATURES, "--out", tmp_path)
-    assert refused.exit_code == 2
-    assert refused.stderr.strip().splitlines()[-1] == (
-        "edgeseq: error: two.keras has 1 inputs and 2 outputs; edgeseq exports models with one input "
-        "[batch, T, F] and one output [batch, K]"
-    )
-    assert not (tmp_path / "two.onnx").exists()
+    model = keras.Model(inputs, [keras.layers.Dense(1, name="temp")(x), keras.layers.Dense(2, name="wind")(x)])
+    path = tmp_path / ("two.keras" if flavour == "keras3" else "two.h5")
+    model.save(path)
+    labels = invoke("export", "--keras", path, "--features", FEATURES, "--labels", "a,b,c")
+    assert labels.exit_code == 2 and "2 outputs: edgeseq writes a field per output value" in labels.stderr
+    result = invoke("export", "--keras", path, "--features", FEATURES, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "two.json").read_text())
+    assert manifest["task"]["targets"] == ["temp", "wind_0", "wind_1"] and manifest["outputs"][0]["shape"] == [1, 3]
+    assert manifest["parity"]["windows"]["max_abs_diff"] <= 1e-5
+    streamed = invoke("run", "--model", tmp_path / "two.onnx", "--stream", csv)
+    got = records(streamed.stdout)
+    table = np.loadtxt(csv, delimiter=",", skiprows=1)
+    windows = np.stack([table[i - T + 1 : i + 1] for i in range(T - 1, len(table))]).astype(np.float32)
+    temp, wind = (np.asarray(out) for out in model(windows))
+    assert np.abs(np.array([r["temp"] for r in got]) - temp[:, 0]).max() <= 1e-5
+    assert np.abs(np.array([[r["wind_0"], r["wind_1"]] for r in got]) - wind).max() <= 1e-5

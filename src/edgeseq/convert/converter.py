@@ -137,9 +137,12 @@ def _stitched(
 
     traced = cuts.trace(model, plan.fused, input_spec, opset)
     graph = traced.graph
-    if traced.model_outputs != 1:
+    count = traced.model_outputs
+    widths = [[d.dim_value for d in value.type.tensor_type.shape.dim][1:] for value in graph.output[:count]]
+    if count > 1 and any(len(width) != 1 for width in widths):
         raise ConversionError(
-            f"{model.name} has {traced.model_outputs} outputs; edgeseq writes one output [batch, K] per file"
+            f"{model.name} has {count} outputs, one of shape {next(w for w in widths if len(w) != 1)} per window: "
+            "edgeseq joins several outputs of shape [batch, K] only"
         )
     initialized = {init.name for init in graph.initializer}
     inputs = [value.name for value in graph.input if value.name not in initialized]
@@ -151,15 +154,17 @@ def _stitched(
         targets.append([f"r{index}_out{k}" for k in range(len(cut.outputs))])
         names.update((next(placeholders), target) for target in targets[-1])
     extra = []
-    if outputs[0] in names:  # the model returns a cut's output, or its input, as it is
-        extra.append(helper.make_node("Identity", [names[outputs[0]]], [output_name], name="output_identity"))
-    else:
+    if count == 1 and outputs[0] not in names:
         names[outputs[0]] = output_name
-    dims = [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim]
-    shape = (input_spec.shape[0], *dims[1:])  # traced with the batch unknown (edgeseq.convert.cuts)
+    else:  # the model returns a cut's output or its input as it is, or several outputs: one, in order, [batch, sum K]
+        parts = [names.get(name, "m_" + name) for name in outputs[:count]]
+        op, attributes = ("Identity", {}) if count == 1 else ("Concat", {"axis": 1})
+        extra.append(helper.make_node(op, parts, [output_name], name="output_" + op.lower(), **attributes))
+    # traced with the batch unknown (edgeseq.convert.cuts)
+    shape = (input_spec.shape[0], *(widths[0] if count == 1 else [sum(w[0] for w in widths)]))
     _rename(graph, names, "m_")
     nodes, inits = [*graph.node, *extra], list(graph.initializer)
-    fed_names = [names.get(name, "m_" + name) for name in outputs[1:]]
+    fed_names = [names.get(name, "m_" + name) for name in outputs[count:]]
     nodes, fed_names = _without_output_identities(nodes, fed_names)
     fed = iter(fed_names)
     stateful = {id(layer) for layer in plan.stateful}
@@ -215,8 +220,9 @@ def convert(
     the rest goes through tf2onnx (edgeseq.convert.cuts). A stateful layer's state becomes a graph input and
     output (Converted.states), starting from zero whatever state the Keras layer holds now. Raises
     ConversionError for a stateful layer that cannot be fused or is called twice, for a model with several
-    outputs, for a recurrent layer that cannot be fused (unless `allow_unfused`, which keeps tf2onnx's Loop and
-    returns a warning), for a signature other than the one asked for, and for a graph onnx.checker rejects.
+    outputs that are not each [batch, K] (several are joined into one, in order), for a recurrent layer that
+    cannot be fused (unless `allow_unfused`, which keeps tf2onnx's Loop and returns a warning), for a signature
+    other than the one asked for, and for a graph onnx.checker rejects.
     """
     import onnx
 

@@ -61,15 +61,14 @@ def token_vocabulary(model: Any) -> int | None:
 
 def signature(
     loaded: LoadedModel, features: tuple[str, ...], window: int | None, label: str
-) -> tuple[int, int, int | None]:
-    """(T, K, N): the fixed window, the number of outputs, and for a model over token ids ([batch, T] into an
-    Embedding) the number of ids (else None); BadInputError when the model cannot be fed [1, T, F] windows (or
-    [1, T] ids) or does not return one [1, K] output. `label` names the model in messages."""
+) -> tuple[int, tuple[int, ...], int | None]:
+    """(T, (K, ...), N): the fixed window, the width of each output, and for a model over token ids ([batch, T]
+    into an Embedding) the number of ids (else None); BadInputError when the model cannot be fed [1, T, F] windows
+    (or [1, T] ids) or does not return [1, K] outputs. `label` names the model in messages."""
     model = loaded.model
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
+    if len(model.inputs) != 1:
         raise BadInputError(
-            f"{label} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
-            "edgeseq exports models with one input [batch, T, F] and one output [batch, K]"
+            f"{label} has {len(model.inputs)} inputs; edgeseq exports models with one input [batch, T, F]"
         )
     shape = tuple(model.inputs[0].shape)
     vocabulary = token_vocabulary(model) if len(shape) == 2 else None
@@ -98,18 +97,27 @@ def signature(
         raise BadInputError(f"a window of {steps:,} rows: the window must be 1 to {MAX_WINDOW:,} rows")
     zeros = np.zeros((1, steps) if vocabulary is not None else (1, steps, int(width)), np.float32)
     result = model(zeros, training=False)
-    if isinstance(result, (list, tuple, dict)):
-        raise BadInputError(
-            f"{label} returns {len(result)} outputs (a list or dict); edgeseq exports one output [batch, K]"
-        )
-    out = np.asarray(result)
     reset_states(model)  # that call moved a stateful layer's state
-    if out.ndim != 2:
-        raise BadInputError(
-            f"{label} returns shape {list(out.shape)} for one window; edgeseq streams one record per window "
-            "and needs an output [batch, K] (a model returning a sequence needs return_sequences=False at the end)"
-        )
-    return steps, int(out.shape[1]), vocabulary
+    if isinstance(result, dict):
+        raise BadInputError(f"{label} returns a dict of {len(result)} outputs; edgeseq exports a list of [batch, K]")
+    widths = []
+    for out in map(np.asarray, result if isinstance(result, (list, tuple)) else [result]):
+        if out.ndim != 2:
+            raise BadInputError(
+                f"{label} returns shape {list(out.shape)} for one window; edgeseq streams one record per window and "
+                "needs outputs [batch, K] (a model returning a sequence needs return_sequences=False at the end)"
+            )
+        widths.append(int(out.shape[1]))
+    return steps, tuple(widths), vocabulary
+
+
+def output_targets(model: Any, widths: tuple[int, ...]) -> tuple[str, ...]:
+    """A model with several outputs: a record field per output value, named after its output (`name`, or
+    `name_0`, `name_1`, ... for an output of several values)."""
+    names = [re.sub(r"[^A-Za-z0-9_-]+", "_", str(name)) for name in model.output_names]
+    return tuple(
+        name if width == 1 else f"{name}_{i}" for name, width in zip(names, widths, strict=True) for i in range(width)
+    )
 
 
 def _spec(
@@ -238,12 +246,18 @@ def reset_states(model: Any) -> None:
             layer.reset_states()
 
 
+def _joined(result: Any) -> np.ndarray:
+    """A model's outputs for some windows as one array [windows, sum K], in order, as the converter joins them."""
+    parts = result if isinstance(result, (list, tuple)) else [result]
+    return np.concatenate([np.asarray(part) for part in parts], axis=1)
+
+
 def _keras_outputs(model: Any, x: np.ndarray, stateful: bool = False) -> np.ndarray:
     if not stateful:
-        return np.concatenate([np.asarray(model(x[i : i + 256], training=False)) for i in range(0, len(x), 256)])
+        return np.concatenate([_joined(model(x[i : i + 256], training=False)) for i in range(0, len(x), 256)])
     reset_states(model)  # from zero, as the ONNX file starts; then chunk after chunk, the state running on
     try:
-        return np.concatenate([np.asarray(model(x[i : i + 1], training=False)) for i in range(len(x))])
+        return np.concatenate([_joined(model(x[i : i + 1], training=False)) for i in range(len(x))])
     finally:
         reset_states(model)
 
@@ -306,8 +320,15 @@ def export_keras(
     name = name or _model_name(keras_file)
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", name):
         raise BadInputError(f"--name {name[:120]!r}: use 1 to 100 letters, digits, '_' and '-'")
-    steps, outputs, vocabulary = signature(loaded, features, window, keras_file.name)
-    model = loaded.model
+    steps, widths, vocabulary = signature(loaded, features, window, keras_file.name)
+    model, outputs = loaded.model, sum(widths)
+    if len(widths) > 1:  # one record field per output value
+        if labels is not None:
+            raise BadInputError(
+                f"{keras_file.name} has {len(widths)} outputs: edgeseq writes a field per output value (a regressor's "
+                "record); name them with --target, not --labels"
+            )
+        targets = targets or output_targets(model, widths)
     states = _state_names(model)
     if states and quantize:  # refused before anything is written, not after
         raise BadInputError(f"{keras_file.name} is a stateful model: --quantize does not carry state between calls yet")
