@@ -101,7 +101,7 @@ def graphs(k: Any) -> dict[str, tuple[tuple[int, int], Any]]:
     return {
         "LSTM(32, seq) -> MultiHeadAttention(2, 16) + Add -> LayerNorm -> pool -> Dense(3)": ((64, 6), _attention),
         "Conv1D(16) -> x + LSTM(16, seq)(x) -> LSTM(32) -> Dense(1)": ((T, F), _residual),
-        "LSTM(32) | GRU(32) | BiGRU(16) -> Concatenate -> Dense(1)": ((T, F), _parallel),
+        "LSTM(32), GRU(32), BiGRU(16) in parallel -> Concatenate -> Dense(1)": ((T, F), _parallel),
         "GRU(32, seq) -> Attention -> Concatenate -> pool -> Dense(1)": ((T, F), _gru_attention),
         "LSTM(32, return_state) -> LSTM(32, initial_state) -> Dense(1)": ((T, F), _encoder_decoder),
     }
