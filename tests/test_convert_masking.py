@@ -167,3 +167,21 @@ def test_export_checks_parity_on_windows_with_masked_steps(flavour, tmp_path):
     parity = result.manifest["parity"]["windows"]
     assert "350 of them masked (every feature 0)" in parity["compared"] and parity["mask_value"] == 0.0
     assert parity["max_abs_diff"] <= 1e-5 and result.manifest["fusion"]["fused"] is True
+
+
+def test_a_mask_from_a_layer_the_plan_does_not_know_is_still_refused_where_inexact():
+    # the plan looks for Masking and mask_zero; a custom layer's compute_mask reaches the cut all the same
+    keras = kerases()["keras3"]
+
+    class ZeroSteps(keras.layers.Layer):
+        def compute_mask(self, inputs, mask=None):
+            return keras.ops.any(keras.ops.not_equal(inputs, 0.0), axis=-1)
+
+        def call(self, inputs):
+            return inputs
+
+    inputs = keras.Input((T, F))
+    x = keras.layers.GRU(3, return_sequences=True, go_backwards=True, name="back")(ZeroSteps()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(x)))
+    with pytest.raises(ConversionError, match=r"back \(GRU\): masked steps with go_backwards=True"):
+        converted(model, windows("masking_lstm"))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeseq import frameworks
-from edgeseq.convert import cuts, recurrent
+from edgeseq.convert import cuts, masks, recurrent
 from edgeseq.convert.audit import fusion_audit, op_type_counts, require_fused
 from edgeseq.convert.plan import Plan, make_plan
 from edgeseq.errors import ConversionError
@@ -171,6 +171,9 @@ def _stitched(
     for index, cut in enumerate(traced.cuts):
         source, initial = next(fed), [next(fed) for _ in range(cut.initial)]
         mask = next(fed) if cut.masked else None
+        why = mask and masks.refusal(cut.layer, recurrent.return_sequences(cut.layer), recurrent.backwards(cut.layer))
+        if why:  # a mask from a layer the plan does not know of (a custom layer's compute_mask)
+            raise ConversionError(f"{cut.layer.name} ({recurrent.keras_class(cut.layer)}): {why}")
         if initial and id(cut.layer) in stateful:
             raise ConversionError(f"{cut.layer.name}: a stateful layer given an initial_state")
         carry = id(cut.layer) in stateful
