@@ -118,3 +118,18 @@ def test_a_model_over_ids_refuses_normalisation_and_a_sample_with_a_value_that_i
     sample.write_text("token\n" + "\n".join(["3"] * 12 + ["7.5"]) + "\n")
     refused = invoke(*base, "--sample", sample, "--out", tmp_path)
     assert refused.exit_code == 2 and "token ids are integers 0 to 49" in refused.stderr, refused.output
+
+
+def test_a_model_over_ids_quantizes_to_dynamic_int8_and_refuses_fp16_before_writing(tmp_path):
+    model = imdb_style(kerases()["keras3"])
+    model.save(tmp_path / "reviews.keras")
+    base = ("export", "--keras", tmp_path / "reviews.keras", "--features", "token", "--labels", "neg,pos")
+    fp16 = invoke(*base, "--out", tmp_path / "a", "--quantize", "fp16")
+    assert fp16.exit_code == 2 and "reads token ids: its fp16 variant would not load" in fp16.stderr
+    assert not (tmp_path / "a" / "reviews.onnx").exists()
+    int8 = invoke(*base, "--out", tmp_path / "b", "--quantize", "dynamic-int8")
+    assert int8.exit_code == 0, int8.output
+    manifest = json.loads((tmp_path / "b" / "reviews.json").read_text())
+    assert "reviews.dynamic-int8.onnx" in manifest["batched"]
+    again = invoke("quantize", "--model", tmp_path / "b" / "reviews.onnx", "--mode", "fp16")
+    assert again.exit_code == 2 and "reads token ids: its fp16 variant would not load" in again.stderr

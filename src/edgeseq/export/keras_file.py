@@ -31,6 +31,7 @@ from edgeseq.export.artifacts import (
 )
 from edgeseq.export.companions import TaskWindows, make_companion, record
 from edgeseq.progress import Progress, Silent
+from edgeseq.quantize import FP16_TOKENS
 from edgeseq_device.forecast import MAX_WINDOW
 from edgeseq_device.manifest import TensorSpec
 from edgeseq_device.sequence import KIND, MAX_VOCABULARY, SequenceSpec
@@ -332,6 +333,8 @@ def export_keras(
     states = _state_names(model)
     if states and quantize:  # refused before anything is written, not after
         raise BadInputError(f"{keras_file.name} is a stateful model: --quantize does not carry state between calls yet")
+    if vocabulary is not None and "fp16" in quantize:  # refused before anything is written, not after
+        raise BadInputError(f"{keras_file.name} reads token ids: {FP16_TOKENS}")
     spec = _spec(features, steps, outputs, labels, targets, mean, std, time_column, states, vocabulary)
     windows = parity_windows(spec, sample, mask_value(model))
     what = windows.what
