@@ -18,7 +18,6 @@ through the layers between): it reaches the node as a tensor of the graph tf2onn
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,11 +39,12 @@ def zero_output(layer: Any) -> bool:
     return bool(getattr(inner, "zero_output_for_mask", False))
 
 
-def compact(node: Callable[..., None], const: Callable[[str, Any], str], prefix: str, source: str, mask: str) -> tuple:
-    """Nodes moving the unmasked steps of `source` [batch, T, F] to the front; (compacted source, sequence_lens
-    int32 [batch], mask as int64 [batch, T])."""
+def compact(out: Any, source: str, mask: str) -> tuple[str, str, str]:
+    """Nodes (into `out`, a recurrent.Nodes) moving the unmasked steps of `source` [batch, T, F] to the front;
+    (compacted source, sequence_lens int32 [batch], mask as int64 [batch, T])."""
     from onnx import TensorProto
 
+    node, const, prefix = out.node, out.const, out.prefix
     node("Cast", [mask], [prefix + "mask_i"], "mask_int", to=TensorProto.INT64)
     node("Shape", [source], [prefix + "x_shape"], "x_shape")
     node("Gather", [prefix + "x_shape", const("one", 1)], [prefix + "steps"], "steps", axis=0)
@@ -62,10 +62,10 @@ def compact(node: Callable[..., None], const: Callable[[str, Any], str], prefix:
     return prefix + "x_compact", prefix + "lens", prefix + "mask_i"
 
 
-def restore(
-    node: Callable[..., None], const: Callable[[str, Any], str], prefix: str, y: str, mask_i: str, zero: bool
-) -> str:
-    """Nodes putting the compacted sequence output `y` [batch, T, D, H] back at its steps; the name of the result."""
+def restore(out: Any, y: str, mask_i: str, zero: bool) -> str:
+    """Nodes (into `out`, a recurrent.Nodes) putting the compacted sequence output `y` [batch, T, D, H] back at its
+    steps; the name of the result."""
+    node, const, prefix = out.node, out.const, out.prefix
     node("CumSum", [mask_i, const("axis1_scalar", np.array(1))], [prefix + "rank"], "rank")
     index = prefix + "rank"
     if zero:  # a masked step reads the zero row, as one before the first unmasked step does

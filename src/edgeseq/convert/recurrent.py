@@ -132,34 +132,35 @@ def state_names(layer: Any) -> list[tuple[str, str]]:
     return [(f"state_in.{layer.name}.{part}", f"state_out.{layer.name}.{part}") for part in parts]
 
 
-def write(
-    layer: Any,
-    source: str,
-    input_shape: tuple[int, ...],
-    targets: list[str],
-    prefix: str,
-    carry_state: bool = False,
-    initial: list[str] | None = None,
-    mask: str | None = None,
-) -> tuple[list, list]:
-    """ONNX nodes and initializers computing `layer` from `source` [batch, T, F] into `targets`: the layer's
-    output, then, for a layer with return_state, its last states in Keras's order (h, and c for an LSTM; for a
-    Bidirectional layer the forward direction's, then the backward one's), each [batch, units].
+class Nodes:
+    """The nodes and initializers one fused layer call writes, every name under `prefix`."""
 
-    `initial` names the tensors the call passed as initial_state, in the same order; the node starts from them.
-    `mask` names the call's mask [batch, T] (bool): masked steps are skipped, as Keras skips them.
-    With `carry_state`, the node starts from the graph inputs `state_names(layer)` (initial_h, initial_c) and
-    its last states are the matching graph outputs: the caller carries them from one call to the next."""
-    from onnx import helper, numpy_helper
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
 
-    pair = directions(layer)
-    first = pair[0]
-    count = len(pair)
+    def node(self, op: str, inputs: list[str], outputs: list[str], name: str, **kwargs: Any) -> None:
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(op, inputs, outputs, name=self.prefix + name, **kwargs))
+
+    def const(self, name: str, value: Any, dtype: Any = np.int64) -> str:
+        """A constant (int64 unless said), written once however often it is read."""
+        from onnx import numpy_helper
+
+        if all(init.name != self.prefix + name for init in self.inits):
+            self.inits.append(numpy_helper.from_array(np.array(value, dtype=dtype), self.prefix + name))
+        return self.prefix + name
+
+
+def _attributes(layer: Any, pair: list[Direction]) -> dict[str, Any]:
+    """The fused node's attributes: size, direction, activations (with their alphas and betas), the writer's own."""
     attrs: dict[str, Any] = {
-        "hidden_size": first.units,
-        "direction": "bidirectional" if count == 2 else fused_op(layer)[1],
+        "hidden_size": pair[0].units,
+        "direction": "bidirectional" if len(pair) == 2 else fused_op(layer)[1],
         "activations": [name for d in pair for name, _, _ in d.activations],
-        **first.attributes,
+        **pair[0].attributes,
     }
     alphas = [(a, b) for d in pair for _, a, b in d.activations]
     if any(a is not None or b is not None for a, b in alphas):
@@ -168,86 +169,115 @@ def write(
         betas = [b for _, b in alphas if b is not None]
         if betas:
             attrs["activation_beta"] = betas
+    return attrs
 
-    def stacked(name: str, part: str) -> Any:
-        return numpy_helper.from_array(np.stack([getattr(d, part) for d in pair]).astype(np.float32), prefix + name)
 
-    inits = [stacked("W", "W"), stacked("R", "R"), stacked("B", "B")]
-    nodes: list[Any] = []
+def _initial_states(out: Nodes, initial: list[str], parts: list[str], count: int) -> list[str]:
+    """Keras's initial_state [h_fw, c_fw, h_bw, c_bw], each [batch, units] -> initial_h, initial_c [D, batch, units]."""
+    names = []
+    for index, part in enumerate(parts):
+        for d in range(count):
+            name = initial[d * len(parts) + index]
+            out.node("Unsqueeze", [name, out.const("axis0", [0])], [f"{out.prefix}init_{part}{d}"], f"init_{part}{d}")
+        joined = f"{out.prefix}init_{part}"
+        out.node("Concat", [f"{out.prefix}init_{part}{d}" for d in range(count)], [joined], part, axis=0)
+        names.append(joined)
+    return names
 
-    def node(op: str, inputs: list[str], outputs: list[str], name: str, **kwargs: Any) -> None:
-        nodes.append(helper.make_node(op, inputs, outputs, name=prefix + name, **kwargs))
 
-    def const(name: str, value: Any) -> str:  # an int64 constant, written once however often it is read
-        if all(init.name != prefix + name for init in inits):
-            inits.append(numpy_helper.from_array(np.array(value, dtype=np.int64), prefix + name))
-        return prefix + name
+def _sequence(out: Nodes, layer: Any, steps: int, mask_i: str) -> None:
+    """The node's Y [T, D, batch, H] as Keras's sequence [batch, T, D, H] (named prefix + "y")."""
+    p = out.prefix
+    if backwards(layer):  # Y [T, 1, batch, H], step t's output at t -> [batch, T, 1, H], last first
+        out.node("Transpose", [p + "Y"], [p + "y_forward"], "to_batch", perm=[2, 0, 1, 3])
+        ends = [out.const(name, [v]) for name, v in (("from", -1), ("to", -(steps + 1)), ("axis", 1), ("step", -1))]
+        out.node("Slice", [p + "y_forward", *ends], [p + "y"], "reverse")
+    elif mask_i:  # each step's output put back at its step (edgeseq.convert.masks)
+        out.node("Transpose", [p + "Y"], [p + "y_compact"], "to_batch", perm=[2, 0, 1, 3])
+        placed = masks.restore(out, p + "y_compact", mask_i, masks.zero_output(layer))
+        out.node("Identity", [placed], [p + "y"], "placed_y")
+    else:
+        out.node("Transpose", [p + "Y"], [p + "y"], "to_batch", perm=[2, 0, 1, 3])
 
+
+def _merged(out: Nodes, mode: str | None, axis: int, shape: list[int], targets: list[str]) -> None:
+    """prefix + "y" [batch, (T,) D, H] -> the layer's output as the wrapper's merge_mode says (one direction: concat):
+    concatenated (forward units first, as Keras), summed, averaged, multiplied, or, for None, two outputs."""
+    p = out.prefix
+    if mode == "concat":  # the batch as -1: the batched companion (convert.batched) needs no rewrite here
+        out.node("Reshape", [p + "y", out.const("shape", shape)], [targets[0]], "merge")
+        return
+    pair = targets[:2] if mode is None else [p + "y0", p + "y1"]
+    for index in (0, 1):
+        out.node("Gather", [p + "y", out.const(f"d{index}", index)], [pair[index]], f"direction{index}", axis=axis)
+    if mode == "mul":
+        out.node("Mul", pair, [targets[0]], "merge")
+    elif mode == "sum":
+        out.node("Add", pair, [targets[0]], "merge")
+    elif mode == "ave":
+        out.node("Add", pair, [p + "sum"], "sum")
+        out.node("Mul", [p + "sum", out.const("half", 0.5, np.float32)], [targets[0]], "merge")
+
+
+def write(
+    layer: Any,
+    source: str,
+    input_shape: tuple[int | None, ...],
+    targets: list[str],
+    prefix: str,
+    carry_state: bool = False,
+    initial: list[str] | None = None,
+    mask: str | None = None,
+) -> tuple[list, list]:
+    """ONNX nodes and initializers computing `layer` from `source` [batch, T, F] into `targets`: the layer's
+    output (two for a Bidirectional layer with merge_mode=None), then, for a layer with return_state, its last
+    states in Keras's order (h, and c for an LSTM; for a Bidirectional layer the forward direction's, then the
+    backward one's), each [batch, units].
+
+    `initial` names the tensors the call passed as initial_state, in the same order; the node starts from them.
+    `mask` names the call's mask [batch, T] (bool): masked steps are skipped, as Keras skips them.
+    With `carry_state`, the node starts from the graph inputs `state_names(layer)` (initial_h, initial_c) and
+    its last states are the matching graph outputs: the caller carries them from one call to the next."""
+    from onnx import numpy_helper
+
+    pair = directions(layer)
+    first, count, steps = pair[0], len(pair), int(input_shape[1] or 0)
+    out = Nodes(prefix)
+    out.inits += [
+        numpy_helper.from_array(np.stack([getattr(d, part) for d in pair]).astype(np.float32), prefix + part)
+        for part in ("W", "R", "B")
+    ]
     lens = mask_i = ""
     if mask:  # the unmasked steps to the front, their count as sequence_lens (edgeseq.convert.masks)
-        source, lens, mask_i = masks.compact(node, const, prefix, source, mask)
-    node("Transpose", [source], [prefix + "x_tbf"], "to_time_major", perm=[1, 0, 2])
+        source, lens, mask_i = masks.compact(out, source, mask)
+    out.node("Transpose", [source], [prefix + "x_tbf"], "to_time_major", perm=[1, 0, 2])
     inputs = [prefix + "x_tbf", prefix + "W", prefix + "R", prefix + "B", lens]  # sequence_lens: "" (all steps)
     parts = ["h", "c"] if first.op == "LSTM" else ["h"]
     states = state_names(layer) if carry_state else []
     if states:
         inputs += [state_in for state_in, _ in states]
-    elif initial:  # Keras's [h_fw, c_fw, h_bw, c_bw], each [batch, units] -> initial_h, initial_c [D, batch, units]
-        for index, part in enumerate(parts):
-            per_direction = [initial[d * len(parts) + index] for d in range(count)]
-            for d, name in enumerate(per_direction):
-                node("Unsqueeze", [name, const("axis0", [0])], [f"{prefix}init_{part}{d}"], f"init_{part}{d}")
-            node("Concat", [f"{prefix}init_{part}{d}" for d in range(count)], [f"{prefix}init_{part}"], part, axis=0)
-            inputs.append(f"{prefix}init_{part}")
+    elif initial:
+        inputs += _initial_states(out, initial, parts, count)
     while not inputs[-1]:  # optional inputs left out at the end are not named
         inputs.pop()
-    steps = input_shape[1]
     sequences = return_sequences(layer)
-    outputs = [prefix + "Y" if sequences else "", prefix + "Y_h"]
-    if first.op == "LSTM":
-        outputs.append(prefix + "Y_c")
-    node(first.op, inputs, outputs, first.op.lower(), **attrs)
+    outputs = [prefix + "Y" if sequences else "", prefix + "Y_h", *([prefix + "Y_c"] if first.op == "LSTM" else [])]
+    out.node(first.op, inputs, outputs, first.op.lower(), **_attributes(layer, pair))
     for (_, state_out), produced in zip(states, outputs[1 : 1 + len(states)], strict=True):
-        node("Identity", [produced], [state_out], f"{state_out}_identity")
+        out.node("Identity", [produced], [state_out], f"{state_out}_identity")
     mode = layer.merge_mode if count == 2 else "concat"
     first_state = 2 if mode is None else 1  # after the output, or the two directions' outputs
     for d in range(count):  # the last states the layer returns (return_state), [D, batch, H] -> [batch, H]
         for index, part in enumerate(parts):
             position = first_state + d * len(parts) + index
             if position < len(targets):
-                node("Gather", [outputs[1 + index], const(f"d{d}", d)], [targets[position]], f"{part}{d}", axis=0)
-    target = targets[0]
-    if sequences and backwards(layer):  # Y [T, 1, batch, H], step t's output at t -> [batch, T, 1, H], last first
-        node("Transpose", [prefix + "Y"], [prefix + "y_forward"], "to_batch", perm=[2, 0, 1, 3])
-        ends = [const(name, [value]) for name, value in (("from", -1), ("to", -(steps + 1)), ("axis", 1), ("step", -1))]
-        node("Slice", [prefix + "y_forward", *ends], [prefix + "y"], "reverse")
-        axis, merged_shape = 2, [-1, steps, first.units * count]
-    elif sequences and mask:  # Y [T, D, batch, H] -> [batch, T, D, H], each step's output put back at its step
-        node("Transpose", [prefix + "Y"], [prefix + "y_compact"], "to_batch", perm=[2, 0, 1, 3])
-        placed = masks.restore(node, const, prefix, prefix + "y_compact", mask_i, masks.zero_output(layer))
-        node("Identity", [placed], [prefix + "y"], "placed_y")
-        axis, merged_shape = 2, [-1, steps, first.units * count]
-    elif sequences:  # Y [T, D, batch, H] -> [batch, T, D, H]
-        node("Transpose", [prefix + "Y"], [prefix + "y"], "to_batch", perm=[2, 0, 1, 3])
-        axis, merged_shape = 2, [-1, steps, first.units * count]
+                out.node(
+                    "Gather", [outputs[1 + index], out.const(f"d{d}", d)], [targets[position]], f"{part}{d}", axis=0
+                )
+    if sequences:
+        _sequence(out, layer, steps, mask_i)
+        _merged(out, mode, 2, [-1, steps, first.units * count], targets)
     else:  # Y_h [D, batch, H] -> [batch, D, H]
-        node("Transpose", [prefix + "Y_h"], [prefix + "y"], "to_batch", perm=[1, 0, 2])
-        axis, merged_shape = 1, [-1, first.units * count]
-    # the batch as -1, whatever the file's input: the batched companion (convert.batched) needs no rewrite here
-    if mode == "concat":  # forward units then backward units, as Keras concatenates them
-        node("Reshape", [prefix + "y", const("shape", merged_shape)], [target], "merge")
-        return nodes, inits
-    pair_names = targets[:2] if mode is None else [prefix + "y0", prefix + "y1"]
-    for index in (0, 1):
-        node("Gather", [prefix + "y", const(f"d{index}", index)], [pair_names[index]], f"direction{index}", axis=axis)
-    if mode is None:
-        return nodes, inits
-    if mode == "mul":
-        node("Mul", pair_names, [target], "merge")
-    elif mode == "sum":
-        node("Add", pair_names, [target], "merge")
-    else:  # ave
-        inits.append(numpy_helper.from_array(np.array(0.5, dtype=np.float32), prefix + "half"))
-        node("Add", pair_names, [prefix + "sum"], "sum")
-        node("Mul", [prefix + "sum", prefix + "half"], [target], "merge")
-    return nodes, inits
+        out.node("Transpose", [prefix + "Y_h"], [prefix + "y"], "to_batch", perm=[1, 0, 2])
+        _merged(out, mode, 1, [-1, first.units * count], targets)
+    return out.nodes, out.inits
