@@ -100,7 +100,7 @@ def signature(
     result = model(zeros, training=False)
     reset_states(model)  # that call moved a stateful layer's state
     if isinstance(result, dict):
-        raise BadInputError(f"{label} returns a dict of {len(result)} outputs; edgeseq exports a list of [batch, K]")
+        raise BadInputError(f"{label} returns its outputs as a dict; edgeseq exports one output or a list of them")
     widths = []
     for out in map(np.asarray, result if isinstance(result, (list, tuple)) else [result]):
         if out.ndim != 2:
