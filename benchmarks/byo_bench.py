@@ -2,12 +2,14 @@
 (1 thread, the two files interleaved call by call), node count, recurrent nodes left as Loop/Scan, file
 size, and the largest difference from Keras.
 
-    python benchmarks/byo_bench.py [--keras keras3|tf_keras|both] [--calls 2000] [--json FILE] [--markdown FILE]
+    python benchmarks/byo_bench.py [--keras keras3|tf_keras|both] [--models chains|graphs|all] [--calls 2000]
+        [--json FILE] [--markdown FILE]
 
 The tf2onnx path is what a user writes by hand: `tf2onnx.convert.from_keras` with a fixed [1, T, F]
 signature, and, when that fails (it does on every Keras 3 Sequential model in tf2onnx 1.17),
 `tf2onnx.convert.from_function` over the model's call. The edgeseq path is `edgeseq.convert.convert`, the
-converter `edgeseq export --keras` uses. Needs the train extra.
+converter `edgeseq export --keras` uses. The chains are Sequential models; the graphs are functional models whose
+layers branch, merge or hand states on (issue 26). Needs the train extra.
 """
 
 from __future__ import annotations
@@ -65,8 +67,53 @@ def architectures(k: Any) -> dict[str, tuple[tuple[int, int], list[Any]]]:
     }
 
 
-def build(k: Any, shape: tuple[int, int], layers: list[Any]) -> Any:
-    model = k.Sequential([k.Input(shape), *layers])
+def _attention(k: Any, x: Any) -> Any:  # issue 26's "done when" model
+    L = k.layers
+    x = L.LSTM(32, return_sequences=True)(x)
+    x = L.LayerNormalization()(L.Add()([x, L.MultiHeadAttention(num_heads=2, key_dim=16)(x, x)]))
+    return L.Dense(3, activation="softmax")(L.GlobalAveragePooling1D()(x))
+
+
+def _residual(k: Any, x: Any) -> Any:
+    L = k.layers
+    x = L.Conv1D(16, 3, padding="causal")(x)
+    return L.Dense(1)(L.LSTM(32)(L.Add()([x, L.LSTM(16, return_sequences=True)(x)])))
+
+
+def _parallel(k: Any, x: Any) -> Any:
+    L = k.layers
+    return L.Dense(1)(L.Concatenate()([L.LSTM(32)(x), L.GRU(32)(x), L.Bidirectional(L.GRU(16))(x)]))
+
+
+def _gru_attention(k: Any, x: Any) -> Any:
+    L = k.layers
+    x = L.GRU(32, return_sequences=True)(x)
+    return L.Dense(1)(L.GlobalAveragePooling1D()(L.Concatenate()([x, L.Attention()([x, x])])))
+
+
+def _encoder_decoder(k: Any, x: Any) -> Any:
+    L = k.layers
+    _, h, c = L.LSTM(32, return_state=True)(x)
+    return L.Dense(1)(L.LSTM(32)(x, initial_state=[h, c]))
+
+
+def graphs(k: Any) -> dict[str, tuple[tuple[int, int], Any]]:
+    return {
+        "LSTM(32, seq) -> MultiHeadAttention(2, 16) + Add -> LayerNorm -> pool -> Dense(3)": ((64, 6), _attention),
+        "Conv1D(16) -> x + LSTM(16, seq)(x) -> LSTM(32) -> Dense(1)": ((T, F), _residual),
+        "LSTM(32), GRU(32), BiGRU(16) in parallel -> Concatenate -> Dense(1)": ((T, F), _parallel),
+        "GRU(32, seq) -> Attention -> Concatenate -> pool -> Dense(1)": ((T, F), _gru_attention),
+        "LSTM(32, return_state) -> LSTM(32, initial_state) -> Dense(1)": ((T, F), _encoder_decoder),
+    }
+
+
+def build(k: Any, shape: tuple[int, int], layers: Any) -> Any:
+    """A Sequential model of `layers`, or a functional one when `layers` builds the output from the input."""
+    if callable(layers):
+        inputs = k.Input(shape)
+        model = k.Model(inputs, layers(k, inputs))
+    else:
+        model = k.Sequential([k.Input(shape), *layers])
     model(np.zeros((1, *shape), np.float32))
     return model
 
@@ -106,7 +153,7 @@ def measure(sessions: dict[str, ort.InferenceSession], x: np.ndarray, calls: int
 
 
 def row(flavour: str, name: str, k: Any, calls: int) -> dict[str, Any]:
-    shape, layers = architectures(k)[name]
+    shape, layers = {**architectures(k), **graphs(k)}[name]
     k.utils.set_random_seed(0)
     model = build(k, shape, layers)
     fixed = (1, *shape)
@@ -172,6 +219,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keras", choices=["keras3", "tf_keras", "both"], default="both")
+    parser.add_argument("--models", choices=["chains", "graphs", "all"], default="all")
     parser.add_argument("--calls", type=int, default=2000, help="timed calls per file")
     parser.add_argument("--json", type=Path, help="write the rows as JSON")
     parser.add_argument("--markdown", type=Path, help="write the table, machine and command")
@@ -187,7 +235,9 @@ def main() -> None:
     chosen = list(flavours) if args.keras == "both" else [args.keras]
     rows = []
     for flavour in chosen:
-        for name in architectures(flavours[flavour]):
+        k = flavours[flavour]
+        chosen_models = {"chains": architectures(k), "graphs": graphs(k)}
+        for name in [name for kind, models in chosen_models.items() if args.models in (kind, "all") for name in models]:
             rows.append(row(flavour, name, flavours[flavour], args.calls))
             print(f"{flavour}: {name}: done", flush=True)
     table = markdown(rows)

@@ -23,7 +23,7 @@ def force_unfused(monkeypatch, reason: str = "forced by the test") -> None:
 
     def plan(model):
         found = real(model)
-        return replace(found, unfusable={layer.name: reason for layer in found.recurrent})
+        return replace(found, unfusable={layer.name: reason for layer in found.recurrent}, fused=[])
 
     monkeypatch.setattr(converter, "make_plan", plan)
 

@@ -1,11 +1,11 @@
-"""What the converter refuses, and says why: layers no fused ONNX op computes, stateful layers, models that
-are not a chain. With allow_unfused, tf2onnx's Loop is kept, slow but right, with a warning."""
+"""What the converter refuses, and says why: layers no fused ONNX op computes, stateful layers, masking. With
+allow_unfused, tf2onnx's Loop is kept, slow but right, with a warning. (Branches, merges, return_state and
+merge_mode=None are written: tests/zoo.py's GRAPHS.)"""
 
 import numpy as np
 import pytest
 
 from edgeseq.convert import convert, op_type_counts
-from edgeseq.convert.plan import layer_chain
 from edgeseq.errors import ConversionError
 from edgeseq_device.manifest import TensorSpec
 from tests.test_convert_zoo import converted, kerases, max_diff
@@ -60,17 +60,6 @@ def test_go_backwards_in_a_bidirectional_forward_layer_or_a_stateful_one_is_refu
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-def test_a_bidirectional_layer_without_merge_is_refused(flavour):
-    keras = kerases()[flavour]
-    inputs = keras.Input(shape=(T, F))
-    forward, backward = keras.layers.Bidirectional(keras.layers.GRU(2), merge_mode=None, name="bi")(inputs)
-    model = keras.Model(inputs, keras.layers.Concatenate()([forward, backward]))
-    named = r"bi \(Bidirectional\): (.*branch or merge|merge_mode=None)"
-    with pytest.raises(ConversionError, match=named):
-        converted(model)
-
-
-@pytest.mark.parametrize("flavour", FLAVOURS)
 def test_a_stateful_layer_that_cannot_be_fused_is_refused_even_with_allow_unfused(flavour):
     keras = kerases()[flavour]
     inputs = keras.Input(batch_shape=(1, T, F))
@@ -84,22 +73,14 @@ def test_a_stateful_layer_that_cannot_be_fused_is_refused_even_with_allow_unfuse
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-def test_masking_is_refused(flavour):
+def test_masking_in_a_stateful_layer_is_refused(flavour):
+    # other masked layers are written (tests/test_convert_masking.py); a window masked throughout would reset a
+    # carried state to zero where Keras keeps it
     keras = kerases()[flavour]
-    model = chain_model(keras, keras.layers.Masking(0.0), keras.layers.GRU(3, name="g"))
-    with pytest.raises(ConversionError, match=r"g \(GRU\): the model masks steps \(a Masking layer"):
-        converted(model)
-
-
-@pytest.mark.parametrize("flavour", FLAVOURS)
-def test_a_recurrent_layer_in_a_branching_model_is_refused_and_a_side_branch_is_not_a_chain(flavour):
-    keras = kerases()[flavour]
-    inputs = keras.Input(shape=(T, F))
-    branch = keras.layers.SimpleRNN(3, name="r")(inputs)
-    model = keras.Model(inputs, keras.layers.Concatenate()([branch, keras.layers.Flatten()(inputs)]))
-    assert layer_chain(model) is None
-    with pytest.raises(ConversionError, match=r"r \(SimpleRNN\): the model's layers branch or merge"):
-        converted(model)
+    inputs = keras.Input(batch_shape=(1, T, F), name="x")
+    x = keras.layers.GRU(3, stateful=True, name="g")(keras.layers.Masking(0.0)(inputs))
+    with pytest.raises(ConversionError, match=r"g \(GRU\) is stateful and cannot be fused: masked steps in a stateful"):
+        converted(keras.Model(inputs, x))
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
@@ -135,20 +116,26 @@ def test_a_convlstm_is_recurrent_and_its_refusal_names_the_layer_its_class_and_w
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-def test_return_state_is_refused_by_name_and_converts_whole_with_allow_unfused(flavour):
-    # issue 26: with --allow-unfused this crashed in the chain converter ("int() argument must be ... not
-    # 'tuple'": the layer's three output shapes), and the chain ignored which of its outputs the Dense read
+def test_in_a_branching_model_an_unfusable_layer_keeps_its_loop_and_the_others_are_fused(flavour):
     keras = kerases()[flavour]
     inputs = keras.Input(shape=(T, F), name="x")
-    _, h, _ = keras.layers.LSTM(4, return_state=True, name="st")(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(1)(h), name="m")
-    assert layer_chain(model) is None
-    with pytest.raises(ConversionError, match=r"st \(LSTM\): return_state=True"):
+    odd = keras.layers.SimpleRNN(3, activation="selu", name="odd")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Concatenate()([odd, keras.layers.LSTM(2)(inputs)])))
+    with pytest.raises(ConversionError, match=r"odd \(SimpleRNN\): activation 'selu'"):
         converted(model)
-    result = convert(
-        model, TensorSpec("x", (1, T, F), "float32"), TensorSpec("y", (1, 1), "float32"), allow_unfused=True
-    )
-    # tf2onnx converts the whole model: it fuses a tf.keras 2 LSTM itself, a Keras 3 one stays a Loop (slow, not wrong)
-    assert result.audit["fused"] is (flavour == "tf_keras")
-    assert result.warning is None if flavour == "tf_keras" else "return_state=True" in result.warning
+    out = TensorSpec("y", (1, 1), "float32")
+    result = convert(model, TensorSpec("x", (1, T, F), "float32"), out, allow_unfused=True)
+    counts = op_type_counts(result.proto.graph)
+    assert counts["LSTM"] == 1 and counts["Loop"] == 1 and counts["RNN"] == 0
+    assert result.audit["expected_fused"] == {"LSTM": 1, "RNN": 1} and result.audit["fused"] is False
     assert max_diff(model, result.proto) <= 1e-5
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_stateful_layer_called_twice_is_refused(flavour):
+    keras = kerases()[flavour]
+    inputs = keras.Input(batch_shape=(1, T, F), name="x")
+    memory = keras.layers.GRU(3, stateful=True, name="memory")
+    model = keras.Model(inputs, keras.layers.Add()([memory(inputs), memory(keras.layers.Dense(F)(inputs))]))
+    with pytest.raises(ConversionError, match=r"memory: a stateful layer called more than once"):
+        convert(model, TensorSpec("x", (1, T, F), "float32"), TensorSpec("y", (1, 3), "float32"))

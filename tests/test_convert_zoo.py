@@ -1,6 +1,7 @@
 """The converter on a zoo of architectures, each built in Keras 3 and in tf.keras 2 (tf_keras): one fused
-node per recurrent layer (a Bidirectional one counted by its direction), no Loop or Scan, and onnxruntime
-equal to the Keras that built the model within 1e-5 on random windows."""
+node per recurrent layer call (a Bidirectional one counted by its direction), no Loop or Scan, and onnxruntime
+equal to the Keras that built the model within 1e-5 on random windows. The chains of tests/zoo.py's ZOO and the
+branching functional models of its GRAPHS alike."""
 
 import numpy as np
 import onnxruntime as ort
@@ -9,7 +10,7 @@ import pytest
 from edgeseq.convert import convert, op_type_counts
 from edgeseq.convert.audit import fused_nodes
 from edgeseq_device.manifest import TensorSpec
-from tests.zoo import ZOO, F, T, build
+from tests.zoo import GRAPHS, ZOO, F, T, build, expected
 
 WINDOWS = 32
 
@@ -37,13 +38,13 @@ def max_diff(model, proto):
 
 
 @pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
-@pytest.mark.parametrize("name", list(ZOO))
+@pytest.mark.parametrize("name", [*ZOO, *GRAPHS])
 def test_every_recurrent_layer_becomes_one_fused_node_with_parity(flavour, name):
     model = build(kerases()[flavour], name)
     result = converted(model)
     counts = op_type_counts(result.proto.graph)
     assert counts["Loop"] == 0 and counts["Scan"] == 0, dict(counts)
-    assert dict(fused_nodes(result.proto.graph)) == ZOO[name][1]
+    assert dict(fused_nodes(result.proto.graph)) == expected(name)
     assert result.audit["fused"] is True and result.warning is None
     diff = max_diff(model, result.proto)
     assert diff <= 1e-5, f"{flavour} {name}: max abs diff {diff:.3g}"

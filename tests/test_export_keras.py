@@ -265,7 +265,7 @@ def test_a_model_with_two_inputs_or_a_sequence_output_is_refused(tmp_path):
     seq = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(2, return_sequences=True)])
     seq.save(tmp_path / "seq.keras")
     first = invoke("export", "--keras", tmp_path / "two.keras", "--features", FEATURES, "--out", tmp_path / "o")
-    assert first.exit_code == 2 and "has 2 inputs and 1 outputs" in first.stderr
+    assert first.exit_code == 2 and "has 2 inputs; edgeseq exports models with one input" in first.stderr
     second = invoke("export", "--keras", tmp_path / "seq.keras", "--features", FEATURES, "--out", tmp_path / "o")
     assert second.exit_code == 2 and "returns shape [1, 12, 2] for one window" in second.stderr
 

@@ -8,9 +8,10 @@ lines (or CSV), on a box with numpy and onnxruntime only. This is the same runne
 Columns are found by name. The header is the first line, within the first 100, that names them (the lines
 before it are skipped and counted), split at the first of , ; tab | that does (or --delimiter); with a delimiter
 other than the comma, decimal commas (21,3) are read. A bad row (empty, non-numeric, inf, more or fewer fields
-than the header, longer than 1 MiB) is reported on stderr and skipped, and no window spans it; so is a missing
-value, a gap in time or a duplicated or backwards time, by the series rules in the model's manifest. With a key column
-(a model trained with --group-by) each key is its own series, and each record carries its "key".
+than the header, longer than 1 MiB, a token model's id that is not an integer 0 to N-1) is reported on stderr and
+skipped, and no window spans it; so is a missing value, a gap in time or a duplicated or backwards time, by the
+series rules in the model's manifest. With a key column (a model trained with --group-by) each key is its own
+series, and each record carries its "key".
 --follow reads a growing file like tail -F and reopens it when it is truncated or rotated; SIGHUP does not end
 a --follow run whose stderr is not a terminal (a service): it is logged and looked at at the next poll. Rows are
 taken a read at a time; a live reader gets each read's records at once. Ctrl-C (exit 130) and SIGTERM

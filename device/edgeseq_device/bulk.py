@@ -101,6 +101,10 @@ class PlainReader:
         values = values.reshape(len(lines), self.count)
         if not bool((np.abs(values) <= FLOAT32_MAX).all()):  # NaN fails too
             return None
+        for k, size in self.parser.integers.items():  # token ids: a block with another value goes row by row
+            ids = values[:, k]
+            if not bool(((ids >= 0) & (ids < size) & (ids == np.floor(ids))).all()):
+                return None
         keys = None if self.parser.key_index is None else list(map(self.parser.key, fields))
         if self.time_index is None:
             return self._decided(mark, PlainRows(values, None, None, keys))

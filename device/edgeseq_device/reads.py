@@ -95,6 +95,7 @@ class ReadLoop:
         # a header again, or a new file's, is split at the first delimiter that names the features
         delimiter = delimiter or self.delimiter
         self.parser = RowParser.of_line(line, spec.features, spec.time_column, rules.group_by, delimiter)
+        self.parser.integers = getattr(spec, "integer_columns", {})  # a model over token ids
         bulk = not spec.states
         self.reader = PlainReader(self.parser, rules.time_format if rules.checks_time else None) if bulk else None
 

@@ -244,6 +244,8 @@ class RowParser:
     """
 
     missing: list[int] | None = None
+    # column index -> N, for a column of token ids: a value that is not an integer 0 to N-1 is a bad row ("not an id")
+    integers: dict[int, int] = {}  # noqa: RUF012 (replaced, never changed in place)
 
     def __init__(
         self,
@@ -352,6 +354,9 @@ class RowParser:
                 raise BadRowError("infinite", f"column {shown(self.columns[k])} is {shown(text, 24)}")
             if abs(value) > FLOAT32_MAX:  # the model computes in float32: this would become inf
                 raise BadRowError("out of range", f"column {shown(self.columns[k])} is {shown(text, 24)}")
+            if self.integers and k in self.integers and not (0 <= value < self.integers[k] and value.is_integer()):
+                ids = f"token ids are 0 to {self.integers[k] - 1:,}"
+                raise BadRowError("not an id", f"column {shown(self.columns[k])} is {shown(text, 24)}: {ids}")
             out[k] = value
         self.missing = missing
         return self.time_text(fields)

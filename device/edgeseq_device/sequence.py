@@ -8,6 +8,8 @@ Output [1, K], read one of two ways:
   with one (sigmoid) output p has two labels: the second when p >= 0.5 with probability p, else the first
   with probability 1 - p;
 - a regressor (`targets`, K names): the record gives `prediction` when K = 1, else one field per target.
+A model over token ids (`vocabulary`, N: an Embedding reads its input) takes [1, T]: the last T values of its one
+feature column, each an integer id 0 to N-1; the runner refuses any other value as a bad row (`integer_columns`).
 A stateful model (`states`) carries its recurrent state from one call to the next through extra inputs and
 outputs: it reads T new rows per call (T is often 1: one update per row), starts from zero, and starts from
 zero again after every gap, as a window would.
@@ -31,6 +33,7 @@ from edgeseq_device.manifest import json_count, json_name, json_names, json_numb
 from edgeseq_device.messages import shown
 
 KIND = "sequence"
+MAX_VOCABULARY = 2**24  # ids go in as float32, exact up to here
 RESERVED_FIELDS = ("row", "time")
 
 
@@ -62,6 +65,7 @@ class SequenceSpec:
     states: tuple[tuple[str, str], ...] = ()  # (input, output) names of each carried state
     binary: bool = False  # one sigmoid output, two labels
     in_graph: bool = False  # the ONNX file applies the normalization itself (raw float64 window in)
+    vocabulary: int | None = None  # token ids: one column of integers 0 to vocabulary - 1, the input [1, T]
 
     def __post_init__(self) -> None:
         if not self.features or len(set(self.features)) != len(self.features):
@@ -83,6 +87,11 @@ class SequenceSpec:
             raise ValueError(f"a classifier needs at least two labels, got {list(self.labels)}")
         if self.binary and (self.labels is None or len(self.labels) != 2):
             raise ValueError("a binary classifier (one output) has exactly two labels")
+        if self.vocabulary is not None:
+            if not 1 <= self.vocabulary <= MAX_VOCABULARY:
+                raise ValueError(f"vocabulary must be 1 to {MAX_VOCABULARY:,} ids, got {self.vocabulary}")
+            if len(self.features) != 1 or self.mean is not None:
+                raise ValueError("a model over token ids reads one column of ids, not normalised")
         if (self.mean is None) != (self.std is None):
             raise ValueError("normalization needs both mean and std")
         if self.mean is not None and self.std is not None:
@@ -96,8 +105,15 @@ class SequenceSpec:
                     raise ValueError(f"std of {name} is {value!r}: it must be finite and {low:.3g} to {high:.3g}")
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
+    def input_shape(self) -> tuple[int, ...]:
+        if self.vocabulary is not None:
+            return (1, self.window)
         return (1, self.window, len(self.features))
+
+    @property
+    def integer_columns(self) -> dict[int, int]:
+        """Feature index -> N, for a column whose values must be integers 0 to N-1 (rows.RowParser.integers)."""
+        return {} if self.vocabulary is None else {0: self.vocabulary}
 
     @property
     def outputs(self) -> int:
@@ -130,6 +146,9 @@ class SequenceSpec:
         rows themselves (float64) when the graph normalises them, else normalised here (float32)."""
         if out is None:
             out = np.empty(self.input_shape, dtype=self.input_dtype)
+        if self.vocabulary is not None:  # [T, 1] ids -> [1, T]
+            np.copyto(out[0], rows[:, 0])
+            return out
         if self.in_graph:
             np.copyto(out[0], rows)
             return out
@@ -150,7 +169,9 @@ class SequenceSpec:
         return self.normalised(self.raw_windows(values, ends))
 
     def normalised(self, raw: np.ndarray) -> np.ndarray:
-        """Raw windows [..., T, F] float64 -> normalised, float32, as the graph (or model_input) does."""
+        """Raw windows [..., T, F] float64 -> normalised, float32, as the graph (or model_input) does; ids [..., T]."""
+        if self.vocabulary is not None:
+            return np.asarray(raw, dtype=np.float32)[..., 0]
         return ((np.asarray(raw, dtype=np.float64) - self._mean) / self._std).astype(np.float32)
 
     def record_values(self, output: np.ndarray, rows: np.ndarray | None = None) -> tuple[Any, ...]:
@@ -195,6 +216,16 @@ class SequenceSpec:
             "task": task,
             **(
                 {
+                    "tokens": {
+                        "vocabulary": self.vocabulary,
+                        "ids": f"integers 0 to {self.vocabulary - 1}, else a bad row",
+                    }
+                }
+                if self.vocabulary is not None
+                else {}
+            ),
+            **(
+                {
                     "stateful": {
                         "states": [{"input": i, "output": o} for i, o in self.states],
                         "rows_per_call": self.window,
@@ -224,6 +255,9 @@ class SequenceSpec:
                 binary=task.get("binary") is True,
                 states=_states(data.get("stateful")),
                 in_graph=normalization is not None and normalization.get("in_graph") is True,
+                vocabulary=None
+                if data.get("tokens") is None
+                else json_count(data["tokens"]["vocabulary"], "vocabulary"),
             )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ManifestError(f"{where}: not a usable sequence-model description ({exc})") from None

@@ -201,6 +201,11 @@ def register_variant(model_path: Path, variant: Path, how: dict[str, Any]) -> No
     write_json(manifest_path, manifest)
 
 
+# onnxconverter-common turns a constant of the Embedding's id check (tf2onnx's Less) to float16 beside the float32
+# ids, and onnxruntime refuses to load the file
+FP16_TOKENS = "its fp16 variant would not load (the Embedding's id check mixes float16 and float32); use dynamic-int8"
+
+
 def quantize(
     model_path: Path,
     modes: Sequence[str],
@@ -235,6 +240,8 @@ def quantize(
     manifest = Manifest.load(manifest_path)
     if manifest.data.get("stateful"):
         raise BadInputError(f"{model_path} is a stateful model: quantize does not carry state between calls yet")
+    if manifest.data.get("tokens") and "fp16" in modes:
+        raise BadInputError(f"{model_path} reads token ids: {FP16_TOKENS}")
     calibration = _calibration_windows(manifest.data) if "static-int8" in modes else None
     written = []
     with tempfile.TemporaryDirectory() as scratch:

@@ -6,8 +6,9 @@ The modules, in the order a model goes through them:
     flavours    where tf.keras 2 and Keras 3 differ (activations such as hard_sigmoid)
     plan        which layers are written here, which go to tf2onnx, what is refused and why
     recurrent   the table of recurrent writers: lstm, gru, simple_rnn (sharing gates), Bidirectional
-    segments    tf2onnx for the layers between recurrent ones
-    converter   convert(): plan, write, stitch, check signature and onnx.checker, audit
+    masks       a masked recurrent call: the unmasked steps compacted, sequence_lens, outputs put back
+    cuts        the model traced with each fused recurrent call cut out, the rest converted by tf2onnx
+    converter   convert(): plan, trace, fill each cut with its fused node, check signature and onnx.checker, audit
     audit       the fusion audit, counted on the graph
     pre_post    the task's pre/post-processing as ONNX ops around the network (raw window in)
     parity      Keras against onnxruntime, and Keras unchanged by conversion

@@ -40,10 +40,13 @@ def fused_nodes(graph: Any) -> Counter[str]:
     return found
 
 
-def fusion_audit(graph: Any, plan: Plan) -> dict[str, Any]:
-    """Compare the model's recurrent layers with the fused nodes in `graph`; report what stayed a loop."""
-    # a recurrent layer no ONNX op computes (ConvLSTM1D) expects no fused node: `not_fused_because` names it
-    expected = Counter(_label(*op) for op in map(recurrent.fused_op, plan.recurrent) if op[0])
+def fusion_audit(graph: Any, plan: Plan, calls: list[Any]) -> dict[str, Any]:
+    """Compare the model's recurrent layers with the fused nodes in `graph`; report what stayed a loop. `calls`:
+    the fused layer of each call written (a layer called twice is there twice)."""
+    # what each unfused layer would have become, once; a recurrent layer no ONNX op computes (ConvLSTM1D) expects
+    # no fused node: `not_fused_because` names it
+    unfused = [layer for layer in plan.recurrent if all(layer is not fused for fused in plan.fused)]
+    expected = Counter(_label(*op) for op in map(recurrent.fused_op, [*calls, *unfused]) if op[0])
     found = fused_nodes(graph)
     counts = op_type_counts(graph)
     loops = {op: counts[op] for op in UNFUSED_OPS if counts[op]}

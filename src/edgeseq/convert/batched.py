@@ -6,8 +6,8 @@ computes every window as the single-window file does.
 - the graph's value_info goes: its shapes were inferred at batch 1 (onnxruntime infers them again);
 - a Reshape whose constant shape starts with 1 gets -1 there (the other dimensions fix the element count), or,
   when the shape holds a -1 already, a shape made at run time: the input's batch (its Shape, sliced) and the rest.
-  The converter writes its own Reshapes with -1 (edgeseq.convert.recurrent); this is for tf2onnx's segments,
-  which are traced at batch 1, and for files written before.
+  The converter writes its own Reshapes with -1 (edgeseq.convert.recurrent); this is for tf2onnx's part of the graph,
+  traced at batch 1, and for files written before.
 Nothing else in the graphs edgeseq writes carries a batch of 1 (the built-in models, their quantized variants and
 the zoo of tests/zoo.py were read op by op): the pre/post-processing slices and squeezes the time and feature
 axes only, and an Expand or a Tile with a 1 broadcasts or repeats once, whatever the batch.
@@ -169,9 +169,11 @@ class _Rewriter:
         return self.rewrites
 
 
-def batched(model: Any) -> Batched:
+def batched(model: Any, rewrite: bool = True) -> Batched:
     """The batched companion of `model` (a ModelProto of a single-window file, left as it is): a copy with a
-    dynamic batch axis, its metadata_props and everything else kept. Raises NotBatchable with the reason."""
+    dynamic batch axis, its metadata_props and everything else kept. Raises NotBatchable with the reason.
+    Without `rewrite`, the Reshapes are left as they are: a graph the converter traced with its batch unknown
+    (edgeseq.convert.cuts) needs none, and a leading 1 there is not the batch (tf.keras's LayerNormalization)."""
     import onnx
 
     proto = onnx.ModelProto()
@@ -181,10 +183,11 @@ def batched(model: Any) -> Batched:
     for value in (_real_inputs(graph)[0], graph.output[0]):
         value.type.tensor_type.shape.dim[0].dim_param = BATCH  # dim_value and dim_param are one of
     del graph.value_info[:]
-    rewrites = _Rewriter(graph).rewrite()
+    rewrites = _Rewriter(graph).rewrite() if rewrite else []
     try:
         onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as exc:
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        # an fp16 variant of a graph over token ids: onnxconverter-common leaves a float16 Less beside a float32 one
         raise NotBatchable(f"the batched graph fails onnx.checker: {str(exc).strip().splitlines()[0]}") from None
     return Batched(proto, tuple(rewrites))
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.convert import gru, lstm, simple_rnn
+from edgeseq.convert import gru, lstm, masks, simple_rnn
 from edgeseq.convert.gates import Direction, Unfusable
 
 WRITERS = {"LSTM": lstm, "GRU": gru, "SimpleRNN": simple_rnn}
 WRAPPER = "Bidirectional"
-MERGE_MODES = ("concat", "sum", "ave", "mul")
+MERGE_MODES = ("concat", "sum", "ave", "mul", None)  # None: the two directions are two outputs
 
 
 def keras_class(layer: Any) -> str:
@@ -65,8 +65,6 @@ def stateful(layer: Any) -> bool:
 
 
 def _common_refusal(layer: Any, wrapped_forward: bool = False) -> str | None:
-    if getattr(layer, "return_state", False):
-        return "return_state=True (the states are extra outputs; export the model without them)"
     if getattr(layer, "time_major", False):
         return "time_major=True"
     if getattr(layer, "go_backwards", False) and wrapped_forward:
@@ -95,7 +93,7 @@ def directions(layer: Any) -> list[Direction]:
     if keras_class(layer) == WRAPPER:
         forward, backward = layer.forward_layer, layer.backward_layer
         if layer.merge_mode not in MERGE_MODES:
-            raise Unfusable(f"merge_mode={layer.merge_mode!r} (supported: {', '.join(MERGE_MODES)})")
+            raise Unfusable(f"merge_mode={layer.merge_mode!r} (supported: {', '.join(map(str, MERGE_MODES))})")
         if keras_class(forward) not in WRITERS or keras_class(backward) != keras_class(forward):
             raise Unfusable(f"wraps {type(forward).__name__} and {type(backward).__name__}")
         for inner, is_forward in ((forward, True), (backward, False)):
@@ -123,16 +121,9 @@ def refusal(layer: Any) -> str | None:
     return None
 
 
-def _return_sequences(layer: Any) -> bool:
+def return_sequences(layer: Any) -> bool:
     inner = layer.forward_layer if keras_class(layer) == WRAPPER else layer
     return bool(inner.return_sequences)
-
-
-def output_shape(layer: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-    batch, steps = input_shape[0], input_shape[1]
-    pair = directions(layer)
-    width = pair[0].units * (2 if len(pair) == 2 and layer.merge_mode == "concat" else 1)
-    return (batch, steps, width) if _return_sequences(layer) else (batch, width)
 
 
 def state_names(layer: Any) -> list[tuple[str, str]]:
@@ -141,23 +132,35 @@ def state_names(layer: Any) -> list[tuple[str, str]]:
     return [(f"state_in.{layer.name}.{part}", f"state_out.{layer.name}.{part}") for part in parts]
 
 
-def write(
-    layer: Any, source: str, input_shape: tuple[int, ...], target: str, prefix: str, carry_state: bool = False
-) -> tuple[list, list]:
-    """ONNX nodes and initializers computing `layer` from `source` [batch, T, F] into `target`.
+class Nodes:
+    """The nodes and initializers one fused layer call writes, every name under `prefix`."""
 
-    With `carry_state`, the node starts from the graph inputs `state_names(layer)` (initial_h, initial_c) and
-    its last states are the matching graph outputs: the caller carries them from one call to the next."""
-    from onnx import helper, numpy_helper
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
 
-    pair = directions(layer)
-    first = pair[0]
-    count = len(pair)
+    def node(self, op: str, inputs: list[str], outputs: list[str], name: str, **kwargs: Any) -> None:
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(op, inputs, outputs, name=self.prefix + name, **kwargs))
+
+    def const(self, name: str, value: Any, dtype: Any = np.int64) -> str:
+        """A constant (int64 unless said), written once however often it is read."""
+        from onnx import numpy_helper
+
+        if all(init.name != self.prefix + name for init in self.inits):
+            self.inits.append(numpy_helper.from_array(np.array(value, dtype=dtype), self.prefix + name))
+        return self.prefix + name
+
+
+def _attributes(layer: Any, pair: list[Direction]) -> dict[str, Any]:
+    """The fused node's attributes: size, direction, activations (with their alphas and betas), the writer's own."""
     attrs: dict[str, Any] = {
-        "hidden_size": first.units,
-        "direction": "bidirectional" if count == 2 else fused_op(layer)[1],
+        "hidden_size": pair[0].units,
+        "direction": "bidirectional" if len(pair) == 2 else fused_op(layer)[1],
         "activations": [name for d in pair for name, _, _ in d.activations],
-        **first.attributes,
+        **pair[0].attributes,
     }
     alphas = [(a, b) for d in pair for _, a, b in d.activations]
     if any(a is not None or b is not None for a, b in alphas):
@@ -166,59 +169,115 @@ def write(
         betas = [b for _, b in alphas if b is not None]
         if betas:
             attrs["activation_beta"] = betas
+    return attrs
 
-    def stacked(name: str, part: str) -> Any:
-        return numpy_helper.from_array(np.stack([getattr(d, part) for d in pair]).astype(np.float32), prefix + name)
 
-    inits = [stacked("W", "W"), stacked("R", "R"), stacked("B", "B")]
-    nodes: list[Any] = []
+def _initial_states(out: Nodes, initial: list[str], parts: list[str], count: int) -> list[str]:
+    """Keras's initial_state [h_fw, c_fw, h_bw, c_bw], each [batch, units] -> initial_h, initial_c [D, batch, units]."""
+    names = []
+    for index, part in enumerate(parts):
+        for d in range(count):
+            name = initial[d * len(parts) + index]
+            out.node("Unsqueeze", [name, out.const("axis0", [0])], [f"{out.prefix}init_{part}{d}"], f"init_{part}{d}")
+        joined = f"{out.prefix}init_{part}"
+        out.node("Concat", [f"{out.prefix}init_{part}{d}" for d in range(count)], [joined], part, axis=0)
+        names.append(joined)
+    return names
 
-    def node(op: str, inputs: list[str], outputs: list[str], name: str, **kwargs: Any) -> None:
-        nodes.append(helper.make_node(op, inputs, outputs, name=prefix + name, **kwargs))
 
-    node("Transpose", [source], [prefix + "x_tbf"], "to_time_major", perm=[1, 0, 2])
-    inputs = [prefix + "x_tbf", prefix + "W", prefix + "R", prefix + "B"]
-    states = state_names(layer) if carry_state else []
-    if states:  # sequence_lens is left out: every call is a full window
-        inputs += ["", *(state_in for state_in, _ in states)]
-    steps = input_shape[1]
-    sequences = _return_sequences(layer)
-    outputs = [prefix + "Y" if sequences else "", prefix + "Y_h"]
-    if len(states) == 2:
-        outputs.append(prefix + "Y_c")
-    node(first.op, inputs, outputs, first.op.lower(), **attrs)
-    for (_, state_out), produced in zip(states, outputs[1 : 1 + len(states)], strict=True):
-        node("Identity", [produced], [state_out], f"{state_out}_identity")
-    if sequences and backwards(layer):  # Y [T, 1, batch, H], step t's output at t -> [batch, T, 1, H], last first
-        node("Transpose", [prefix + "Y"], [prefix + "y_forward"], "to_batch", perm=[2, 0, 1, 3])
-        for name, value in (("from", -1), ("to", -(steps + 1)), ("axis", 1), ("step", -1)):
-            inits.append(numpy_helper.from_array(np.array([value], dtype=np.int64), f"{prefix}{name}"))
-        node(
-            "Slice", [prefix + part for part in ("y_forward", "from", "to", "axis", "step")], [prefix + "y"], "reverse"
-        )
-        axis, merged_shape = 2, [-1, steps, first.units * count]
-    elif sequences:  # Y [T, D, batch, H] -> [batch, T, D, H]
-        node("Transpose", [prefix + "Y"], [prefix + "y"], "to_batch", perm=[2, 0, 1, 3])
-        axis, merged_shape = 2, [-1, steps, first.units * count]
-    else:  # Y_h [D, batch, H] -> [batch, D, H]
-        node("Transpose", [prefix + "Y_h"], [prefix + "y"], "to_batch", perm=[1, 0, 2])
-        axis, merged_shape = 1, [-1, first.units * count]
-    mode = layer.merge_mode if count == 2 else "concat"
-    # the batch as -1, whatever the file's input: the batched companion (convert.batched) needs no rewrite here
-    if mode == "concat":  # forward units then backward units, as Keras concatenates them
-        inits.append(numpy_helper.from_array(np.array(merged_shape, dtype=np.int64), prefix + "shape"))
-        node("Reshape", [prefix + "y", prefix + "shape"], [target], "merge")
-        return nodes, inits
+def _sequence(out: Nodes, layer: Any, steps: int, mask_i: str) -> None:
+    """The node's Y [T, D, batch, H] as Keras's sequence [batch, T, D, H] (named prefix + "y")."""
+    p = out.prefix
+    if backwards(layer):  # Y [T, 1, batch, H], step t's output at t -> [batch, T, 1, H], last first
+        out.node("Transpose", [p + "Y"], [p + "y_forward"], "to_batch", perm=[2, 0, 1, 3])
+        ends = [out.const(name, [v]) for name, v in (("from", -1), ("to", -(steps + 1)), ("axis", 1), ("step", -1))]
+        out.node("Slice", [p + "y_forward", *ends], [p + "y"], "reverse")
+    elif mask_i:  # each step's output put back at its step (edgeseq.convert.masks)
+        out.node("Transpose", [p + "Y"], [p + "y_compact"], "to_batch", perm=[2, 0, 1, 3])
+        placed = masks.restore(out, p + "y_compact", mask_i, masks.zero_output(layer))
+        out.node("Identity", [placed], [p + "y"], "placed_y")
+    else:
+        out.node("Transpose", [p + "Y"], [p + "y"], "to_batch", perm=[2, 0, 1, 3])
+
+
+def _merged(out: Nodes, mode: str | None, axis: int, shape: list[int], targets: list[str]) -> None:
+    """prefix + "y" [batch, (T,) D, H] -> the layer's output as the wrapper's merge_mode says (one direction: concat):
+    concatenated (forward units first, as Keras), summed, averaged, multiplied, or, for None, two outputs."""
+    p = out.prefix
+    if mode == "concat":  # the batch as -1: the batched companion (convert.batched) needs no rewrite here
+        out.node("Reshape", [p + "y", out.const("shape", shape)], [targets[0]], "merge")
+        return
+    pair = targets[:2] if mode is None else [p + "y0", p + "y1"]
     for index in (0, 1):
-        inits.append(numpy_helper.from_array(np.array(index, dtype=np.int64), f"{prefix}d{index}"))
-        node("Gather", [prefix + "y", f"{prefix}d{index}"], [f"{prefix}y{index}"], f"direction{index}", axis=axis)
-    pair_names = [prefix + "y0", prefix + "y1"]
+        out.node("Gather", [p + "y", out.const(f"d{index}", index)], [pair[index]], f"direction{index}", axis=axis)
     if mode == "mul":
-        node("Mul", pair_names, [target], "merge")
+        out.node("Mul", pair, [targets[0]], "merge")
     elif mode == "sum":
-        node("Add", pair_names, [target], "merge")
-    else:  # ave
-        inits.append(numpy_helper.from_array(np.array(0.5, dtype=np.float32), prefix + "half"))
-        node("Add", pair_names, [prefix + "sum"], "sum")
-        node("Mul", [prefix + "sum", prefix + "half"], [target], "merge")
-    return nodes, inits
+        out.node("Add", pair, [targets[0]], "merge")
+    elif mode == "ave":
+        out.node("Add", pair, [p + "sum"], "sum")
+        out.node("Mul", [p + "sum", out.const("half", 0.5, np.float32)], [targets[0]], "merge")
+
+
+def write(
+    layer: Any,
+    source: str,
+    input_shape: tuple[int | None, ...],
+    targets: list[str],
+    prefix: str,
+    carry_state: bool = False,
+    initial: list[str] | None = None,
+    mask: str | None = None,
+) -> tuple[list, list]:
+    """ONNX nodes and initializers computing `layer` from `source` [batch, T, F] into `targets`: the layer's
+    output (two for a Bidirectional layer with merge_mode=None), then, for a layer with return_state, its last
+    states in Keras's order (h, and c for an LSTM; for a Bidirectional layer the forward direction's, then the
+    backward one's), each [batch, units].
+
+    `initial` names the tensors the call passed as initial_state, in the same order; the node starts from them.
+    `mask` names the call's mask [batch, T] (bool): masked steps are skipped, as Keras skips them.
+    With `carry_state`, the node starts from the graph inputs `state_names(layer)` (initial_h, initial_c) and
+    its last states are the matching graph outputs: the caller carries them from one call to the next."""
+    from onnx import numpy_helper
+
+    pair = directions(layer)
+    first, count, steps = pair[0], len(pair), int(input_shape[1] or 0)
+    out = Nodes(prefix)
+    out.inits += [
+        numpy_helper.from_array(np.stack([getattr(d, part) for d in pair]).astype(np.float32), prefix + part)
+        for part in ("W", "R", "B")
+    ]
+    lens = mask_i = ""
+    if mask:  # the unmasked steps to the front, their count as sequence_lens (edgeseq.convert.masks)
+        source, lens, mask_i = masks.compact(out, source, mask)
+    out.node("Transpose", [source], [prefix + "x_tbf"], "to_time_major", perm=[1, 0, 2])
+    inputs = [prefix + "x_tbf", prefix + "W", prefix + "R", prefix + "B", lens]  # sequence_lens: "" (all steps)
+    parts = ["h", "c"] if first.op == "LSTM" else ["h"]
+    states = state_names(layer) if carry_state else []
+    if states:
+        inputs += [state_in for state_in, _ in states]
+    elif initial:
+        inputs += _initial_states(out, initial, parts, count)
+    while not inputs[-1]:  # optional inputs left out at the end are not named
+        inputs.pop()
+    sequences = return_sequences(layer)
+    outputs = [prefix + "Y" if sequences else "", prefix + "Y_h", *([prefix + "Y_c"] if first.op == "LSTM" else [])]
+    out.node(first.op, inputs, outputs, first.op.lower(), **_attributes(layer, pair))
+    for (_, state_out), produced in zip(states, outputs[1 : 1 + len(states)], strict=True):
+        out.node("Identity", [produced], [state_out], f"{state_out}_identity")
+    mode = layer.merge_mode if count == 2 else "concat"
+    first_state = 2 if mode is None else 1  # after the output, or the two directions' outputs
+    for d in range(count):  # the last states the layer returns (return_state), [D, batch, H] -> [batch, H]
+        for index, part in enumerate(parts):
+            position = first_state + d * len(parts) + index
+            if position < len(targets):
+                out.node(
+                    "Gather", [outputs[1 + index], out.const(f"d{d}", d)], [targets[position]], f"{part}{d}", axis=0
+                )
+    if sequences:
+        _sequence(out, layer, steps, mask_i)
+        _merged(out, mode, 2, [-1, steps, first.units * count], targets)
+    else:  # Y_h [D, batch, H] -> [batch, D, H]
+        out.node("Transpose", [prefix + "Y_h"], [prefix + "y"], "to_batch", perm=[1, 0, 2])
+        _merged(out, mode, 1, [-1, first.units * count], targets)
+    return out.nodes, out.inits

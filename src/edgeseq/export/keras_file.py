@@ -31,9 +31,10 @@ from edgeseq.export.artifacts import (
 )
 from edgeseq.export.companions import TaskWindows, make_companion, record
 from edgeseq.progress import Progress, Silent
+from edgeseq.quantize import FP16_TOKENS
 from edgeseq_device.forecast import MAX_WINDOW
 from edgeseq_device.manifest import TensorSpec
-from edgeseq_device.sequence import KIND, SequenceSpec
+from edgeseq_device.sequence import KIND, MAX_VOCABULARY, SequenceSpec
 
 RANDOM_WINDOWS = 500
 MAX_SAMPLE_WINDOWS = 2000
@@ -47,18 +48,40 @@ def _model_name(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_")[:100] or "model"
 
 
-def signature(loaded: LoadedModel, features: tuple[str, ...], window: int | None, label: str) -> tuple[int, int]:
-    """(T, K): the fixed window and the number of outputs; BadInputError when the model cannot be fed
-    [1, T, F] windows or does not return one [1, K] output. `label` names the model in messages."""
+def token_vocabulary(model: Any) -> int | None:
+    """N, when the model's input is token ids an Embedding reads (ids 0 to N-1; the smallest table when there are
+    several); None for a model without an Embedding."""
+    layers, sizes = list(model.layers), []
+    while layers:
+        layer = layers.pop()
+        if type(layer).__name__ == "Embedding":
+            sizes.append(int(layer.input_dim))
+        layers += [inner for inner in getattr(layer, "layers", []) if inner is not layer]
+    return min(sizes) if sizes else None
+
+
+def signature(
+    loaded: LoadedModel, features: tuple[str, ...], window: int | None, label: str
+) -> tuple[int, tuple[int, ...], int | None]:
+    """(T, (K, ...), N): the fixed window, the width of each output, and for a model over token ids ([batch, T]
+    into an Embedding) the number of ids (else None); BadInputError when the model cannot be fed [1, T, F] windows
+    (or [1, T] ids) or does not return [1, K] outputs. `label` names the model in messages."""
     model = loaded.model
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
+    if len(model.inputs) != 1:
         raise BadInputError(
-            f"{label} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
-            "edgeseq exports models with one input [batch, T, F] and one output [batch, K]"
+            f"{label} has {len(model.inputs)} inputs; edgeseq exports models with one input [batch, T, F]"
         )
     shape = tuple(model.inputs[0].shape)
+    vocabulary = token_vocabulary(model) if len(shape) == 2 else None
+    if vocabulary is not None:
+        if vocabulary > MAX_VOCABULARY:
+            raise BadInputError(f"{label} reads ids of {vocabulary:,}; edgeseq takes up to {MAX_VOCABULARY:,}")
+        shape = (*shape, 1)  # one column of ids
     if len(shape) != 3:
-        raise BadInputError(f"{label} takes input of shape {list(shape)}; expected [batch, T, F] (3 axes)")
+        raise BadInputError(
+            f"{label} takes input of shape {list(shape)}; expected [batch, T, F] (3 axes), or [batch, T] token ids "
+            "that an Embedding reads"
+        )
     _, steps, width = shape
     if width is None:
         raise BadInputError(f"{label} has no fixed feature axis (input {list(shape)})")
@@ -73,19 +96,29 @@ def signature(loaded: LoadedModel, features: tuple[str, ...], window: int | None
     steps = int(steps if steps is not None else window)
     if not 1 <= steps <= MAX_WINDOW:  # before Keras runs a window of that length
         raise BadInputError(f"a window of {steps:,} rows: the window must be 1 to {MAX_WINDOW:,} rows")
-    result = model(np.zeros((1, steps, int(width)), np.float32), training=False)
-    if isinstance(result, (list, tuple, dict)):
-        raise BadInputError(
-            f"{label} returns {len(result)} outputs (a list or dict); edgeseq exports one output [batch, K]"
-        )
-    out = np.asarray(result)
+    zeros = np.zeros((1, steps) if vocabulary is not None else (1, steps, int(width)), np.float32)
+    result = model(zeros, training=False)
     reset_states(model)  # that call moved a stateful layer's state
-    if out.ndim != 2:
-        raise BadInputError(
-            f"{label} returns shape {list(out.shape)} for one window; edgeseq streams one record per window "
-            "and needs an output [batch, K] (a model returning a sequence needs return_sequences=False at the end)"
-        )
-    return steps, int(out.shape[1])
+    if isinstance(result, dict):
+        raise BadInputError(f"{label} returns its outputs as a dict; edgeseq exports one output or a list of them")
+    widths = []
+    for out in map(np.asarray, result if isinstance(result, (list, tuple)) else [result]):
+        if out.ndim != 2:
+            raise BadInputError(
+                f"{label} returns shape {list(out.shape)} for one window; edgeseq streams one record per window and "
+                "needs outputs [batch, K] (a model returning a sequence needs return_sequences=False at the end)"
+            )
+        widths.append(int(out.shape[1]))
+    return steps, tuple(widths), vocabulary
+
+
+def output_targets(model: Any, widths: tuple[int, ...]) -> tuple[str, ...]:
+    """A model with several outputs: a record field per output value, named after its output (`name`, or
+    `name_0`, `name_1`, ... for an output of several values)."""
+    names = [re.sub(r"[^A-Za-z0-9_-]+", "_", str(name)) for name in model.output_names]
+    return tuple(
+        name if width == 1 else f"{name}_{i}" for name, width in zip(names, widths, strict=True) for i in range(width)
+    )
 
 
 def _spec(
@@ -98,6 +131,7 @@ def _spec(
     std: tuple[float, ...] | None,
     time_column: str | None,
     states: tuple[tuple[str, str], ...],
+    vocabulary: int | None = None,
 ) -> SequenceSpec:
     if labels is not None and targets is not None:
         raise BadInputError("give --labels (a classifier) or --target (a regressor), not both")
@@ -113,7 +147,9 @@ def _spec(
     if not binary and len(names or ()) != outputs:
         raise BadInputError(f"the model has {outputs} outputs, but {option} names {len(names or ())}")
     try:
-        return SequenceSpec(features, window, labels, targets, mean, std, time_column, states, binary, mean is not None)
+        return SequenceSpec(
+            features, window, labels, targets, mean, std, time_column, states, binary, mean is not None, vocabulary
+        )
     except ValueError as exc:
         raise BadInputError(str(exc)) from None
 
@@ -128,10 +164,43 @@ class ParityWindows:
     what: str
 
 
-def parity_windows(spec: SequenceSpec, sample: Path | None) -> ParityWindows:
+def mask_value(model: Any) -> float | None:
+    """The mask_value of a Masking layer that reads the model's input itself, else None."""
+    first = next((layer for layer in model.layers if type(layer).__name__ != "InputLayer"), None)
+    return float(first.mask_value) if type(first).__name__ == "Masking" else None
+
+
+def _masked(x: np.ndarray, value: float) -> tuple[np.ndarray, str]:
+    """Half of the random windows with steps set to the Masking layer's `value`: the first third, the last third,
+    the middle third, every other step, or all of them (100, 100, 50, 50 and 50 of 500 windows)."""
+    steps = x.shape[1]
+    third = max(1, steps // 3)
+    kinds = [
+        (0, 100, slice(0, third)),
+        (100, 200, slice(steps - third, steps)),
+        (200, 250, slice(third, max(third + 1, steps - third))),
+        (250, 300, slice(0, steps, 2)),
+        (300, 350, slice(0, steps)),
+    ]
+    for start, end, where in kinds:
+        x[start:end, where] = value
+    return (
+        x,
+        f"; 350 of them masked (every feature {value:g}) in the first, last or middle third, every other step, or all",
+    )
+
+
+def parity_windows(spec: SequenceSpec, sample: Path | None, mask: float | None = None) -> ParityWindows:
     """Windows to check on: every window of --sample (evenly spaced, at most 2,000), normalised by the
-    runtime's own SequenceSpec, or 500 random windows. For a stateful model, consecutive chunks of T rows
-    from the start, in order, as the runner feeds them: the state runs through all."""
+    runtime's own SequenceSpec, or 500 random windows (of ids across the whole vocabulary for a model over token
+    ids; with masked steps for a model whose input goes into Masking(`mask`) first, unless the graph normalises).
+    For a stateful model, consecutive chunks of T rows from the start, in order, as the runner feeds them: the
+    state runs through all."""
+    if sample is None and spec.vocabulary is not None:  # ids across the whole table, its first and last among them
+        ids = np.random.default_rng(0).integers(0, spec.vocabulary, (RANDOM_WINDOWS, spec.window))
+        ids[0, 0], ids[0, -1] = 0, spec.vocabulary - 1
+        what = f"{RANDOM_WINDOWS} random windows of token ids, uniform over 0 to {spec.vocabulary - 1}, seed 0"
+        return ParityWindows(ids.astype(np.float32), ids.astype(np.float32), what)
     if sample is None:
         rng = np.random.default_rng(0)
         x = rng.standard_normal((RANDOM_WINDOWS, spec.window, len(spec.features))).astype(np.float32)
@@ -143,11 +212,22 @@ def parity_windows(spec: SequenceSpec, sample: Path | None) -> ParityWindows:
         if spec.in_graph:  # the same windows in raw units, and what the graph makes of them
             raw = x.astype(np.float64) * np.asarray(spec.std) + np.asarray(spec.mean)
             return ParityWindows(spec.normalised(raw), raw, f"{what}, {RANDOM_DISTRIBUTION}")
-        return ParityWindows(x, x, f"{what}, {RANDOM_DISTRIBUTION}")
+        masked = ""
+        if mask is not None:
+            x, masked = _masked(x, mask)
+        return ParityWindows(x, x, f"{what}, {RANDOM_DISTRIBUTION}{masked}")
     from edgeseq.data import load_sensor_csv
 
     table = load_sensor_csv(sample, spec.features, spec.time_column)
     rows = len(table.values)
+    if spec.vocabulary is not None:
+        ids = table.values[:, 0]
+        bad = np.flatnonzero(~((ids >= 0) & (ids < spec.vocabulary) & (ids == np.floor(ids))))
+        if len(bad):
+            raise DataError(
+                f"{sample} has {ids[bad[0]]!r} in {spec.features[0]} (data row {bad[0] + 1}): token ids are integers "
+                f"0 to {spec.vocabulary - 1}"
+            )
     if rows < spec.window:
         raise DataError(f"{sample} has {rows} data rows, fewer than one window of {spec.window}")
     if spec.states:
@@ -167,12 +247,18 @@ def reset_states(model: Any) -> None:
             layer.reset_states()
 
 
+def _joined(result: Any) -> np.ndarray:
+    """A model's outputs for some windows as one array [windows, sum K], in order, as the converter joins them."""
+    parts = result if isinstance(result, (list, tuple)) else [result]
+    return np.concatenate([np.asarray(part) for part in parts], axis=1)
+
+
 def _keras_outputs(model: Any, x: np.ndarray, stateful: bool = False) -> np.ndarray:
     if not stateful:
-        return np.concatenate([np.asarray(model(x[i : i + 256], training=False)) for i in range(0, len(x), 256)])
+        return np.concatenate([_joined(model(x[i : i + 256], training=False)) for i in range(0, len(x), 256)])
     reset_states(model)  # from zero, as the ONNX file starts; then chunk after chunk, the state running on
     try:
-        return np.concatenate([np.asarray(model(x[i : i + 1], training=False)) for i in range(len(x))])
+        return np.concatenate([_joined(model(x[i : i + 1], training=False)) for i in range(len(x))])
     finally:
         reset_states(model)
 
@@ -235,13 +321,22 @@ def export_keras(
     name = name or _model_name(keras_file)
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", name):
         raise BadInputError(f"--name {name[:120]!r}: use 1 to 100 letters, digits, '_' and '-'")
-    steps, outputs = signature(loaded, features, window, keras_file.name)
-    model = loaded.model
+    steps, widths, vocabulary = signature(loaded, features, window, keras_file.name)
+    model, outputs = loaded.model, sum(widths)
+    if len(widths) > 1:  # one record field per output value
+        if labels is not None:
+            raise BadInputError(
+                f"{keras_file.name} has {len(widths)} outputs: edgeseq writes a field per output value (a regressor's "
+                "record); name them with --target, not --labels"
+            )
+        targets = targets or output_targets(model, widths)
     states = _state_names(model)
     if states and quantize:  # refused before anything is written, not after
         raise BadInputError(f"{keras_file.name} is a stateful model: --quantize does not carry state between calls yet")
-    spec = _spec(features, steps, outputs, labels, targets, mean, std, time_column, states)
-    windows = parity_windows(spec, sample)
+    if vocabulary is not None and "fp16" in quantize:  # refused before anything is written, not after
+        raise BadInputError(f"{keras_file.name} reads token ids: {FP16_TOKENS}")
+    spec = _spec(features, steps, outputs, labels, targets, mean, std, time_column, states, vocabulary)
+    windows = parity_windows(spec, sample, mask_value(model))
     what = windows.what
     keras_out = _keras_outputs(model, windows.network, stateful=bool(states))
     if not np.all(np.isfinite(keras_out)):
@@ -276,6 +371,7 @@ def export_keras(
                 "bar": PARITY_BAR,
                 "keras": loaded.flavour,
                 **({"space": "raw window in (the graph normalises), output out"} if transform else {}),
+                **({"mask_value": mask_value(model)} if "masked" in what else {}),
             },
             "keras_unchanged_after_conversion": False,
         }
@@ -313,12 +409,13 @@ def recorded_windows(manifest: dict[str, Any], require_sample: bool = False) -> 
     spec = SequenceSpec.from_json(manifest)
     sample = manifest["parity"]["windows"].get("sample")
     if sample is None:
+        mask = manifest["parity"]["windows"].get("mask_value")
         if require_sample:
             raise DataError(
                 f"{manifest['name']} was exported without --sample: static-int8 calibrates on real windows only; "
                 "export again with --sample FILE, or use dynamic-int8 or fp16"
             )
-        return parity_windows(spec, None)
+        return parity_windows(spec, None, mask)
     return parity_windows(spec, _recorded(sample, "the sample"))
 
 
