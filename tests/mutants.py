@@ -443,8 +443,8 @@ MUTANTS = (
     Mutant(
         "converter-bakes-batch-1",  # the recurrent writers' Reshape written with the file's batch of 1
         "src/edgeseq/convert/recurrent.py",
-        "axis, merged_shape = 1, [-1, first.units * count]",
-        "axis, merged_shape = 1, [1, first.units * count]",
+        "_merged(out, mode, 1, [-1, first.units * count], targets)",
+        "_merged(out, mode, 1, [1, first.units * count], targets)",
         (f"{BATCHED}::test_every_zoo_models_companion_matches_at_batch_7[lstm-keras3]",),
     ),
     Mutant(
