@@ -68,7 +68,7 @@ class Rolling:
             sums[i] += part
             self.totals[i] += part
         self.count += 1
-        if len(errors) == errors.maxlen and len(errors) % 4096 == 0:  # running sums drift: resum now and then
+        if self.count % 4096 == 0:  # running sums gather rounding: resum the window now and then
             self._resum()
 
     def _resum(self) -> None:
