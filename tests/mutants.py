@@ -103,14 +103,14 @@ MUTANTS = (
     ),
     Mutant(
         "key-length-unbounded",  # issue 27: 300 keys of 1 MB each held in memory
-        "device/edgeseq_device/series.py",
+        "device/edgeseq_device/series/router.py",
         "if len(key) > MAX_KEY_CHARS:",
         "if False:",
         ("tests/test_series_rules.py::test_300_keys_of_a_megabyte_each_stay_in_bounded_memory",),
     ),
     Mutant(
         "bad-value-row-keeps-the-clock",  # issue 27: a non-numeric row is a gap in time, a missing value is not
-        "device/edgeseq_device/series.py",
+        "device/edgeseq_device/series/router.py",
         "                    exc.time_gap = series.clock(self._time_of(parser, fields))\n",
         "                    pass\n",
         ("tests/test_series_rules.py::test_a_row_dropped_for_its_values_is_the_gap_and_its_time_moves_the_clock",),
@@ -504,35 +504,35 @@ MUTANTS = (
     ),
     Mutant(
         "keyed-fast-path-takes-a-read-slot",  # a keyed plain row pushed into a slot its series already read
-        "device/edgeseq_device/series.py",
+        "device/edgeseq_device/series/sensor.py",
         "                if self.buffer.filled and slot != self.position + 1:\n                    return False\n",
         "",
         ("tests/test_bulk.py::test_a_keyed_stream_gives_the_same_records_and_messages_with_and_without_the_fast_path",),
     ),
     Mutant(
         "keyed-fast-path-takes-a-time-behind",  # a repeated reading pushed again by the keyed fast path
-        "device/edgeseq_device/series.py",
+        "device/edgeseq_device/series/sensor.py",
         "if newest is not None and not (when > newest and (grid or when - newest <= self._max_step)):",
         "if newest is not None and not (grid or when - newest <= self._max_step):",
         ("tests/test_bulk.py::test_a_keyed_stream_gives_the_same_records_and_messages_with_and_without_the_fast_path",),
     ),
     Mutant(
         "grid-slots-not-centred",  # slots from the grid point up, so a reading a little early falls a slot back
-        "device/edgeseq_device/series.py",
+        "device/edgeseq_device/series/rules.py",
         "return math.floor((when - self.grid_origin) / self.interval + 0.5)",
         "return math.floor((when - self.grid_origin) / self.interval)",
         (f"{GRID}::test_every_window_is_t_consecutive_grid_slots_of_first_readings",),
     ),
     Mutant(
         "grid-extra-reading-pushed",  # a second reading in a slot pushed as if it were the next slot's
-        "device/edgeseq_device/series.py",
+        "device/edgeseq_device/series/sensor.py",
         "        if empty < 0:\n            return SLOT_TAKEN\n",
         "        if empty < 0:\n            return 0\n",
         (f"{GRID}::test_every_window_is_t_consecutive_grid_slots_of_first_readings",),
     ),
     Mutant(
         "grid-jump-loses-its-slot",  # a jump back in time leaves the slot unset: the next reading looks like a gap
-        "device/edgeseq_device/series.py",
+        "device/edgeseq_device/series/sensor.py",
         "slot = self.rules.slot(when) if self._grid and when is not None else self.position + 1",
         "slot = 0",
         ("tests/test_typical_year.py::test_a_typical_year_trains_with_its_two_time_columns",),

@@ -50,7 +50,7 @@ class DuplicateColumnError(InputError):
 class BadRowError(InputError):
     """One row cannot be used; `reason` is a short, countable category ('non-numeric', 'nan/inf', ...)."""
 
-    time_gap = False  # the row also came after a gap in time (series.py): counted though the row is dropped
+    time_gap = False  # the row also came after a gap in time (series/): counted though the row is dropped
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -239,7 +239,7 @@ class RowParser:
     "DATE,TIME" (time_columns), is the two fields joined by a space, as pandas' `parse_dates=[[date, time]]` joins
     them. A missing value (one of
     MISSING_TOKENS, or a number that is NaN) is written as NaN and its column index listed in `missing`; what it
-    means is for the series rules (series.py) to say. Training, evaluation and the runner all read rows through
+    means is for the series rules (series/) to say. Training, evaluation and the runner all read rows through
     this class, so a file parses the same way everywhere.
     """
 

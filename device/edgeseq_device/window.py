@@ -1,7 +1,7 @@
 """Rows to predictions: the last T good rows of each series in a ring buffer; each due window is staged (copied
 out), and the staged windows are run together, one session.run each.
 
-A skipped (bad) row is a gap, and so is what the series rules (series.py) call one; a window never spans a gap:
+A skipped (bad) row is a gap, and so is what the series rules (series/) call one; a window never spans a gap:
 after one, the series' buffer refills with T good rows before its next prediction. A prediction is due once a
 buffer is full and then every `stride` good rows of that series. With a key column, each key is its own series
 (memory: keys x 2T x F floats). The task (a ForecastSpec or a SequenceSpec) says how rows become the input and
